@@ -1,0 +1,44 @@
+"""Flags shared by the scripts, defined once, and how they resolve to data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deeplab.datasets import DATASETS, get_dataset
+
+
+def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS),
+                        help="data set name (default: the embedded synthetic street scenes)")
+    parser.add_argument("--dataset_dir", default=None,
+                        help="data root in the data set's layout (default: datasets/<name>; "
+                             "the synthetic set is generated there on first use)")
+
+
+def resolve_dataset(args: argparse.Namespace):
+    """Returns (descriptor, root); generates the synthetic set if it is asked for and missing."""
+    descriptor = get_dataset(args.dataset)
+    root = Path(args.dataset_dir) if args.dataset_dir else descriptor.default_root()
+    if args.dataset == "synthetic" and not (root / "synthetic.json").is_file():
+        from deeplab.datasets import synthetic
+
+        print(f"generating the synthetic data set in {root} (first use)")
+        synthetic.generate(root, progress=True)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data root {root} for '{args.dataset}' does not exist: pass --dataset_dir or put "
+            f"the data there"
+        )
+    return descriptor, root
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parses `--shard i/n` (0 <= i < n)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like i/n, got '{text}'") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
+    return i, n

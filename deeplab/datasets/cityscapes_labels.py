@@ -1,0 +1,70 @@
+"""Cityscapes label id -> train id table.
+
+An exact copy of the `id` -> `trainId` columns of the official table in
+`cityscapesscripts/helpers/labels.py` (github.com/mcordts/cityscapesScripts). We copy the
+34 rows instead of depending on `cityscapesscripts`, which pulls in pyquaternion, coloredlogs
+and a Qt viewer for one table. `trainId` 255 and -1 (license plate) both mean "ignore".
+"""
+
+import numpy as np
+
+# (id, name, trainId) exactly as in cityscapesscripts' `labels` list.
+LABELS = (
+    (0, "unlabeled", 255),
+    (1, "ego vehicle", 255),
+    (2, "rectification border", 255),
+    (3, "out of roi", 255),
+    (4, "static", 255),
+    (5, "dynamic", 255),
+    (6, "ground", 255),
+    (7, "road", 0),
+    (8, "sidewalk", 1),
+    (9, "parking", 255),
+    (10, "rail track", 255),
+    (11, "building", 2),
+    (12, "wall", 3),
+    (13, "fence", 4),
+    (14, "guard rail", 255),
+    (15, "bridge", 255),
+    (16, "tunnel", 255),
+    (17, "pole", 5),
+    (18, "polegroup", 255),
+    (19, "traffic light", 6),
+    (20, "traffic sign", 7),
+    (21, "vegetation", 8),
+    (22, "terrain", 9),
+    (23, "sky", 10),
+    (24, "person", 11),
+    (25, "rider", 12),
+    (26, "car", 13),
+    (27, "truck", 14),
+    (28, "bus", 15),
+    (29, "caravan", 255),
+    (30, "trailer", 255),
+    (31, "train", 16),
+    (32, "motorcycle", 17),
+    (33, "bicycle", 18),
+    (-1, "license plate", -1),
+)
+
+TRAIN_CLASS_NAMES = tuple(
+    name for _, name, tid in sorted(LABELS, key=lambda r: r[2]) if 0 <= tid < 255
+)
+
+# Lookup table for uint8 label ids; ids not in the table map to 255.
+ID_TO_TRAIN_ID = np.full(256, 255, dtype=np.uint8)
+for _id, _name, _tid in LABELS:
+    if _id >= 0:
+        ID_TO_TRAIN_ID[_id] = _tid if 0 <= _tid < 255 else 255
+
+
+def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Maps a Cityscapes `*_gtFine_labelIds.png` array to train ids.
+
+    Args:
+      label_ids: uint8 [H, W] Cityscapes label ids.
+
+    Returns:
+      uint8 [H, W] train ids 0..18, 255 = ignore.
+    """
+    return ID_TO_TRAIN_ID[np.asarray(label_ids, dtype=np.uint8)]

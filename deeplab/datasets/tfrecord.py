@@ -1,0 +1,193 @@
+"""DeepLab's TFRecord Example schema, defined once, with a sharded, checked, atomic writer.
+
+Records written here read in the original DeepLab scripts and the other way round:
+`image/encoded`, `image/filename`, `image/format`, `image/height`, `image/width`,
+`image/channels`, `image/segmentation/class/encoded`, `image/segmentation/class/format`.
+Shards are named `{split}-%05d-of-%05d.tfrecord`.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from deeplab import io_utils
+
+IMAGE_ENCODED = "image/encoded"
+IMAGE_FILENAME = "image/filename"
+IMAGE_FORMAT = "image/format"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+IMAGE_CHANNELS = "image/channels"
+LABEL_ENCODED = "image/segmentation/class/encoded"
+LABEL_FORMAT = "image/segmentation/class/format"
+
+FEATURES = {
+    IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    IMAGE_FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    IMAGE_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+    IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+    IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+    IMAGE_CHANNELS: tf.io.FixedLenFeature((), tf.int64, default_value=3),
+    LABEL_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    LABEL_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="png"),
+}
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_pattern(tfrecord_dir: Path | str, split: str) -> str:
+    return os.path.join(str(tfrecord_dir), f"{split}-*-of-*.tfrecord")
+
+
+def list_shards(tfrecord_dir: Path | str, split: str) -> list[str]:
+    """The shard files of `split`, sorted; raises FileNotFoundError if there are none."""
+    files = sorted(glob.glob(shard_pattern(tfrecord_dir, split)))
+    if not files:
+        raise FileNotFoundError(
+            f"no TFRecords for split '{split}' in {tfrecord_dir} "
+            f"(expected {shard_name(split, 0, 1)}, ...): build them with "
+            "`python scripts/build_tfrecords.py`"
+        )
+    return files
+
+
+def _bytes(v: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+
+def _int(v: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+
+def _image_size(encoded: bytes, what: str, name: str) -> tuple[int, int, int, str]:
+    try:
+        with Image.open(io.BytesIO(encoded)) as im:
+            channels = len(im.getbands())
+            return im.height, im.width, channels, (im.format or "").lower()
+    except OSError as e:
+        raise ValueError(f"{what} of '{name}' cannot be decoded: {e}") from e
+
+
+def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes | None) -> tf.train.Example:
+    """Builds one Example, checking shapes.
+
+    Args:
+      name: the image name stored as `image/filename`.
+      image: uint8 [H, W, 3] RGB array, or already-encoded PNG/JPEG bytes (stored as they are).
+      label: uint8 [H, W] class ids (255 = unlabelled) or encoded PNG bytes; None for images
+        without labels.
+
+    Raises:
+      ValueError: wrong dtype or rank, or image and label sizes disagree.
+    """
+    if isinstance(image, (bytes, bytearray)):
+        image_bytes = bytes(image)
+        h, w, c, fmt = _image_size(image_bytes, "image", name)
+        fmt = "jpeg" if fmt in ("jpeg", "jpg") else fmt
+    else:
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"image of '{name}' must be uint8 [H, W, 3], got {image.dtype} {image.shape}"
+            )
+        image_bytes = io_utils.encode_png(image)
+        (h, w, c), fmt = image.shape, "png"
+    if c != 3:
+        raise ValueError(f"image of '{name}' has {c} channels; expected 3 (RGB)")
+    feature = {
+        IMAGE_ENCODED: _bytes(image_bytes),
+        IMAGE_FILENAME: _bytes(name.encode("utf-8")),
+        IMAGE_FORMAT: _bytes(fmt.encode()),
+        IMAGE_HEIGHT: _int(h),
+        IMAGE_WIDTH: _int(w),
+        IMAGE_CHANNELS: _int(3),
+    }
+    if label is not None:
+        if isinstance(label, (bytes, bytearray)):
+            label_bytes = bytes(label)
+            lh, lw, lc, _ = _image_size(label_bytes, "label", name)
+        else:
+            label = np.asarray(label)
+            if label.dtype != np.uint8 or label.ndim != 2:
+                raise ValueError(f"label of '{name}' must be uint8 [H, W], got {label.dtype} {label.shape}")
+            label_bytes = io_utils.encode_png(label)
+            (lh, lw), lc = label.shape, 1
+        if lc != 1:
+            raise ValueError(f"label of '{name}' has {lc} channels; expected a single-channel PNG")
+        if (lh, lw) != (h, w):
+            raise ValueError(f"'{name}': image is {h}x{w} but label is {lh}x{lw}; they must match")
+        feature[LABEL_ENCODED] = _bytes(label_bytes)
+        feature[LABEL_FORMAT] = _bytes(b"png")
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, output_dir: Path | str,
+                  split: str, num_shards: int) -> list[Path]:
+    """Writes `num_examples` examples into `num_shards` shards, in order, atomically.
+
+    Example i goes to shard i * num_shards // num_examples (contiguous, balanced). Existing
+    shards of the split with a different shard count are removed after the new ones are in
+    place, so a reader never sees a mix.
+    """
+    if num_examples < 1:
+        raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
+    num_shards = max(1, min(int(num_shards), num_examples))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = [output_dir / shard_name(split, i, num_shards) for i in range(num_shards)]
+    it = iter(examples)
+    written = 0
+    for shard, path in enumerate(paths):
+        stop = (shard + 1) * num_examples // num_shards
+        with io_utils.atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                while written < stop:
+                    try:
+                        ex = next(it)
+                    except StopIteration:
+                        raise ValueError(
+                            f"split '{split}': expected {num_examples} examples, got {written}"
+                        ) from None
+                    writer.write(ex.SerializeToString())
+                    written += 1
+    keep = {str(p) for p in paths}
+    for old in glob.glob(shard_pattern(output_dir, split)):
+        if old not in keep:
+            os.unlink(old)
+    return paths
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Decodes one serialized Example into `image` uint8 [H, W, 3], `label` uint8 [H, W, 1]
+    (all 255 when the record has no label), `name` string, `height`, `width`."""
+    f = tf.io.parse_single_example(serialized, FEATURES)
+    image = tf.io.decode_image(f[IMAGE_ENCODED], channels=3, expand_animations=False)
+    has_label = tf.strings.length(f[LABEL_ENCODED]) > 0
+    label = tf.cond(
+        has_label,
+        lambda: tf.io.decode_png(f[LABEL_ENCODED], channels=1),
+        lambda: tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8)),
+    )
+    tf.debugging.assert_equal(
+        tf.shape(image)[:2], tf.shape(label)[:2],
+        message="image and label sizes disagree in a TFRecord example",
+    )
+    return {"image": image, "label": label, "name": f[IMAGE_FILENAME],
+            "height": f[IMAGE_HEIGHT], "width": f[IMAGE_WIDTH]}
+
+
+def read_examples(tfrecord_dir: Path | str, split: str) -> Iterable[dict[str, np.ndarray]]:
+    """Yields decoded examples of `split` as numpy (for tools and tests, in shard order)."""
+    ds = tf.data.TFRecordDataset(list_shards(tfrecord_dir, split)).map(parse_example)
+    for ex in ds.as_numpy_iterator():
+        yield {"image": ex["image"], "label": ex["label"][..., 0], "name": ex["name"].decode()}

@@ -1,0 +1,36 @@
+"""Converts a split of any data set (Cityscapes, PASCAL VOC, synthetic) to DeepLab TFRecords.
+
+Full ground truth by default; with --label_dir, the partial label PNGs of an AL round
+(255 = unlabelled).
+
+  python scripts/build_tfrecords.py --dataset synthetic --splits train val
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_dataset_flags(p)
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--output_dir", default=None, help="default: <dataset_dir>/tfrecord")
+    p.add_argument("--num_shards", type=int, default=4)
+    p.add_argument("--label_dir", default=None, help="partial label PNGs of a round ({name}.png)")
+    args = p.parse_args(argv)
+    descriptor, root = cli.resolve_dataset(args)
+    out = Path(args.output_dir) if args.output_dir else root / "tfrecord"
+    from deeplab.datasets import build_data
+
+    for split in args.splits:
+        samples = descriptor.list_split(root, split)
+        paths = build_data.build_split(descriptor, samples, out, split, args.num_shards, args.label_dir)
+        print(f"{split}: {len(samples)} images -> {len(paths)} shards in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Installs the `deeplab` package: adaptive-superpixel active learning on DeepLabv3+."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="adaptive-superpixel-al",
+    version="0.1.0",
+    description=(
+        "Adaptive Superpixel for Active Learning in Semantic Segmentation (ICCV 2023), "
+        "re-created on TensorFlow 2 / Keras 3"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["deeplab", "deeplab.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",  # Keras 3
+        "tensorboard>=2.16",  # TensorFlow 2.21 no longer installs it
+        "numpy>=1.26,<3",
+        "scipy>=1.11",
+        "scikit-image>=0.22",
+        # provides cv2 with ximgproc (SEEDS); replaces opencv-python, never install both
+        "opencv-contrib-python-headless>=4.8",
+        "pillow>=10",
+        "tqdm>=4.66",
+        "matplotlib>=3.7",
+        "kneed>=0.8",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.datasets import data_generator, get_dataset, tfrecord
+from deeplab import io_utils
+
+
+def test_round_trip_is_exact(synth_root, synth_tfrecords):
+    ds = get_dataset("synthetic")
+    samples = ds.list_split(synth_root, "train")
+    shards = tfrecord.list_shards(synth_tfrecords, "train")
+    assert [s.rsplit("/", 1)[1] for s in shards] == [
+        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    records = list(tfrecord.read_examples(synth_tfrecords, "train"))
+    assert [r["name"] for r in records] == [s.name for s in samples]
+    for rec, s in zip(records, samples):
+        image, label = ds.load(s)
+        np.testing.assert_array_equal(rec["image"], image)
+        np.testing.assert_array_equal(rec["label"], label)
+    # The stored bytes are the PNG encoding of the arrays.
+    raw = next(iter(tf.data.TFRecordDataset(shards[0])))
+    ex = tf.train.Example.FromString(raw.numpy())
+    f = ex.features.feature
+    image, label = ds.load(samples[0])
+    assert f[tfrecord.IMAGE_ENCODED].bytes_list.value[0] == io_utils.encode_png(image)
+    assert f[tfrecord.LABEL_ENCODED].bytes_list.value[0] == io_utils.encode_png(label)
+    assert f[tfrecord.IMAGE_HEIGHT].int64_list.value[0] == 64
+    assert f[tfrecord.IMAGE_WIDTH].int64_list.value[0] == 128
+    assert f[tfrecord.IMAGE_FORMAT].bytes_list.value[0] == b"png"
+
+
+def test_writer_checks_shapes_and_replaces_old_shards(tmp_path):
+    with pytest.raises(ValueError, match="'a'.*4x5.*4x6"):
+        tfrecord.make_example("a", np.zeros((4, 5, 3), np.uint8), np.zeros((4, 6), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        tfrecord.make_example("a", np.zeros((4, 5, 3), np.float32), None)
+    exs = [tfrecord.make_example(str(i), np.full((4, 5, 3), i, np.uint8), np.full((4, 5), i, np.uint8))
+           for i in range(5)]
+    tfrecord.write_sharded(exs, 5, tmp_path, "train", 3)
+    tfrecord.write_sharded(exs, 5, tmp_path, "train", 2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert [r["name"] for r in tfrecord.read_examples(tmp_path, "train")] == list("01234")
+    with pytest.raises(FileNotFoundError, match="build_tfrecords"):
+        tfrecord.list_shards(tmp_path, "val")
+
+
+def _colour_coded(h=40, w=56, block=8):
+    """An image of constant-colour blocks whose label is a function of the colour."""
+    rng = np.random.default_rng(0)
+    cls = rng.integers(0, 19, size=(h // block + 1, w // block + 1))
+    label = np.kron(cls, np.ones((block, block), np.int64))[:h, :w].astype(np.uint8)
+    image = np.stack([label * 10 + 5, 250 - label * 10, np.full_like(label, 77)], -1).astype(np.uint8)
+    return image, label
+
+
+def test_augmentation_keeps_image_and_label_aligned():
+    image, label = _colour_coded()
+    total_consistent = 0
+    for i in range(30):
+        out_img, out_lab = data_generator.augment(
+            tf.constant(image), tf.constant(label[..., None]), tf.constant([5, i]), (33, 33))
+        out_img, out_lab = out_img.numpy(), out_lab.numpy()
+        assert out_img.shape == (33, 33, 3) and out_lab.shape == (33, 33)
+        padded = out_lab == 255
+        # Padding: the label is 255 exactly where the image holds the mean pixel.
+        np.testing.assert_allclose(out_img[padded], 127.5)
+        valid = ~padded
+        # Where the colour is exactly a palette colour (block interiors), the label is its class.
+        decoded = np.rint((out_img[..., 0] - 5) / 10)
+        exact = valid & (np.abs(out_img[..., 0] - (decoded * 10 + 5)) < 1e-3) & \
+            (np.abs(out_img[..., 1] - (250 - decoded * 10)) < 1e-3)
+        assert exact.sum() > 0.5 * valid.sum()
+        mismatch = (decoded[exact] != out_lab[exact]).mean()
+        assert mismatch < 0.02, (i, mismatch)
+        total_consistent += exact.sum()
+    assert total_consistent > 0
+
+
+def test_augmentation_pads_small_images_with_ignore():
+    image = np.full((10, 12, 3), 200, np.uint8)
+    label = np.zeros((10, 12, 1), np.uint8)
+    img, lab = data_generator.augment(tf.constant(image), tf.constant(label), tf.constant([1, 2]),
+                                      (65, 65), min_scale_factor=1.0, max_scale_factor=1.0,
+                                      scale_factor_step_size=0.0, flip=False)
+    lab = lab.numpy()
+    assert (lab[:10, :12] == 0).all() and (lab[10:] == 255).all() and (lab[:, 12:] == 255).all()
+    assert (img.numpy()[10:] == 127.5).all()
+
+
+def test_training_pipeline_is_deterministic_with_seed(synth_tfrecords):
+    def first_batches(seed):
+        ds = data_generator.build_dataset(synth_tfrecords, "train", batch_size=3, is_training=True,
+                                          crop_size=(33, 33), seed=seed, deterministic=True)
+        return [b for b in ds.take(3).as_numpy_iterator()]
+
+    a, b, c = first_batches(4), first_batches(4), first_batches(5)
+    for (ia, la), (ib, lb) in zip(a, b):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(la, lb)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+    ia, la = a[0]
+    assert ia.shape == (3, 33, 33, 3) and la.dtype == np.int32
+    assert set(np.unique(la)) <= set(range(19)) | {255}
+
+
+def test_eval_pipeline_is_full_resolution_unaugmented(synth_root, synth_tfrecords):
+    ds = get_dataset("synthetic")
+    samples = ds.list_split(synth_root, "val")
+    pipe = data_generator.build_dataset(synth_tfrecords, "val", batch_size=1, is_training=False)
+    batches = list(pipe.as_numpy_iterator())
+    assert len(batches) == len(samples)
+    image, label = ds.load(samples[0])
+    np.testing.assert_array_equal(batches[0]["image"][0], image.astype(np.float32))
+    np.testing.assert_array_equal(batches[0]["label"][0], label)
