@@ -1,0 +1,45 @@
+"""Base superpixels (SLIC or SEEDS) for a split, one `.npz` map per image.
+
+  python scripts/extract_superpixels.py                       # synthetic train, SEEDS
+  python scripts/extract_superpixels.py --dataset cityscapes --method seeds \
+      --num_superpixels 8192 --num_workers 2 --shard 0/4
+
+Resumes: images whose map exists are skipped.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_dataset_flags(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--method", default="seeds", choices=["seeds", "slic"])
+    p.add_argument("--num_superpixels", type=int, default=None,
+                   help="segments per image (default: image area / --superpixel_size_px)")
+    p.add_argument("--superpixel_size_px", type=float, default=256.0,
+                   help="mean superpixel size when --num_superpixels is not given (paper: 256)")
+    p.add_argument("--output_dir", default=None,
+                   help="default: <dataset_dir>/superpixels/<method>_<size>/<split>")
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--shard", type=cli.parse_shard, default=None, help="i/n: this machine's part")
+    p.add_argument("--overlay_dir", default=None, help="also write boundary overlays here")
+    args = p.parse_args(argv)
+    descriptor, root = cli.resolve_dataset(args)
+    tag = f"n{args.num_superpixels}" if args.num_superpixels else f"s{args.superpixel_size_px:g}"
+    out = Path(args.output_dir) if args.output_dir else root / "superpixels" / f"{args.method}_{tag}" / args.split
+    from deeplab.active import jobs
+
+    samples = descriptor.list_split(root, args.split)
+    summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
+                                args.num_superpixels, args.num_workers, args.shard, args.overlay_dir)
+    print(f"{out}: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Oracle superpixels: connected components of the ground truth, one `.npz` map per image.
+
+  python scripts/gen_oracle_spx.py --split train
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_dataset_flags(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--output_dir", default=None, help="default: <dataset_dir>/superpixels/oracle/<split>")
+    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--shard", type=cli.parse_shard, default=None)
+    args = p.parse_args(argv)
+    descriptor, root = cli.resolve_dataset(args)
+    out = Path(args.output_dir) if args.output_dir else root / "superpixels" / "oracle" / args.split
+    from deeplab.active import jobs
+
+    samples = descriptor.list_split(root, args.split)
+    print(f"{out}: {jobs.extract_oracle(descriptor, samples, out, args.num_workers, args.shard)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
