@@ -1,0 +1,255 @@
+"""DeepLabv3+ model, checkpoint conversion, training, evaluation and export."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab import checkpoints
+from deeplab.eval import confusion_matrix, iou_from_confusion
+from deeplab.model import ModelOptions, build_model, regularized_kernels
+from deeplab.train import TrainConfig, masked_cross_entropy_sum, train
+
+TSV = Path(__file__).parent / "data" / "xception65_checkpoint_variables.tsv"
+LIGHT = dict(model_variant="xception_light", bn_momentum=0.9)
+
+
+@pytest.mark.parametrize("variant", ["xception_41", "xception_65", "xception_71", "xception_light"])
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_output_shapes(variant, output_stride):
+    model = build_model(ModelOptions(num_classes=7, model_variant=variant, output_stride=output_stride))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 49, 57, 3)).astype(np.float32)
+    assert model(x).shape == (1, 49, 57, 7)
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    # layer names are deterministic: a second build gives the same list
+    assert names == [layer.name for layer in build_model(ModelOptions(
+        num_classes=7, model_variant=variant, output_stride=output_stride)).layers]
+
+
+def test_xception65_matches_checkpoint_table():
+    model = build_model(ModelOptions(num_classes=19, model_variant="xception_65"))
+    with open(TSV) as f:
+        table = {r["name"]: tuple(int(v) for v in r["shape"].split(","))
+                 for r in csv.DictReader(f, delimiter="\t")}
+    assert len(table) == 732
+    ours = {k: tuple(v.shape) for k, v in checkpoints.tf1_variables(model).items()}
+    assert ours == table
+    assert model.count_params() == 41_257_699
+    assert sum(int(np.prod(s)) for s in table.values()) == 41_257_699
+    assert len(regularized_kernels(model)) == 79
+
+
+def test_stride4_feature_and_explicit_padding():
+    from deeplab.core import xception
+    import keras
+
+    inp = keras.Input((65, 65, 3))
+    feats = xception.xception(inp, "xception_light", 16)
+    assert tuple(feats["stride_4"].shape[1:3]) == (17, 17)
+    assert tuple(feats["out"].shape[1:3]) == (5, 5)
+    model = build_model(ModelOptions(num_classes=3, **LIGHT))
+    pad = model.get_layer("xception_65.entry_flow.conv1_1.pad")
+    assert pad.padding == ((1, 1), (1, 1))
+
+
+def _write_tf1_checkpoint(path, values):
+    with tf.Graph().as_default():
+        variables = {n: tf.compat.v1.Variable(v, name=n) for n, v in values.items()}
+        saver = tf.compat.v1.train.Saver(var_list=variables)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, str(path))
+
+
+def test_converter_loads_every_value_where_it_belongs(tmp_path):
+    model = build_model(ModelOptions(num_classes=5, **LIGHT))
+    names = checkpoints.tf1_variables(model)
+    with open(TSV) as f:
+        table = {r["name"] for r in csv.DictReader(f, delimiter="\t")}
+    assert set(names) <= table  # the light model uses the checkpoint's own names
+    rng = np.random.default_rng(0)
+    values = {n: rng.normal(size=tuple(v.shape)).astype(np.float32) for n, v in names.items()}
+    extra = {"global_step": np.int64(7), "xception_65/logits/weights": np.zeros((1, 1, 2048, 1001), np.float32),
+             "xception_65/entry_flow/conv1_1/weights/Momentum": np.zeros((3, 3, 3, 8), np.float32),
+             "some/unexpected": np.zeros(3, np.float32)}
+    _write_tf1_checkpoint(tmp_path / "model.ckpt", {**values, **extra})
+    fresh = build_model(ModelOptions(num_classes=5, **LIGHT))
+    report = checkpoints.load_tf1_checkpoint(fresh, tmp_path / "model.ckpt")
+    assert report.missing == [] and report.unexpected == ["some/unexpected"]
+    for n, v in checkpoints.tf1_variables(fresh).items():
+        np.testing.assert_array_equal(v.numpy(), values[n], err_msg=n)
+    # Another class count: logits skipped, everything else loaded.
+    other = build_model(ModelOptions(num_classes=3, **LIGHT))
+    report = checkpoints.load_tf1_checkpoint(other, tmp_path)
+    assert sorted(report.skipped_logits) == ["logits/semantic/biases", "logits/semantic/weights"]
+    assert report.missing == [] and len(report.loaded) == len(names) - 2
+    # The script writes DeepLab-named weights that load back exactly.
+    out = tmp_path / "converted.npz"
+    subprocess.run([sys.executable, "scripts/convert_checkpoint.py", "--checkpoint", str(tmp_path / "model.ckpt"),
+                    "--model_variant", "xception_light", "--num_classes", "5", "--output", str(out)],
+                   check=True, cwd=Path(__file__).parents[1])
+    again = build_model(ModelOptions(num_classes=5, **LIGHT))
+    checkpoints.load_weights(again, out)
+    x = rng.uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
+    np.testing.assert_allclose(again(x).numpy(), fresh(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_converter_fails_on_shape_mismatch(tmp_path):
+    model = build_model(ModelOptions(num_classes=5, **LIGHT))
+    values = {n: np.zeros(tuple(v.shape), np.float32) for n, v in checkpoints.tf1_variables(model).items()}
+    values["xception_65/entry_flow/conv1_2/weights"] = np.zeros((3, 3, 8, 99), np.float32)
+    _write_tf1_checkpoint(tmp_path / "model.ckpt", values)
+    with pytest.raises(ValueError, match="conv1_2/weights"):
+        checkpoints.load_tf1_checkpoint(build_model(ModelOptions(num_classes=5, **LIGHT)), tmp_path / "model.ckpt")
+    with pytest.raises(FileNotFoundError, match="models/"):
+        checkpoints.load_tf1_checkpoint(model, tmp_path / "nothing.ckpt")
+
+
+def test_loss_ignores_255_and_empty_batches_give_zero():
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=(2, 4, 4, 3)), tf.float32)
+    labels = rng.integers(0, 3, (2, 4, 4))
+    labels[0, :2] = 255
+    s, n = masked_cross_entropy_sum(tf.constant(labels), logits)
+    assert float(n) == 32 - 8
+    changed = logits.numpy()
+    changed[0, :2] += 100.0  # ignored pixels do not matter
+    s2, _ = masked_cross_entropy_sum(tf.constant(labels), tf.constant(changed))
+    np.testing.assert_allclose(float(s), float(s2), rtol=1e-6)
+    p = tf.nn.softmax(logits).numpy()
+    valid = labels != 255
+    expected = -np.log(np.take_along_axis(p, np.where(valid, labels, 0)[..., None], -1)[..., 0])[valid].sum()
+    np.testing.assert_allclose(float(s), expected, rtol=1e-5)
+    s0, n0 = masked_cross_entropy_sum(tf.fill([1, 4, 4], 255), logits[:1])
+    assert float(s0) == 0.0 and float(n0) == 0.0
+
+
+def test_miou_matches_hand_computed():
+    labels = np.array([0, 0, 1, 1, 2, 255, 2, 0])
+    preds = np.array([0, 1, 1, 1, 0, 2, 2, 0])
+    cm = confusion_matrix(labels, preds, 4)
+    expected = np.zeros((4, 4), int)
+    for t, p in [(0, 0), (0, 1), (1, 1), (1, 1), (2, 0), (2, 2), (0, 0)]:
+        expected[t, p] += 1
+    np.testing.assert_array_equal(cm, expected)
+    miou, iou = iou_from_confusion(cm)
+    # class 0: tp 2, union 2+1+1=4 -> 0.5; class 1: tp 2, union 3 -> 2/3; class 2: tp 1, union 2 -> 0.5
+    np.testing.assert_allclose(iou[:3], [0.5, 2 / 3, 0.5])
+    assert np.isnan(iou[3])  # empty union: left out of the mean
+    assert miou == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
+
+
+def _config(tmp_path, tfrecords, steps, **kw):
+    return TrainConfig(train_logdir=str(tmp_path / "train"), dataset_dir=str(tfrecords),
+                       model=ModelOptions(**LIGHT), training_number_of_steps=steps,
+                       base_learning_rate=0.01, train_crop_size=(65, 65), train_batch_size=4,
+                       save_interval_steps=4, log_steps=2, seed=0, deterministic=True,
+                       progress=False, **kw)
+
+
+def _val_loss(logdir, tfrecords):
+    """Mean cross-entropy of a trained model over the val split (deterministic)."""
+    from deeplab.datasets import data_generator
+    from deeplab.train import load_trained
+
+    model, _ = load_trained(logdir)
+    total, count = 0.0, 0.0
+    for batch in data_generator.build_dataset(tfrecords, "val", batch_size=4, is_training=False):
+        s, n = masked_cross_entropy_sum(batch["label"], model(batch["image"], training=False))
+        total, count = total + float(s), count + float(n)
+    return total / count
+
+
+def test_training_lowers_loss_and_resumes(tmp_path, synth_tfrecords):
+    info = train(_config(tmp_path, synth_tfrecords, 6))
+    early = _val_loss(tmp_path / "train", synth_tfrecords)
+    assert info["steps_this_run"] == 6
+    assert (tmp_path / "train" / "final_weights.npz").is_file()
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "train" / "ckpt"))
+    assert ckpt.endswith("-6")
+    # More steps in the same folder: resumes at step 6, runs only the rest.
+    info = train(_config(tmp_path, synth_tfrecords, 40))
+    assert info["steps_this_run"] == 34
+    assert tf.train.latest_checkpoint(str(tmp_path / "train" / "ckpt")).endswith("-40")
+    late = _val_loss(tmp_path / "train", synth_tfrecords)
+    assert late < early - 0.2, (early, late)
+    # Finished: a rerun does nothing.
+    assert train(_config(tmp_path, synth_tfrecords, 40))["steps_this_run"] == 34
+    # Evaluation and export of the trained model.
+    from deeplab.eval import evaluate
+    from deeplab.export_model import export
+    from deeplab.inference import Predictor
+    from deeplab.train import load_trained
+
+    model, _ = load_trained(tmp_path / "train")
+    res = evaluate(model, synth_tfrecords, "val", 19, progress=False)
+    cm = np.array(res["confusion_matrix"])
+    assert res["images"] == 13 and cm.sum() == 13 * 64 * 128
+    path = export(model, tmp_path / "exported")
+    loaded = tf.saved_model.load(str(path))
+    x = np.random.default_rng(1).integers(0, 255, (2, 40, 56, 3)).astype(np.uint8)
+    np.testing.assert_allclose(loaded.serve(x).numpy(), Predictor(model).probs(x), atol=1e-5)
+    half = Predictor(model, inference_scale=0.5).probs(x[0])
+    assert half.shape == (40, 56, 19)
+    np.testing.assert_allclose(half.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_training_rejects_missing_checkpoint(tmp_path, synth_tfrecords):
+    with pytest.raises(FileNotFoundError, match="convert_checkpoint"):
+        train(_config(tmp_path, synth_tfrecords, 2, tf_initial_checkpoint=str(tmp_path / "none.npz")))
+
+
+_MIRRORED = """
+import sys, json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from deeplab.model import ModelOptions
+from deeplab.train import TrainConfig, train
+info = train(TrainConfig(train_logdir=sys.argv[1], dataset_dir=sys.argv[2],
+    model=ModelOptions(model_variant="xception_light", bn_momentum=0.9), training_number_of_steps=4,
+    base_learning_rate=0.05, train_crop_size=(33, 33), train_batch_size=4, seed=0,
+    strategy=sys.argv[3], progress=False))
+print("RESULT", json.dumps(info))
+"""
+
+
+def test_training_under_mirrored_strategy_on_cpu(tmp_path, synth_tfrecords):
+    out = subprocess.run([sys.executable, "-c", _MIRRORED, str(tmp_path / "m"), str(synth_tfrecords), "mirrored"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.split("RESULT", 1)[1])
+    assert info["replicas"] == 2 and info["steps"] == 4
+    assert np.isfinite(info["final_loss"])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
+    ports = [_free_port(), _free_port()]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", _MIRRORED.replace('tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)', ''),
+             str(tmp_path / "mw"), str(synth_tfrecords), "multi_worker"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    chief = json.loads(outs[0][0].split("RESULT", 1)[1])
+    assert chief["replicas"] == 2 and chief["steps"] == 4
+    assert (tmp_path / "mw" / "final_weights.npz").is_file()
