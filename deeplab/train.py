@@ -72,9 +72,10 @@ def choose_strategy(name: str = "auto"):
 
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy '{name}'; valid: {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "multi_worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        # Must come before anything initialises the TensorFlow context.
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
@@ -139,12 +140,11 @@ def train(config: TrainConfig) -> dict:
     cfg = dataclasses.asdict(config)
     cfg["model"] = json.loads(config.model.to_json())
     io_utils.write_json(logdir / "train_config.json", cfg)
+    strategy = choose_strategy(config.strategy)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-
-    strategy = choose_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.train_batch_size % replicas:
         raise ValueError(

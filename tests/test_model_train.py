@@ -244,7 +244,8 @@ def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
         env = dict(os.environ, TF_CONFIG=json.dumps({
             "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}))
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", _MIRRORED.replace('tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)', ''),
+            [sys.executable, "-c", _MIRRORED.split("from deeplab.model", 1)[0].split("cpu =")[0]
+             + "from deeplab.model" + _MIRRORED.split("from deeplab.model", 1)[1],
              str(tmp_path / "mw"), str(synth_tfrecords), "multi_worker"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=900) for p in procs]
