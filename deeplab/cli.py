@@ -42,3 +42,38 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
     return i, n
+
+
+def add_round_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--job_dir", required=True, help="$WORK_DIR/$JOB_NAME of the experiment")
+    parser.add_argument("--round", type=int, required=True, help="round index (0 = warm-up)")
+
+
+def run_stage(job_dir, t: int, stage: str, fn) -> int:
+    """Runs one stage of round t unless its manifest says it is complete; records it."""
+    import json
+
+    from deeplab.active.experiment import Experiment
+
+    exp = Experiment.open(job_dir)
+    if not 0 <= t < exp.config.rounds:
+        print(f"round {t} is outside 0..{exp.config.rounds - 1} (ROUNDS={exp.config.rounds})")
+        return 2
+    if exp.done(t, stage):
+        print(f"round {t}: {stage} already complete, skipped")
+        return 0
+    info = fn(exp, t)
+    exp.mark(t, stage, info)
+    print(f"round {t}: {stage} done {json.dumps(info)}")
+    return 0
+
+
+def stage_main(doc: str, stage: str, target: str, argv=None) -> int:
+    """`main` of a per-stage script: parses --job_dir/--round and runs `module:function`."""
+    import importlib
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_round_flags(p)
+    args = p.parse_args(argv)
+    module, func = target.split(":")
+    return run_stage(args.job_dir, args.round, stage, getattr(importlib.import_module(module), func))

@@ -20,12 +20,22 @@ def main(argv=None) -> int:
     p.add_argument("--output_dir", default=None, help="default: <dataset_dir>/tfrecord")
     p.add_argument("--num_shards", type=int, default=4)
     p.add_argument("--label_dir", default=None, help="partial label PNGs of a round ({name}.png)")
+    p.add_argument("--skip_existing", action="store_true", help="leave splits that have shards alone")
+    p.add_argument("--job_dir", default=None, help="take the data set from an experiment's config")
     args = p.parse_args(argv)
+    if args.job_dir:
+        from deeplab.active.experiment import Experiment
+
+        exp = Experiment.open(args.job_dir)
+        args.dataset, args.dataset_dir = exp.config.dataset, str(exp.data_root)
     descriptor, root = cli.resolve_dataset(args)
     out = Path(args.output_dir) if args.output_dir else root / "tfrecord"
     from deeplab.datasets import build_data
 
     for split in args.splits:
+        if args.skip_existing and list(out.glob(f"{split}-*-of-*.tfrecord")):
+            print(f"{split}: TFRecords exist in {out}, skipped")
+            continue
         samples = descriptor.list_split(root, split)
         paths = build_data.build_split(descriptor, samples, out, split, args.num_shards, args.label_dir)
         print(f"{split}: {len(samples)} images -> {len(paths)} shards in {out}")

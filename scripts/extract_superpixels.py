@@ -28,7 +28,18 @@ def main(argv=None) -> int:
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--shard", type=cli.parse_shard, default=None, help="i/n: this machine's part")
     p.add_argument("--overlay_dir", default=None, help="also write boundary overlays here")
+    p.add_argument("--job_dir", default=None,
+                   help="take data set, method, count and output from an experiment's config")
     args = p.parse_args(argv)
+    if args.job_dir:
+        from deeplab.active.experiment import Experiment
+
+        exp = Experiment.open(args.job_dir)
+        c = exp.config
+        args.dataset, args.dataset_dir, args.method = c.dataset, str(exp.data_root), c.superpixel_method
+        args.num_superpixels = c.num_superpixels or None
+        args.superpixel_size_px, args.output_dir = c.superpixel_size_px, str(exp.base_dir)
+        args.split, args.num_workers = "train", c.num_workers
     descriptor, root = cli.resolve_dataset(args)
     tag = f"n{args.num_superpixels}" if args.num_superpixels else f"s{args.superpixel_size_px:g}"
     out = Path(args.output_dir) if args.output_dir else root / "superpixels" / f"{args.method}_{tag}" / args.split

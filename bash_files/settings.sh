@@ -1,0 +1,53 @@
+# Settings shared by warm_up.sh and adaptive_superpixel.sh. Every one is a variable that the
+# environment overrides, e.g. `ROUNDS=4 ACQUISITION=uncertainty bash bash_files/warm_up.sh`.
+# The defaults run the embedded synthetic street scenes with the light backbone on a CPU.
+DATASET="${DATASET:-synthetic}"              # synthetic | cityscapes | pascal_voc_seg
+DATA_DIR="${DATA_DIR:-}"                     # data root in the data set's layout (default: datasets/<name>)
+WORK_DIR="${WORK_DIR:-work_dirs}"
+JOB_NAME="${JOB_NAME:-demo}"
+ROUNDS="${ROUNDS:-3}"                        # warm-up included
+CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}" # one click per region
+SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"   # seeds | slic
+NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-0}"      # per image; 0: one per 256 px of image
+REGIONS="${REGIONS:-adaptive}"               # adaptive | base | oracle (queried after the warm-up)
+ACQUISITION="${ACQUISITION:-class_balanced}" # class_balanced | uncertainty | random
+SIEVE="${SIEVE:-1}"                          # 1 | 0
+SEED="${SEED:-0}"
+MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_65 for the paper
+TRAIN_STEPS="${TRAIN_STEPS:-300}"
+TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-129}"
+TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"
+BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"
+BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # 0.9997 when starting from ImageNet weights
+INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"       # converted ImageNet weights (.npz) or a TF1 checkpoint
+INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"    # 0.5 in the paper
+NUM_WORKERS="${NUM_WORKERS:-2}"
+PYTHON="${PYTHON:-python}"
+
+JOB_DIR="$WORK_DIR/$JOB_NAME"
+
+init_experiment() {
+  "$PYTHON" scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
+    --dataset_dir "$DATA_DIR" --rounds "$ROUNDS" --clicks_per_round "$CLICKS_PER_ROUND" \
+    --superpixel_method "$SUPERPIXEL_METHOD" --num_superpixels "$NUM_SUPERPIXELS" \
+    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --seed "$SEED" \
+    --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
+    --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
+    --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \
+    --init_checkpoint "$INIT_CHECKPOINT" --inference_scale "$INFERENCE_SCALE" \
+    --num_workers "$NUM_WORKERS"
+}
+
+# The stages after the region maps, identical in every round.
+run_round_stages() {
+  local t="$1"
+  "$PYTHON" scripts/select_regions.py --job_dir "$JOB_DIR" --round "$t"
+  "$PYTHON" scripts/annotate_regions.py --job_dir "$JOB_DIR" --round "$t"
+  "$PYTHON" scripts/build_round_data.py --job_dir "$JOB_DIR" --round "$t"
+  "$PYTHON" scripts/train_round.py --job_dir "$JOB_DIR" --round "$t"
+  "$PYTHON" scripts/eval_round.py --job_dir "$JOB_DIR" --round "$t"
+  "$PYTHON" scripts/record_results.py --job_dir "$JOB_DIR"
+}
+
+# Progress bars: refresh at most every 10 s when the output is a log file, not a terminal.
+[ -t 2 ] || export TQDM_MININTERVAL="${TQDM_MININTERVAL:-10}"

@@ -1,0 +1,218 @@
+"""The active-learning stages that need a model: round region maps with statistics
+(adaptive / base / oracle, from the previous round's model) and round training data
+(painting every answer, sieving with the previous round's model, label PNGs, TFRecords)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deeplab import io_utils
+from deeplab.active import adaptive, annotation, metrics, sieving, superpixels
+from deeplab.active import regions as R
+from deeplab.active.experiment import Experiment
+from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+
+
+def _save_round_map(path: Path, regions: np.ndarray, stats: R.RegionStats) -> None:
+    with io_utils.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, regions=regions.astype(np.int32), size=stats.size,
+                                uncertainty=stats.uncertainty, dominant_class=stats.dominant_class)
+
+
+def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample], predictor,
+                           base_dir: Path | str, out_dir: Path | str, mode: str = "adaptive",
+                           eps: float = 0.1, oracle_dir: Path | str | None = None,
+                           overlay_dir: Path | str | None = None, max_overlays: int = 4,
+                           progress: bool = True) -> dict:
+    """Streams the model over `samples` and writes, per image, the round's region map and its
+    statistics (`{out_dir}/{name}.npz`: regions, size, uncertainty, dominant_class).
+
+    mode `adaptive` merges the base map (section 3); `base` keeps it; `oracle` uses the
+    ground-truth components. Images already written are skipped (resume). Returns a summary
+    with regions per image and ASA before and after.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    todo = [s for s in samples if not superpixels.region_path(out_dir, s.name).is_file()]
+    before, after, asa_before, asa_after = [], [], [], []
+
+    def images():
+        for s in todo:
+            yield s.name, descriptor.read_image(s)
+
+    by_name = {s.name: s for s in todo}
+    for k, (name, probs) in enumerate(tqdm(predictor.stream(images()), total=len(todo),
+                                           desc=f"{mode} regions", unit="img", disable=not progress)):
+        s = by_name[name]
+        base = superpixels.load_regions(superpixels.region_path(base_dir, name))
+        if base.shape != probs.shape[:2]:
+            raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}")
+        label = descriptor.read_label(s)
+        if mode == "adaptive":
+            res = adaptive.adaptive_superpixels(probs, base, eps)
+            regions, stats = res.regions, res.stats
+        elif mode == "base":
+            regions, stats = base, R.region_statistics(probs, base)
+        elif mode == "oracle":
+            regions = superpixels.load_regions(superpixels.region_path(oracle_dir, name)) if oracle_dir \
+                else superpixels.oracle_superpixels(label)
+            stats = R.region_statistics(probs, regions)
+        else:
+            raise ValueError(f"unknown region mode '{mode}'; valid: adaptive, base, oracle")
+        _save_round_map(superpixels.region_path(out_dir, name), regions, stats)
+        before.append(int(base.max()) + 1)
+        after.append(int((stats.size > 0).sum()))
+        asa_before.append(metrics.asa(base, label, descriptor.ignore_label))
+        asa_after.append(metrics.asa(regions, label, descriptor.ignore_label))
+        if overlay_dir and k < max_overlays:
+            image = descriptor.read_image(s)
+            io_utils.write_png(Path(overlay_dir) / f"{name}_{mode}.png",
+                               np.concatenate([superpixels.overlay(image, base),
+                                               superpixels.overlay(image, regions, (1.0, 0.3, 0.0))], 0))
+    summary = {"images": len(todo), "skipped": len(samples) - len(todo)}
+    if todo:
+        summary.update({"regions_per_image_before": float(np.mean(before)),
+                        "regions_per_image_after": float(np.mean(after)),
+                        "asa_before": float(np.mean(asa_before)), "asa_after": float(np.mean(asa_after))})
+    return summary
+
+
+def predictor_for_round(exp: Experiment, t: int):
+    from deeplab.inference import Predictor
+
+    return Predictor.from_train_dir(exp.round_dir(t) / "train", exp.config.inference_scale)
+
+
+def round_regions(exp: Experiment, t: int, overlays: bool = True) -> dict:
+    """Regions stage of round t >= 1, with round t-1's model."""
+    if t < 1:
+        raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
+    exp.require(t - 1, "train")
+    return generate_round_regions(
+        exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
+        exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
+        exp.round_dir(t) / "overlays" if overlays else None)
+
+
+def _overlay_answers(image, queried_mask, sieved_mask, labels_mask):
+    """Queried regions outlined in yellow, labelled pixels tinted green, sieved pixels red."""
+    from skimage.segmentation import find_boundaries
+
+    out = image.astype(np.float32)
+    out[labels_mask] = 0.6 * out[labels_mask] + 0.4 * np.array([0, 255, 0])
+    out[sieved_mask] = 0.4 * out[sieved_mask] + 0.6 * np.array([255, 0, 0])
+    out[find_boundaries(queried_mask, mode="inner")] = (255, 255, 0)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
+    """Data stage of round t: labels from every answer so far (sieved from round 1 on with
+    round t-1's model), label PNGs, TFRecords, and the label-noise report."""
+    from tqdm import tqdm
+
+    from deeplab.datasets import build_data
+
+    c = exp.config
+    ignore = exp.descriptor.ignore_label
+    rows_by_image = exp.ledger.by_image(upto_round=t)
+    samples = [s for s in exp.samples if s.name in rows_by_image]
+    if not samples:
+        raise ValueError(f"round {t}: the ledger holds no answers yet")
+    label_dir = exp.round_dir(t) / "labels"
+    overlay_dir = exp.round_dir(t) / "overlays"
+    sieve = c.sieve and t >= 1
+    min_size = exp.min_size_px()
+    predictor = predictor_for_round(exp, t - 1) if sieve else None
+
+    def items():
+        for s in samples:
+            yield s.name, (exp.descriptor.read_image(s) if sieve else None)
+
+    stream = predictor.stream(items()) if sieve else ((n, None) for n, _ in items())
+    by_name = {s.name: s for s in samples}
+    totals = dict(labelled_before=0, wrong_before=0, labelled_after=0, wrong_after=0,
+                  sieved=0, sieved_wrong=0)
+    written = []
+    for k, (name, probs) in enumerate(tqdm(stream, total=len(samples), desc=f"round {t} labels",
+                                           unit="img", disable=not progress)):
+        s = by_name[name]
+        maps, answers = exp.answers_of(name, rows_by_image=rows_by_image)
+        painted, owner = annotation.paint(maps, answers, ignore)
+        labels = painted
+        if sieve:
+            keep = np.zeros(painted.shape, bool)
+            for r, (ids, ans) in answers.items():
+                sieved_r = sieving.sieve_labels(maps[r], ids, ans, probs, knee=c.knee,
+                                                min_size_px=min_size, ignore_label=ignore)
+                keep |= (owner == r) & (sieved_r != ignore)
+            labels = np.where(keep, painted, np.uint8(ignore)).astype(np.uint8)
+        gt = exp.descriptor.read_label(s)
+        lab_b = painted != ignore
+        lab_a = labels != ignore
+        sieved = lab_b & ~lab_a
+        totals["labelled_before"] += int(lab_b.sum())
+        totals["wrong_before"] += int((painted[lab_b] != gt[lab_b]).sum())
+        totals["labelled_after"] += int(lab_a.sum())
+        totals["wrong_after"] += int((labels[lab_a] != gt[lab_a]).sum())
+        totals["sieved"] += int(sieved.sum())
+        totals["sieved_wrong"] += int((painted[sieved] != gt[sieved]).sum())
+        if lab_a.any():
+            io_utils.write_png(build_data.label_png_path(label_dir, name), labels)
+            written.append(s)
+        this_round = answers.get(t)
+        if this_round is not None and k < max_overlays:
+            asked = np.zeros(R.num_slots(maps[t]), bool)
+            asked[this_round[0]] = True
+            image = exp.descriptor.read_image(s)
+            io_utils.write_png(overlay_dir / f"{name}_answers.png",
+                               _overlay_answers(image, np.where(asked[maps[t]], maps[t] + 1, 0), sieved, lab_a))
+    if not written:
+        raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
+    build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
+                           num_shards=min(8, len(written)), label_dir=label_dir, progress=progress)
+
+    def share(a, b):
+        return round(a / b, 5) if b else 0.0
+
+    return {"images": len(written), "labelled_px": totals["labelled_after"],
+            "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
+            "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
+            "sieved_px": totals["sieved"],
+            "sieved_wrong_share": share(totals["sieved_wrong"], totals["sieved"]),
+            "sieve": bool(sieve), "min_size_px": min_size}
+
+
+def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    from deeplab.model import ModelOptions
+    from deeplab.train import TrainConfig, train
+
+    c = exp.config
+    d = exp.descriptor
+    config = TrainConfig(
+        train_logdir=str(exp.round_dir(t) / "train"), dataset_dir=str(exp.round_dir(t) / "tfrecord"),
+        num_classes=d.num_classes, ignore_label=d.ignore_label,
+        model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
+                           bn_momentum=c.batch_norm_decay),
+        training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
+        train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
+        tf_initial_checkpoint=c.init_checkpoint or None, initialize_last_layer=c.initialize_last_layer,
+        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed + t, progress=progress)
+    info = train(config)
+    return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
+
+
+def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    from deeplab.eval import evaluate, format_table
+    from deeplab.train import load_trained
+
+    model, _ = load_trained(exp.round_dir(t) / "train")
+    res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
+                   exp.descriptor.ignore_label, progress=progress)
+    io_utils.write_json(exp.round_dir(t) / "eval.json", res)
+    iou = np.array([np.nan if v is None else v for v in res["per_class_iou"]])
+    print(format_table(iou, exp.descriptor.class_names, res["miou"]))
+    return {"miou": res["miou"]}

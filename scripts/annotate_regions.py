@@ -1,0 +1,11 @@
+"""Answers: the simulated annotator labels the selected regions; appended to the ledger once.
+
+  python scripts/annotate_regions.py --job_dir work_dirs/demo --round 1
+"""
+
+import sys
+
+from deeplab import cli
+
+if __name__ == "__main__":
+    sys.exit(cli.stage_main(__doc__, "annotate", "deeplab.active.experiment:annotate_round"))

@@ -1,0 +1,60 @@
+"""Adaptive superpixels: merges base superpixels with a trained model's probabilities
+(streaming inference over the training images) and writes, per image, the merged map with its
+region statistics, plus a summary (regions per image and ASA, before and after).
+
+Inside an experiment (what bash_files/adaptive_superpixel.sh calls; REGIONS decides adaptive,
+base or oracle maps, with round-1's model):
+  python scripts/gen_adaptive_spx.py --job_dir work_dirs/demo --round 1
+
+Standalone (defaults find the embedded data set and its SEEDS maps):
+  python scripts/gen_adaptive_spx.py --checkpoint_dir work_dirs/demo/round_00/train \
+      --output_dir /tmp/adaptive --overlay_dir /tmp/adaptive_overlays
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--job_dir", default=None, help="experiment mode: the job folder")
+    p.add_argument("--round", type=int, default=None, help="experiment mode: the round (>= 1)")
+    cli.add_dataset_flags(p)
+    p.add_argument("--split", default="train")
+    p.add_argument("--checkpoint_dir", default=None, help="a finished train_logdir")
+    p.add_argument("--base_dir", default=None,
+                   help="base maps (default: <dataset_dir>/superpixels/seeds_s256/<split>)")
+    p.add_argument("--output_dir", default=None)
+    p.add_argument("--regions", default="adaptive", choices=["adaptive", "base", "oracle"])
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--inference_scale", type=float, default=1.0, help="paper: 0.5 on Cityscapes")
+    p.add_argument("--overlay_dir", default=None)
+    args = p.parse_args(argv)
+
+    if args.job_dir:
+        if args.round is None:
+            p.error("--job_dir needs --round")
+        from deeplab.al_pipeline import round_regions
+
+        return cli.run_stage(args.job_dir, args.round, "regions", round_regions)
+    if not args.checkpoint_dir or not args.output_dir:
+        p.error("standalone mode needs --checkpoint_dir and --output_dir")
+    descriptor, root = cli.resolve_dataset(args)
+    base_dir = Path(args.base_dir) if args.base_dir else root / "superpixels" / "seeds_s256" / args.split
+    from deeplab.al_pipeline import generate_round_regions
+    from deeplab.inference import Predictor
+
+    summary = generate_round_regions(
+        descriptor, descriptor.list_split(root, args.split),
+        Predictor.from_train_dir(args.checkpoint_dir, args.inference_scale), base_dir, args.output_dir,
+        args.regions, args.eps, overlay_dir=args.overlay_dir)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

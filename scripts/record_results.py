@@ -1,0 +1,28 @@
+"""Writes results.csv (one row per evaluated round) and al_curve.png at the job root and
+prints the table.
+
+  python scripts/record_results.py --job_dir work_dirs/demo
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from deeplab.active.experiment import Experiment, format_results, write_results
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--job_dir", required=True)
+    args = p.parse_args(argv)
+    exp = Experiment.open(args.job_dir)
+    rows = write_results(exp)
+    if not rows:
+        print("no evaluated round yet")
+        return 0
+    print(format_results(rows))
+    print(f"\n{exp.job_dir / 'results.csv'}\n{exp.job_dir / 'al_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

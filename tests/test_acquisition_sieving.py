@@ -1,0 +1,150 @@
+"""Acquisition, answers, painting and sieving against their definitions."""
+
+import warnings
+
+import numpy as np
+import pytest
+from kneed import KneeLocator
+
+from deeplab.active import acquisition, annotation, sieving
+
+
+def test_class_balanced_scores_match_formula():
+    rng = np.random.default_rng(0)
+    n, c = 200, 6
+    u = rng.uniform(0.1, 0.9, n)
+    dom = rng.integers(0, c, n)
+    size = rng.integers(1, 1000, n)
+    got = acquisition.class_balanced_scores(u, dom, size, c)
+    for j in range(0, n, 17):
+        share = size[dom == dom[j]].sum() / size.sum()
+        expected = (u[j] - u.min()) / (u.max() - u.min()) * np.exp(-share)
+        assert got[j] == pytest.approx(expected, rel=1e-12)
+    # size-aware: moving pixels into class 0 lowers class-0 regions' weight
+    size2 = size.copy()
+    size2[dom == 0] *= 10
+    got2 = acquisition.class_balanced_scores(u, dom, size2, c)
+    assert (got2[dom == 0] <= got[dom == 0]).all() and (got2[dom != 0] >= got[dom != 0]).all()
+    with pytest.raises(ValueError, match="dominant_class"):
+        acquisition.class_balanced_scores(u, dom + c, size, c)
+    with pytest.raises(ValueError, match="NaN"):
+        acquisition.class_balanced_scores(np.full(n, np.nan), dom, size, c)
+
+
+def test_select_spends_budget_by_score_with_deterministic_ties():
+    scores = np.array([0.5, 0.9, 0.9, 0.1, 0.9, 0.7])
+    image = np.array([1, 1, 0, 0, 0, 2])
+    region = np.array([0, 1, 5, 2, 3, 0])
+    eligible = np.array([True, True, True, True, True, False])
+    cost = np.ones(6, np.int64)
+    sel = acquisition.select(scores, eligible, image, region, cost, 4)
+    # ties at 0.9: image 0 before image 1; inside image 0, region 3 before 5
+    assert sel.index.tolist() == [4, 2, 1, 0]
+    assert sel.spent == 4 and not sel.exhausted and sel.pool_size == 5
+    big = acquisition.select(scores, eligible, image, region, cost, 100)
+    assert big.exhausted and big.spent == 5 and 5 not in big.index.tolist()
+    costly = acquisition.select(scores, eligible, image, region, np.array([1, 3, 1, 1, 1, 1]), 4)
+    assert costly.spent <= 4 and costly.index.tolist() == [4, 2]
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="positive integer"):
+            acquisition.select(scores, eligible, image, region, cost, bad)
+
+
+def test_oracle_answers_are_dominant_value_including_ignore():
+    regions = np.array([[0, 0, 0, 1], [2, 2, 1, 1]])
+    label = np.array([[3, 255, 255, 4], [7, 6, 5, 5]], np.uint8)
+    ans, size = annotation.oracle_answers(regions, label, np.array([0, 1, 2]))
+    assert ans.tolist() == [255, 5, 6] and size.tolist() == [3, 3, 2]  # ties -> smaller value
+
+
+def test_paint_first_answer_wins_and_255_labels_nothing():
+    m0 = np.array([[0, 0, 1, 1]])
+    m1 = np.array([[0, 1, 1, 2]])
+    answers = {0: (np.array([0, 1]), np.array([4, 255], np.uint8)),
+               1: (np.array([1, 2]), np.array([7, 8], np.uint8))}
+    labels, owner = annotation.paint({0: m0, 1: m1}, answers)
+    assert labels.tolist() == [[4, 4, 7, 8]] and owner.tolist() == [[0, 0, 1, 1]]
+    assert annotation.covered({0: m0, 1: m1}, answers).all()
+
+
+def test_ledger_is_append_only(tmp_path):
+    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    row = dict(round=0, image="a", region=3, answer=2, size=10, score=0.5, cost=1)
+    led.append([row])
+    led.append([dict(row, round=1, region=4)])
+    assert [r["region"] for r in led.read()] == [3, 4] and led.rounds() == {0, 1}
+    (tmp_path / "ledger.jsonl").write_text((tmp_path / "ledger.jsonl").read_text() + "{bad\n")
+    with pytest.raises(ValueError, match="line 3"):
+        led.read()
+
+
+# ------------------------------------------------------------------ sieving
+def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512):
+    out = np.full(regions.shape, 255, np.uint8)
+    for rid, lab in zip(ids, answers):
+        if lab == 255:
+            continue
+        ys, xs = np.nonzero(regions == rid)
+        out[ys, xs] = lab
+        n = len(ys)
+        if n < min_size:
+            continue
+        conf = probs[ys, xs, lab]
+        y = np.sort(conf)[::max(1, n // knee)]
+        t = y[0]
+        if len(y) >= 3 and y[-1] > y[0]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                k = KneeLocator(list(range(len(y))), list(y), S=1, curve="concave", direction="increasing").knee
+            if k is not None:
+                t = y[int(k)]
+        for y_, x_, cf in zip(ys, xs, conf):
+            if cf < t:
+                out[y_, x_] = 255
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_sieve_matches_kneed_reference(seed):
+    rng = np.random.default_rng(seed)
+    h, w, c = 60, 80, 4
+    regions = (np.arange(h)[:, None] // 15) * 4 + np.arange(w)[None, :] // 20  # 16 regions of 300 px
+    regions = regions.astype(np.int32)
+    probs = rng.dirichlet(np.ones(c), size=(h, w)).astype(np.float32)
+    # a confident core and a noisy part in some regions (a real knee)
+    noisy = rng.random((h, w)) < 0.3
+    probs[~noisy, 1] += 3
+    probs /= probs.sum(-1, keepdims=True)
+    ids = rng.choice(16, size=8, replace=False)
+    answers = rng.choice([0, 1, 1, 2, 255], size=8).astype(np.uint8)
+    min_size = int(rng.choice([0, 100, 301]))
+    knee = int(rng.choice([5, 20, 50]))
+    got = sieving.sieve_labels(regions, ids, answers, probs, knee=knee, min_size_px=min_size)
+    expected = slow_sieve(regions, ids, answers, probs, knee=knee, min_size=min_size)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_sieve_drops_the_wrong_part_of_a_region():
+    h, w = 40, 40
+    regions = np.zeros((h, w), np.int32)
+    probs = np.zeros((h, w, 2), np.float32)
+    probs[..., 0] = 0.95
+    probs[:, :8, 0] = np.linspace(0.01, 0.2, h * 8).reshape(h, 8)  # a foreign strip
+    probs[..., 1] = 1 - probs[..., 0]
+    out = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=100)
+    assert (out[:, :8] == 255).mean() > 0.9 and (out[:, 8:] == 0).all()
+    small = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=10_000)
+    assert (small == 0).all()
+
+
+def test_sieve_rejects_bad_input():
+    regions = np.zeros((4, 4), np.int32)
+    probs = np.full((4, 4, 2), 0.5, np.float32)
+    with pytest.raises(ValueError, match="answers"):
+        sieving.sieve_labels(regions, [0], [5], probs)
+    bad = probs.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sieving.sieve_labels(regions, [0], [1], bad)
+    with pytest.raises(ValueError, match="4x4|4x5"):
+        sieving.sieve_labels(np.zeros((4, 5), np.int32), [0], [1], probs)
