@@ -1,0 +1,173 @@
+"""Active-learning rounds end to end on tiny data: results, budget, no re-asking, resume,
+bad settings."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeplab import cli
+from deeplab.active import jobs
+from deeplab.active.experiment import Experiment, ExperimentConfig, MODEL_VARIANTS, select_round
+
+ROOT = Path(__file__).parents[1]
+
+
+def _config(job_dir, synth_root, **kw):
+    base = dict(job_dir=str(job_dir), dataset="synthetic", dataset_dir=str(synth_root), rounds=2,
+                clicks_per_round=60, superpixel_method="slic", superpixel_size_px=64.0,
+                train_steps=6, train_crop_size=65, train_batch_size=4, base_learning_rate=0.01,
+                seed=3, eps=0.02)
+    base.update(kw)
+    return ExperimentConfig(**base)
+
+
+def _run(job_dir, t, stages):
+    from deeplab import al_pipeline
+    from deeplab.active import experiment
+
+    fns = {"regions": al_pipeline.round_regions, "select": experiment.select_round,
+           "annotate": experiment.annotate_round,
+           "data": lambda e, r: al_pipeline.round_data(e, r, progress=False),
+           "train": lambda e, r: al_pipeline.train_round(e, r, progress=False),
+           "eval": lambda e, r: al_pipeline.eval_round(e, r, progress=False)}
+    for s in stages:
+        assert cli.run_stage(job_dir, t, s, fns[s]) == 0
+
+
+ALL = ("select", "annotate", "data", "train", "eval")
+
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory, synth_root, synth_tfrecords):
+    job = tmp_path_factory.mktemp("job") / "demo"
+    config = _config(job, synth_root).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
+    _run(job, 0, ALL)
+    _run(job, 1, ("regions",) + ALL)
+    from deeplab.active.experiment import write_results
+
+    write_results(Experiment.open(job))
+    return job
+
+
+def test_results_csv_has_a_row_per_round(finished_job):
+    with open(finished_job / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["round"]) for r in rows] == [0, 1]
+    sel = json.loads((finished_job / "round_01" / "selection.json").read_text())["info"]
+    assert sel["spent"] == min(60, sel["pool"])  # the whole pool when the budget exceeds it
+    assert [int(r["clicks"]) for r in rows] == [60, 60 + sel["spent"]]
+    for r in rows:
+        assert 0 <= float(r["miou"]) <= 100
+        assert "iou_road" in r and "label_noise_before_sieve" in r
+    assert float(rows[0]["sieved_px"]) == 0  # no sieving in the warm-up
+    assert (finished_job / "al_curve.png").stat().st_size > 1000
+    assert any((finished_job / "round_01" / "overlays").rglob("*.png"))
+
+
+def test_budget_and_no_region_asked_twice(finished_job):
+    exp = Experiment.open(finished_job)
+    rows = exp.ledger.read()
+    for t in (0, 1):
+        spent = sum(r["cost"] for r in rows if r["round"] == t)
+        assert spent <= exp.config.clicks_per_round
+    keys = [(r["round"], r["image"], r["region"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    # every round-1 region had fewer than half of its pixels covered by round-0 answers
+    by_image = exp.ledger.by_image()
+    for name, rs in by_image.items():
+        r1 = [r for r in rs if r["round"] == 1]
+        if not r1:
+            continue
+        maps, answers = exp.answers_of(name, before_round=1, rows_by_image=by_image)
+        from deeplab.active import annotation
+
+        cov = annotation.covered(maps, answers) if answers else np.zeros(exp.load_map(1, name).shape, bool)
+        m1 = exp.load_map(1, name)
+        for r in r1:
+            region = m1 == r["region"]
+            assert cov[region].sum() < region.sum() / 2
+    # the round-1 maps are unions of base superpixels
+    name = exp.samples[0].name
+    base, merged = exp.load_map(0, name), exp.load_map(1, name)
+    assert len(set(zip(base.ravel().tolist(), merged.ravel().tolist()))) == base.max() + 1
+
+
+def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
+    exp = Experiment.open(finished_job)
+    ledger = exp.ledger.path.read_text()
+    sel = (exp.round_dir(1) / "selection.json").read_text()
+    labels = {p: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")}
+    results = (finished_job / "results.csv").read_text()
+    # Crash after the ledger was written but before the manifest recorded 'annotate', and
+    # in the middle of the data stage (some label files gone, TFRecords gone).
+    manifest = exp.manifest(1)
+    for stage in ("annotate", "data", "train", "eval"):
+        manifest.pop(stage)
+    (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
+    for p in list(labels)[::2]:
+        p.unlink()
+    shutil.rmtree(exp.round_dir(1) / "tfrecord")
+    _run(finished_job, 1, ("select", "annotate", "data", "train", "eval"))
+    assert exp.ledger.path.read_text() == ledger  # no answer appended twice
+    assert (exp.round_dir(1) / "selection.json").read_text() == sel
+    assert {p: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == labels
+    from deeplab.active.experiment import write_results
+
+    write_results(exp)
+    assert (finished_job / "results.csv").read_text() == results
+    # A crash before selection was recorded: selection runs again, identically.
+    manifest = exp.manifest(1)
+    manifest.pop("select")
+    (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
+    _run(finished_job, 1, ("select",))
+    assert (exp.round_dir(1) / "selection.json").read_text() == sel
+
+
+def test_budget_larger_than_pool_takes_the_pool(finished_job, capsys):
+    exp = Experiment.open(finished_job)
+    exp.config.clicks_per_round = 10**6
+    info = select_round(exp, 1)
+    assert info["exhausted"] and info["spent"] == info["pool"]
+    assert "exceeds the eligible pool" in capsys.readouterr().out
+    # restore the real selection file for other tests
+    exp.config.clicks_per_round = 60
+    select_round(exp, 1)
+
+
+def test_settings_change_on_resume_is_refused(finished_job, synth_root):
+    with pytest.raises(ValueError, match="clicks_per_round"):
+        _config(finished_job, synth_root, clicks_per_round=7).save_or_check()
+    _config(finished_job, synth_root, rounds=5).save_or_check()  # more rounds is fine
+    _config(finished_job, synth_root).save_or_check()
+
+
+def test_model_variant_names_match_backbones():
+    from deeplab.core.xception import VARIANTS
+
+    assert set(MODEL_VARIANTS) == set(VARIANTS)
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"ACQUISITION": "entropy"}, "ACQUISITION 'entropy' is unknown"),
+    ({"CLICKS_PER_ROUND": "abc"}, "expected an integer, got 'abc'"),
+    ({"CLICKS_PER_ROUND": "0"}, "CLICKS_PER_ROUND must be a positive integer"),
+    ({"DATASET": "cityscapes", "DATA_DIR": "/nonexistent/cityscapes"}, "/nonexistent/cityscapes"),
+    ({"INIT_CHECKPOINT": "/nonexistent/xception.npz"}, "INIT_CHECKPOINT /nonexistent/xception.npz does not exist"),
+])
+def test_driver_stops_on_bad_settings_before_any_work(tmp_path, synth_root, env, message):
+    full = {**os.environ, "WORK_DIR": str(tmp_path), "JOB_NAME": "bad", "DATA_DIR": str(synth_root), **env}
+    out = subprocess.run(["bash", "bash_files/warm_up.sh"], cwd=ROOT, env=full, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert not (tmp_path / "bad" / "config.json").exists()
+    assert not list(Path(synth_root).glob("superpixels/*_s256*"))
