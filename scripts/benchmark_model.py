@@ -1,0 +1,92 @@
+"""Training and inference throughput of DeepLabv3+ (images/s) and the input pipeline's share
+of a training step.
+
+For each configuration: training steps on random batches already in memory (model only),
+training steps fed by the real tf.data pipeline over synthetic TFRecords (model + input), and
+inference (forward pass, softmax). The input share is 1 - (model-only time / fed time).
+
+  python scripts/benchmark_model.py                        # CPU defaults
+  python scripts/benchmark_model.py --configs xception_65:769:4 --mixed_precision   # a GPU
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=["xception_65:513:1", "xception_light:129:8"],
+                   help="variant:crop:batch")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--mixed_precision", action="store_true")
+    args = p.parse_args(argv)
+    import keras
+    import tensorflow as tf
+
+    from deeplab.datasets import build_data, data_generator, get_dataset, synthetic
+    from deeplab.model import ModelOptions, build_model
+    from deeplab.train import masked_cross_entropy_sum
+
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    gpus = tf.config.list_logical_devices("GPU")
+    print(f"device: {'GPU x%d' % len(gpus) if gpus else 'CPU (%d cores)' % os.cpu_count()}, "
+          f"mixed precision: {args.mixed_precision}")
+    print(f"{'variant':16s} {'crop':>5s} {'batch':>5s} {'train img/s':>12s} {'fed img/s':>10s} "
+          f"{'input share':>11s} {'infer img/s':>12s}")
+    for cfg in args.configs:
+        variant, crop, batch = cfg.split(":")
+        crop, batch = int(crop), int(batch)
+        model = build_model(ModelOptions(num_classes=19, model_variant=variant))
+        opt = keras.optimizers.SGD(0.001, momentum=0.9)
+        opt.build(model.trainable_variables)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                s, n = masked_cross_entropy_sum(y, model(x, training=True))
+                loss = s / tf.maximum(n, 1.0)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        @tf.function
+        def infer(x):
+            return tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
+
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.uniform(0, 255, (batch, crop, crop, 3)).astype(np.float32))
+        y = tf.constant(rng.integers(0, 19, (batch, crop, crop)).astype(np.int32))
+
+        def timed(fn, n):
+            for _ in range(args.warmup):
+                fn()
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            return (time.perf_counter() - t) / n
+
+        t_model = timed(lambda: float(step(x, y)), args.steps)
+        t_infer = timed(lambda: infer(x).numpy(), args.steps)
+        with tempfile.TemporaryDirectory() as tmp:
+            h, w = max(crop, 128), max(2 * crop, 256)
+            root = synthetic.generate(tmp, num_train=max(8, batch * 2), num_val=1, height=h, width=w)
+            ds = get_dataset("synthetic")
+            build_data.build_split(ds, ds.list_split(root, "train"), f"{tmp}/tfr", "train", 2, progress=False)
+            it = iter(data_generator.build_dataset(f"{tmp}/tfr", "train", batch_size=batch,
+                                                   is_training=True, crop_size=(crop, crop)))
+            t_fed = timed(lambda: float(step(*next(it))), args.steps)
+        share = max(0.0, 1 - t_model / t_fed)
+        print(f"{variant:16s} {crop:5d} {batch:5d} {batch / t_model:12.2f} {batch / t_fed:10.2f} "
+              f"{100 * share:10.1f}% {batch / t_infer:12.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
