@@ -33,6 +33,16 @@ def resolve_dataset(args: argparse.Namespace):
     return descriptor, root
 
 
+def parse_bool(text) -> bool:
+    """Flag values 1/0, true/false, yes/no (never the strings 'True'/'False' passed along)."""
+    t = str(text).lower()
+    if t in ("1", "true", "yes"):
+        return True
+    if t in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/0 or true/false, got '{text}'")
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """Parses `--shard i/n` (0 <= i < n)."""
     try:

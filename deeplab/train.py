@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from deeplab import io_utils
+from deeplab.cli import parse_bool
 from deeplab.model import ModelOptions
 
 FINAL_WEIGHTS = "final_weights.npz"
@@ -281,22 +282,13 @@ def _ints(text):
     return tuple(int(v) for v in str(text).replace("x", ",").split(",") if v)
 
 
-def _bool(text):
-    t = str(text).lower()
-    if t in ("1", "true", "yes"):
-        return True
-    if t in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got '{text}'")
-
-
 def add_model_flags(p: argparse.ArgumentParser):
     p.add_argument("--model_variant", default="xception_65")
     p.add_argument("--output_stride", type=int, default=16)
     p.add_argument("--atrous_rates", type=int, action="append", default=None,
                    help="repeat per rate (DeepLab style) or leave out for the default")
     p.add_argument("--decoder_output_stride", type=int, default=4)
-    p.add_argument("--fine_tune_batch_norm", type=_bool, default=True)
+    p.add_argument("--fine_tune_batch_norm", type=parse_bool, default=True)
     p.add_argument("--batch_norm_decay", type=float, default=0.9997)
 
 
@@ -329,11 +321,11 @@ def main(argv=None) -> int:
     p.add_argument("--max_scale_factor", type=float, default=2.0)
     p.add_argument("--scale_factor_step_size", type=float, default=0.25)
     p.add_argument("--tf_initial_checkpoint", default=None)
-    p.add_argument("--initialize_last_layer", type=_bool, default=True)
+    p.add_argument("--initialize_last_layer", type=parse_bool, default=True)
     p.add_argument("--save_interval_steps", type=int, default=500)
     p.add_argument("--log_steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--mixed_precision", type=_bool, default=False)
+    p.add_argument("--mixed_precision", type=parse_bool, default=False)
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     args = p.parse_args(argv)
     ds = get_dataset(args.dataset)

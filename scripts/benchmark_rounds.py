@@ -3,7 +3,7 @@ of a pool), oracle answers, painting several rounds of answers, and sieving.
 
 One synthetic 1024x2048 scene with --num_superpixels SEEDS-like regions (a grid, so the
 benchmark does not wait for SEEDS), 19-class synthetic probabilities, --answers_per_image
-answered regions per round (the paper: 50,000 clicks over 2975 images, about 17) of which
+answered regions per round (the paper: 50,000 clicks over about 3000 images, about 17) of which
 some are merged (large) regions, --rounds rounds of answers.
 
   python scripts/benchmark_rounds.py
@@ -11,18 +11,8 @@ some are merged (large) regions, --rounds rounds of answers.
 
 import argparse
 import sys
-import time
 
 import numpy as np
-
-
-def best_of(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main(argv=None) -> int:
@@ -32,10 +22,11 @@ def main(argv=None) -> int:
     p.add_argument("--num_superpixels", type=int, default=8192)
     p.add_argument("--answers_per_image", type=int, default=17)
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--pool_images", type=int, default=2975, help="images in the selection pool")
+    p.add_argument("--pool_images", type=int, default=3000,
+                   help="images in the selection pool (Cityscapes train has about 3000)")
     args = p.parse_args(argv)
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from benchmark_kernels import synthetic_probs
+    from benchmark_kernels import best_of, synthetic_probs
 
     from deeplab.active import acquisition, adaptive, annotation, sieving
     from deeplab.datasets import synthetic
@@ -64,16 +55,16 @@ def main(argv=None) -> int:
         s = acquisition.class_balanced_scores(u, dom, size, 19)
         acquisition.select(s, np.ones(n_pool, bool), img, reg, cost, 50000)
 
-    t_sel = best_of(select, 1) / args.pool_images
-    t_ans = best_of(lambda: annotation.oracle_answers(merged, label, answers[1][0]))
-    t_paint = best_of(lambda: annotation.paint(maps, answers))
+    t_sel = best_of(select, 1)[0] / args.pool_images
+    t_ans = best_of(lambda: annotation.oracle_answers(merged, label, answers[1][0]), 3)[0]
+    t_paint = best_of(lambda: annotation.paint(maps, answers), 3)[0]
     min_size = 2 * (h * w) // args.num_superpixels
 
     def sieve_all():
         for t, (ids, ans) in answers.items():
             sieving.sieve_labels(maps[t], ids, ans, probs, min_size_px=min_size)
 
-    t_sieve = best_of(sieve_all)
+    t_sieve = best_of(sieve_all, 3)[0]
     print(f"image {h}x{w}, {base.max() + 1} base / {merged.max() + 1} merged regions, "
           f"{args.answers_per_image} answers x {args.rounds} rounds, min_size {min_size} px")
     print(f"{'stage':40s} {'s / image':>10s}")

@@ -10,15 +10,6 @@ import dataclasses
 import sys
 
 
-def _bool(text):
-    t = str(text).lower()
-    if t in ("1", "true", "yes"):
-        return True
-    if t in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 1 or 0, got '{text}'")
-
-
 def _int(text):
     try:
         return int(text)
@@ -28,10 +19,11 @@ def _int(text):
 
 def main(argv=None) -> int:
     from deeplab.active.experiment import ExperimentConfig, Experiment
+    from deeplab.cli import parse_bool
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(ExperimentConfig):
-        kind = {bool: _bool, int: _int, float: float}.get(type(f.default), str)
+        kind = {bool: parse_bool, int: _int, float: float}.get(type(f.default), str)
         if f.name == "job_dir":
             p.add_argument("--job_dir", required=True)
         else:
