@@ -303,8 +303,9 @@ def annotate_round(exp: Experiment, t: int) -> dict:
         for r in sel:
             by_image.setdefault(r["image"], []).append(r)
         samples = {s.name: s for s in exp.samples}
+        order = {s.name: i for i, s in enumerate(exp.samples)}
         rows = []
-        for name in sorted(by_image, key=lambda n: [s.name for s in exp.samples].index(n)):
+        for name in sorted(by_image, key=order.__getitem__):
             asked = by_image[name]
             regions = exp.load_map(t, name)
             label = exp.descriptor.read_label(samples[name])
