@@ -114,7 +114,8 @@ def claim_regions(means: np.ndarray, uncertainty: np.ndarray, present: np.ndarra
     seed_list = seed_of.tolist()
     has_close_l = has_close.tolist()
     indptr_l = indptr.tolist()
-    nbr_np = nbr
+    nbr_l = nbr.tolist()
+    close_l = close.tolist()
     for s in order[~lonely[order]].tolist():
         if claimed[s]:
             continue
@@ -122,12 +123,17 @@ def claim_regions(means: np.ndarray, uncertainty: np.ndarray, present: np.ndarra
         seed_list[s] = s
         if not has_close_l[s]:
             continue  # no neighbour within eps: absorbs nothing
+        # First step: the seed's own edge distances are already known.
+        frontier = [v for v, c in zip(nbr_l[indptr_l[s]:indptr_l[s + 1]],
+                                      close_l[indptr_l[s]:indptr_l[s + 1]]) if c and not claimed[v]]
+        for v in frontier:
+            claimed[v] = True
+            seed_list[v] = s
         ms = means[s]
-        frontier = [s]
         while frontier:
             cands = []
             for f in frontier:
-                for v in nbr_np[indptr_l[f]:indptr_l[f + 1]].tolist():
+                for v in nbr_l[indptr_l[f]:indptr_l[f + 1]]:
                     if not claimed[v]:
                         cands.append(v)
             if not cands:
