@@ -187,7 +187,8 @@ def train(config: TrainConfig) -> dict:
             max_scale_factor=config.max_scale_factor,
             scale_factor_step_size=config.scale_factor_step_size,
             ignore_label=config.ignore_label, seed=seed + 1000 * ctx.input_pipeline_id,
-            deterministic=config.deterministic)
+            deterministic=config.deterministic, num_input_pipelines=ctx.num_input_pipelines,
+            input_pipeline_id=ctx.input_pipeline_id)
         return ds
 
     dist_ds = strategy.distribute_datasets_from_function(dataset_fn)

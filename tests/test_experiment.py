@@ -171,3 +171,31 @@ def test_driver_stops_on_bad_settings_before_any_work(tmp_path, synth_root, env,
     assert message in out.stderr
     assert not (tmp_path / "bad" / "config.json").exists()
     assert not list(Path(synth_root).glob("superpixels/*_s256*"))
+
+
+def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
+    run = dict(cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["python", "scripts/extract_superpixels.py", "--dataset_dir", str(synth_root),
+                          "--split", "val", "--method", "seeds", "--num_superpixels", "40",
+                          "--output_dir", str(tmp_path / "seeds"), "--num_workers", "2",
+                          "--shard", "0/2"], **run)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "seeds" / "synth").glob("*.npz"))) == 7  # 13 images, shard 0 of 2
+    out = subprocess.run(["python", "scripts/gen_oracle_spx.py", "--dataset_dir", str(synth_root),
+                          "--split", "val", "--output_dir", str(tmp_path / "oracle")], **run)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "oracle" / "synth").glob("*.npz"))) == 13
+    exp = Experiment.open(finished_job)
+    out = subprocess.run(["python", "scripts/gen_adaptive_spx.py", "--dataset_dir", str(synth_root),
+                          "--checkpoint_dir", str(exp.round_dir(0) / "train"), "--base_dir", str(exp.base_dir),
+                          "--output_dir", str(tmp_path / "adaptive"), "--eps", "0.02",
+                          "--overlay_dir", str(tmp_path / "ov")], **run)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["images"] == 20
+    assert summary["regions_per_image_after"] <= summary["regions_per_image_before"]
+    assert any((tmp_path / "ov").rglob("*.png"))
+    # the same maps as the experiment's round 1 (same model, eps and base maps)
+    for s in exp.samples[:3]:
+        with np.load(tmp_path / "adaptive" / f"{s.name}.npz") as a:
+            np.testing.assert_array_equal(a["regions"], exp.load_map(1, s.name))

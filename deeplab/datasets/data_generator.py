@@ -79,17 +79,23 @@ def build_dataset(tfrecord_dir: Path | str, split: str, *, batch_size: int, is_t
                   crop_size=(513, 513), min_scale_factor=0.5, max_scale_factor=2.0,
                   scale_factor_step_size=0.25, ignore_label=255, seed: int = 0,
                   deterministic: bool = False, repeat: bool | None = None,
-                  shuffle_buffer: int = 256, num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+                  shuffle_buffer: int = 256, num_parallel_calls=tf.data.AUTOTUNE,
+                  num_input_pipelines: int = 1, input_pipeline_id: int = 0) -> tf.data.Dataset:
     """The input pipeline of one split.
 
     Training yields `(image float32 [B, ch, cw, 3], label int32 [B, ch, cw])`, repeated,
     shuffled, augmented. Evaluation yields dicts `image` float32 [B, H, W, 3], `label` int32
     [B, H, W], `name` string [B], once, in file order, padded to the largest image of the batch
     (image with 127.5, label with the ignore label).
+
+    With several input pipelines (one per worker under tf.distribute), each reads its own
+    subset of the shards when there are at least as many shards as pipelines.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     files = tfrecord.list_shards(tfrecord_dir, split)
+    if num_input_pipelines > 1 and len(files) >= num_input_pipelines:
+        files = files[input_pipeline_id::num_input_pipelines]
     repeat = is_training if repeat is None else repeat
     options = tf.data.Options()
     options.deterministic = deterministic or not is_training
