@@ -20,6 +20,8 @@ TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"
 BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"
 BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # 0.9997 when starting from ImageNet weights
 INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"       # converted ImageNet weights (.npz) or a TF1 checkpoint
+WARM_START="${WARM_START:-0}"                # 1: each round starts from the previous round's weights
+FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze BN statistics (small batches)
 INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"    # 0.5 in the paper
 NUM_WORKERS="${NUM_WORKERS:-2}"
 PYTHON="${PYTHON:-python}"
@@ -34,7 +36,8 @@ init_experiment() {
     --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
     --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
     --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \
-    --init_checkpoint "$INIT_CHECKPOINT" --inference_scale "$INFERENCE_SCALE" \
+    --init_checkpoint "$INIT_CHECKPOINT" --warm_start "$WARM_START" \
+    --fine_tune_batch_norm "$FINE_TUNE_BATCH_NORM" --inference_scale "$INFERENCE_SCALE" \
     --num_workers "$NUM_WORKERS"
 }
 

@@ -192,14 +192,21 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
 
     c = exp.config
     d = exp.descriptor
+    init, init_last = (c.init_checkpoint or None), c.initialize_last_layer
+    if c.warm_start and t > 0:
+        from deeplab.train import FINAL_WEIGHTS
+
+        exp.require(t - 1, "train")
+        init, init_last = str(exp.round_dir(t - 1) / "train" / FINAL_WEIGHTS), True
     config = TrainConfig(
         train_logdir=str(exp.round_dir(t) / "train"), dataset_dir=str(exp.round_dir(t) / "tfrecord"),
         num_classes=d.num_classes, ignore_label=d.ignore_label,
         model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
-                           bn_momentum=c.batch_norm_decay),
+                           bn_momentum=c.batch_norm_decay,
+                           fine_tune_batch_norm=c.fine_tune_batch_norm),
         training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
         train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
-        tf_initial_checkpoint=c.init_checkpoint or None, initialize_last_layer=c.initialize_last_layer,
+        tf_initial_checkpoint=init, initialize_last_layer=init_last,
         save_interval_steps=max(50, c.train_steps // 5), seed=c.seed + t, progress=progress)
     info = train(config)
     return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}

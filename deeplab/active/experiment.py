@@ -65,6 +65,8 @@ class ExperimentConfig:
     batch_norm_decay: float = 0.9
     init_checkpoint: str = ""
     initialize_last_layer: bool = False
+    warm_start: bool = False  # start each round from the previous round's weights
+    fine_tune_batch_norm: bool = True
     inference_scale: float = 1.0
     eps: float = 0.1
     knee: int = 20
@@ -117,8 +119,10 @@ class ExperimentConfig:
         if self.path.is_file():
             old = json.loads(self.path.read_text())
             new = dataclasses.asdict(self)
-            changed = {k: (old.get(k), v) for k, v in new.items()
-                       if k not in MUTABLE and old.get(k) != v}
+            # A setting the job's config predates counts as its default.
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
+                       if k not in MUTABLE and old.get(k, defaults[k]) != v}
             if changed:
                 raise ValueError(
                     f"job {self.job_dir} was started with other settings "
@@ -132,7 +136,8 @@ class ExperimentConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: start the job with bash_files/warm_up.sh "
                                     "(scripts/init_experiment.py)")
-        return cls(**json.loads(path.read_text()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 class Experiment:
