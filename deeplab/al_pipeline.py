@@ -134,8 +134,7 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
 
     stream = predictor.stream(items()) if sieve else ((n, None) for n, _ in items())
     by_name = {s.name: s for s in samples}
-    totals = dict(labelled_before=0, wrong_before=0, labelled_after=0, wrong_after=0,
-                  sieved=0, sieved_wrong=0)
+    totals = {f"{kind}_{key}": 0 for kind in ("wrong", "labelled") for key in ("before", "after", "sieved")}
     written = []
     for k, (name, probs) in enumerate(tqdm(stream, total=len(samples), desc=f"round {t} labels",
                                            unit="img", disable=not progress)):
@@ -151,15 +150,13 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
                 keep |= (owner == r) & (sieved_r != ignore)
             labels = np.where(keep, painted, np.uint8(ignore)).astype(np.uint8)
         gt = exp.descriptor.read_label(s)
-        lab_b = painted != ignore
         lab_a = labels != ignore
-        sieved = lab_b & ~lab_a
-        totals["labelled_before"] += int(lab_b.sum())
-        totals["wrong_before"] += int((painted[lab_b] != gt[lab_b]).sum())
-        totals["labelled_after"] += int(lab_a.sum())
-        totals["wrong_after"] += int((labels[lab_a] != gt[lab_a]).sum())
-        totals["sieved"] += int(sieved.sum())
-        totals["sieved_wrong"] += int((painted[sieved] != gt[sieved]).sum())
+        sieved = (painted != ignore) & ~lab_a
+        for key, counts in (("before", metrics.label_errors(painted, gt, ignore)),
+                            ("after", metrics.label_errors(labels, gt, ignore)),
+                            ("sieved", metrics.label_errors(painted, gt, ignore, where=sieved))):
+            totals[f"wrong_{key}"] += counts[0]
+            totals[f"labelled_{key}"] += counts[1]
         if lab_a.any():
             io_utils.write_png(build_data.label_png_path(label_dir, name), labels)
             written.append(s)
@@ -181,8 +178,8 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
     return {"images": len(written), "labelled_px": totals["labelled_after"],
             "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
             "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
-            "sieved_px": totals["sieved"],
-            "sieved_wrong_share": share(totals["sieved_wrong"], totals["sieved"]),
+            "sieved_px": totals["labelled_sieved"],
+            "sieved_wrong_share": share(totals["wrong_sieved"], totals["labelled_sieved"]),
             "sieve": bool(sieve), "min_size_px": min_size}
 
 

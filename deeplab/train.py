@@ -26,6 +26,7 @@ from pathlib import Path
 
 from deeplab import io_utils
 from deeplab.cli import parse_bool
+from deeplab.paths import require_checkpoint
 from deeplab.model import ModelOptions
 
 FINAL_WEIGHTS = "final_weights.npz"
@@ -111,11 +112,7 @@ def _check(config: TrainConfig):
     if config.train_batch_size < 1:
         raise ValueError(f"train_batch_size must be >= 1, got {config.train_batch_size}")
     if config.tf_initial_checkpoint:
-        p = Path(config.tf_initial_checkpoint)
-        if not (p.exists() or Path(str(p) + ".index").exists()):
-            raise FileNotFoundError(
-                f"tf_initial_checkpoint {p} does not exist: convert a DeepLab checkpoint with "
-                "scripts/convert_checkpoint.py or leave the flag empty to start from scratch")
+        require_checkpoint(config.tf_initial_checkpoint, "tf_initial_checkpoint")
 
 
 def train(config: TrainConfig) -> dict:

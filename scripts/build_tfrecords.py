@@ -7,6 +7,7 @@ Full ground truth by default; with --label_dir, the partial label PNGs of an AL 
 """
 
 import argparse
+import glob
 import sys
 from pathlib import Path
 
@@ -30,10 +31,10 @@ def main(argv=None) -> int:
         args.dataset, args.dataset_dir = exp.config.dataset, str(exp.data_root)
     descriptor, root = cli.resolve_dataset(args)
     out = Path(args.output_dir) if args.output_dir else root / "tfrecord"
-    from deeplab.datasets import build_data
+    from deeplab.datasets import build_data, tfrecord
 
     for split in args.splits:
-        if args.skip_existing and list(out.glob(f"{split}-*-of-*.tfrecord")):
+        if args.skip_existing and glob.glob(tfrecord.shard_pattern(out, split)):
             print(f"{split}: TFRecords exist in {out}, skipped")
             continue
         samples = descriptor.list_split(root, split)

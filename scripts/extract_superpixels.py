@@ -8,6 +8,7 @@ Resumes: images whose map exists are skipped.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--shard", type=cli.parse_shard, default=None, help="i/n: this machine's part")
     p.add_argument("--overlay_dir", default=None, help="also write boundary overlays here")
+    p.add_argument("--report", action="store_true",
+                   help="print regions per image, ASA and boundary recall against the ground truth")
     p.add_argument("--job_dir", default=None,
                    help="take data set, method, count and output from an experiment's config")
     args = p.parse_args(argv)
@@ -49,6 +52,8 @@ def main(argv=None) -> int:
     summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
                                 args.num_superpixels, args.num_workers, args.shard, args.overlay_dir)
     print(f"{out}: {summary}")
+    if args.report:
+        print(json.dumps(jobs.region_quality(descriptor, jobs.shard_items(samples, args.shard), out)))
     return 0
 
 

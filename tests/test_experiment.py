@@ -150,6 +150,11 @@ def test_settings_change_on_resume_is_refused(finished_job, synth_root):
     _config(finished_job, synth_root).save_or_check()
 
 
+def test_unknown_cost_model_is_refused(synth_root, tmp_path):
+    with pytest.raises(ValueError, match="cost_model 'polygon'.*click"):
+        _config(tmp_path / "j", synth_root, cost_model="polygon").validate()
+
+
 def test_model_variant_names_match_backbones():
     from deeplab.core.xception import VARIANTS
 
@@ -178,8 +183,10 @@ def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
     out = subprocess.run(["python", "scripts/extract_superpixels.py", "--dataset_dir", str(synth_root),
                           "--split", "val", "--method", "seeds", "--num_superpixels", "40",
                           "--output_dir", str(tmp_path / "seeds"), "--num_workers", "2",
-                          "--shard", "0/2"], **run)
+                          "--shard", "0/2", "--report"], **run)
     assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.5 < report["asa"] < 1.0 and 20 <= report["regions_per_image"] <= 60
     assert len(list((tmp_path / "seeds" / "synth").glob("*.npz"))) == 7  # 13 images, shard 0 of 2
     out = subprocess.run(["python", "scripts/gen_oracle_spx.py", "--dataset_dir", str(synth_root),
                           "--split", "val", "--output_dir", str(tmp_path / "oracle")], **run)

@@ -263,3 +263,4 @@ def test_quality_measures():
     noisy[0, 0] = 1
     noisy[3, :] = 255
     assert metrics.label_noise(noisy, label) == (1 / 12, 12)
+    assert metrics.label_errors(noisy, label, where=np.arange(16).reshape(4, 4) < 2) == (1, 2)

@@ -165,7 +165,7 @@ def adaptive_superpixels(probs: np.ndarray, regions: np.ndarray, eps: float = 0.
     size = R.sizes(regions, n)
     base_stats = R.RegionStats.from_sums(
         size, R.sums(regions, ratio, n), R.histograms(regions, arg, probs.shape[2], n))
-    means = R.sums(regions, probs, n) / np.maximum(size, 1)[:, None]
+    means = R.means(regions, probs, n, size)
     present = size > 0
     row_sums = means[present].sum(axis=1)
     if means[present].min() < 0 or np.abs(row_sums - 1).max() > 1e-3:

@@ -80,7 +80,7 @@ class Ledger:
         return out
 
 
-def answer_luts(rows: list[dict], maps: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def answer_luts(rows: list[dict]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per round: (region ids, answers) of one image's ledger rows."""
     out: dict[int, tuple[list, list]] = {}
     for r in rows:

@@ -32,6 +32,7 @@ from deeplab.active import acquisition, annotation, superpixels
 from deeplab.active import regions as R
 from deeplab.datasets import get_dataset
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.paths import require_checkpoint
 
 REGION_MODES = ("adaptive", "base", "oracle")
 # The backbones of deeplab.core.xception.VARIANTS (named here to keep TensorFlow out).
@@ -65,6 +66,7 @@ class ExperimentConfig:
     batch_norm_decay: float = 0.9
     init_checkpoint: str = ""
     initialize_last_layer: bool = False
+    cost_model: str = "click"  # acquisition.COST_MODELS: clicks a region costs
     warm_start: bool = False  # start each round from the previous round's weights
     fine_tune_batch_norm: bool = True
     inference_scale: float = 1.0
@@ -102,11 +104,10 @@ class ExperimentConfig:
                              f"{', '.join(MODEL_VARIANTS)}")
         get_dataset(self.dataset)
         if self.init_checkpoint:
-            p = Path(self.init_checkpoint)
-            if not (p.is_file() or Path(str(p) + ".index").is_file()):
-                raise FileNotFoundError(
-                    f"INIT_CHECKPOINT {p} does not exist: convert a DeepLab checkpoint with "
-                    "scripts/convert_checkpoint.py, or leave INIT_CHECKPOINT empty")
+            require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
+        if self.cost_model not in acquisition.COST_MODELS:
+            raise ValueError(f"cost_model '{self.cost_model}' is unknown; valid: "
+                             f"{', '.join(acquisition.COST_MODELS)}")
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -220,10 +221,12 @@ class Experiment:
     # ------------------------------------------------------------------ answers
     def answers_of(self, name: str, before_round: int | None = None, rows_by_image=None):
         """(maps, answers) by round for one image, rounds < before_round (all if None)."""
-        rows = (rows_by_image or self.ledger.by_image()).get(name, [])
+        if rows_by_image is None:
+            rows_by_image = self.ledger.by_image()
+        rows = rows_by_image.get(name, [])
         if before_round is not None:
             rows = [r for r in rows if r["round"] < before_round]
-        answers = annotation.answer_luts(rows, {})
+        answers = annotation.answer_luts(rows)
         maps = {t: self.load_map(t, name) for t in answers}
         return maps, answers
 
@@ -277,7 +280,7 @@ def select_round(exp: Experiment, t: int) -> dict:
         scores[e] = acquisition.compute_scores(method, unc[e], dom[e], size[e],
                                                exp.descriptor.num_classes, rng)
     sel = acquisition.select(scores, eligible, image_index, region_id,
-                             acquisition.unit_cost(size), c.clicks_per_round)
+                             acquisition.COST_MODELS[c.cost_model](size), c.clicks_per_round)
     chosen = [{"image": exp.samples[image_index[i]].name, "region": int(region_id[i]),
                "score": float(scores[i]), "cost": int(cost), "size": int(size[i])}
               for i, cost in zip(sel.index, sel.cost)]

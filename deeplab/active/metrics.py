@@ -42,18 +42,17 @@ def boundary_recall(regions: np.ndarray, label: np.ndarray, tolerance_px: int = 
     return float((near & gt).sum() / gt.sum())
 
 
-def label_noise(labels: np.ndarray, ground_truth: np.ndarray, ignore_label: int = 255):
-    """(share of labelled pixels whose label differs from the ground truth, labelled count).
-    Pixels whose ground truth is ignore count as wrong when labelled with a class."""
+def label_errors(labels: np.ndarray, ground_truth: np.ndarray, ignore_label: int = 255,
+                 where: np.ndarray | None = None) -> tuple[int, int]:
+    """(wrong, labelled): labelled pixels (inside `where` if given) and how many of them differ
+    from the ground truth. Pixels whose ground truth is ignore count as wrong when labelled."""
     labelled = labels != ignore_label
-    n = int(labelled.sum())
-    if n == 0:
-        return 0.0, 0
-    return float((labels[labelled] != ground_truth[labelled]).sum() / n), n
+    if where is not None:
+        labelled &= where
+    return int((labels[labelled] != ground_truth[labelled]).sum()), int(labelled.sum())
 
 
-def size_summary(regions: np.ndarray) -> dict:
-    s = R.sizes(regions)
-    s = s[s > 0]
-    return {"regions": int(len(s)), "mean_px": float(s.mean()), "median_px": float(np.median(s)),
-            "max_px": int(s.max())}
+def label_noise(labels: np.ndarray, ground_truth: np.ndarray, ignore_label: int = 255):
+    """(share of labelled pixels whose label differs from the ground truth, labelled count)."""
+    wrong, n = label_errors(labels, ground_truth, ignore_label)
+    return (wrong / n if n else 0.0), n

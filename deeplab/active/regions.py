@@ -84,11 +84,12 @@ def sums(regions: np.ndarray, values: np.ndarray, n: int | None = None) -> np.nd
     return np.asarray(indicator @ cols, dtype=np.float64)
 
 
-def means(regions: np.ndarray, values: np.ndarray, n: int | None = None) -> np.ndarray:
-    """float64 [n] or [n, K]: per-region means (0 for empty ids)."""
+def means(regions: np.ndarray, values: np.ndarray, n: int | None = None,
+          size: np.ndarray | None = None) -> np.ndarray:
+    """float64 [n] or [n, K]: per-region means (0 for empty ids); pass `size` if known."""
     n = num_slots(regions, n)
     s = sums(regions, values, n)
-    cnt = sizes(regions, n).astype(np.float64)
+    cnt = (sizes(regions, n) if size is None else size).astype(np.float64)
     cnt = np.maximum(cnt, 1.0)
     return s / (cnt if s.ndim == 1 else cnt[:, None])
 
@@ -142,11 +143,6 @@ def csr_neighbours(pairs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, n
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
     return indptr, dst[order], edge[order]
-
-
-def relabel(regions: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Maps every pixel's id through a lookup table: `lut[regions]`."""
-    return lut[regions]
 
 
 def renumber(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,12 +215,6 @@ def check_top2(best: np.ndarray) -> None:
             f"probs hold NaN or infinite values at {bad} pixels; check the model's output")
     if best.min() <= 0:
         raise ValueError("probs have a pixel whose largest value is <= 0; pass softmax outputs")
-
-
-def uncertainty_ratio(probs: np.ndarray) -> np.ndarray:
-    """float32 [H, W]: second-largest / largest softmax value (1 = most uncertain)."""
-    _, best, second = top2(probs)
-    return ratio_from_top2(best, second)
 
 
 def ratio_from_top2(best: np.ndarray, second: np.ndarray) -> np.ndarray:
