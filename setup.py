@@ -24,7 +24,9 @@ setup(
         "pillow>=10",
         "tqdm>=4.66",
         "matplotlib>=3.7",
-        "kneed>=0.8",
+        # sieving's knee detection as the original ran it (Python 3.6: kneed 0.8.5 is the newest
+        # release there; 0.9.0 changed the detection). Exact on purpose.
+        "kneed==0.8.5",
     ],
     extras_require={"test": ["pytest>=7"]},
 )

@@ -9,6 +9,6 @@ source bash_files/settings.sh
 
 init_experiment
 for ((t = 1; t < ROUNDS; t++)); do
-  "$PYTHON" scripts/gen_adaptive_spx.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/gen_adaptive_spx.py --job_dir "$JOB_DIR" --round "$t"
   run_round_stages "$t"
 done

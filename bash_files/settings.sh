@@ -6,12 +6,13 @@ DATA_DIR="${DATA_DIR:-}"                     # data root in the data set's layou
 WORK_DIR="${WORK_DIR:-work_dirs}"
 JOB_NAME="${JOB_NAME:-demo}"
 ROUNDS="${ROUNDS:-3}"                        # warm-up included
-CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}" # one click per region
+CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}" # one click per region; or P% of the base superpixels (paper: 0.2%)
 SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"   # seeds | slic
 NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-0}"      # per image; 0: one per 256 px of image
 REGIONS="${REGIONS:-adaptive}"               # adaptive | base | oracle (queried after the warm-up)
 ACQUISITION="${ACQUISITION:-class_balanced}" # class_balanced | uncertainty | random
 SIEVE="${SIEVE:-1}"                          # 1 | 0
+EPS="${EPS:-0.1}"                            # adaptive merge: JS distance below which neighbours merge
 SEED="${SEED:-0}"
 MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_65 for the paper
 TRAIN_STEPS="${TRAIN_STEPS:-300}"
@@ -24,32 +25,47 @@ WARM_START="${WARM_START:-0}"                # 1: each round starts from the pre
 FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze BN statistics (small batches)
 INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"    # 0.5 in the paper
 NUM_WORKERS="${NUM_WORKERS:-2}"
+DETERMINISTIC="${DETERMINISTIC:-1}"          # 1: deterministic kernels, a seed repeats a run bit for bit
 PYTHON="${PYTHON:-python}"
 
 JOB_DIR="$WORK_DIR/$JOB_NAME"
+# Every setting above, for a driver that runs the others (compare.sh exports them).
+SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
+  REGIONS ACQUISITION SIEVE EPS SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
+  BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
+  INFERENCE_SCALE NUM_WORKERS DETERMINISTIC PYTHON"
 
 init_experiment() {
-  "$PYTHON" scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
+  py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
     --dataset_dir "$DATA_DIR" --rounds "$ROUNDS" --clicks_per_round "$CLICKS_PER_ROUND" \
     --superpixel_method "$SUPERPIXEL_METHOD" --num_superpixels "$NUM_SUPERPIXELS" \
-    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --seed "$SEED" \
+    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --eps "$EPS" --seed "$SEED" \
     --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
     --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
     --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \
     --init_checkpoint "$INIT_CHECKPOINT" --warm_start "$WARM_START" \
     --fine_tune_batch_norm "$FINE_TUNE_BATCH_NORM" --inference_scale "$INFERENCE_SCALE" \
-    --num_workers "$NUM_WORKERS"
+    --num_workers "$NUM_WORKERS" --deterministic "$DETERMINISTIC"
 }
 
 # The stages after the region maps, identical in every round.
 run_round_stages() {
   local t="$1"
-  "$PYTHON" scripts/select_regions.py --job_dir "$JOB_DIR" --round "$t"
-  "$PYTHON" scripts/annotate_regions.py --job_dir "$JOB_DIR" --round "$t"
-  "$PYTHON" scripts/build_round_data.py --job_dir "$JOB_DIR" --round "$t"
-  "$PYTHON" scripts/train_round.py --job_dir "$JOB_DIR" --round "$t"
-  "$PYTHON" scripts/eval_round.py --job_dir "$JOB_DIR" --round "$t"
-  "$PYTHON" scripts/record_results.py --job_dir "$JOB_DIR"
+  py scripts/select_regions.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/annotate_regions.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/build_round_data.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/train_round.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/eval_round.py --job_dir "$JOB_DIR" --round "$t"
+  py scripts/record_results.py --job_dir "$JOB_DIR"
+}
+
+# TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA
+# stub, "failed call to cuInit", the oneDNN banner) are kept out of the drivers' output; every
+# other line of stderr passes. TF_CPP_MIN_LOG_LEVEL=0 shows TensorFlow's own logging again.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
+TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on'
+py() {
+  "$PYTHON" "$@" 2> >(grep --line-buffered -v -E "$TF_NOISE" >&2)
 }
 
 # Progress bars: refresh at most every 10 s when the output is a log file, not a terminal.

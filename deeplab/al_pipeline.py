@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import adaptive, annotation, metrics, sieving, superpixels
+from deeplab.active import adaptive, annotation, metrics, overlays, sieving, superpixels
 from deeplab.active import regions as R
 from deeplab.active.experiment import Experiment
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
@@ -58,7 +58,8 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
         elif mode == "base":
             regions, stats = base, R.region_statistics(probs, base)
         elif mode == "oracle":
-            regions = superpixels.load_regions(superpixels.region_path(oracle_dir, name)) if oracle_dir \
+            stored = superpixels.region_path(oracle_dir, name) if oracle_dir else None
+            regions = superpixels.load_regions(stored) if stored is not None and stored.is_file() \
                 else superpixels.oracle_superpixels(label)
             stats = R.region_statistics(probs, regions)
         else:
@@ -69,10 +70,9 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
         asa_before.append(metrics.asa(base, label, descriptor.ignore_label))
         asa_after.append(metrics.asa(regions, label, descriptor.ignore_label))
         if overlay_dir and k < max_overlays:
-            image = descriptor.read_image(s)
-            io_utils.write_png(Path(overlay_dir) / f"{name}_{mode}.png",
-                               np.concatenate([superpixels.overlay(image, base),
-                                               superpixels.overlay(image, regions, (1.0, 0.3, 0.0))], 0))
+            extra = f", eps={eps:g}" if mode == "adaptive" else ""
+            overlays.regions_figure(Path(overlay_dir) / f"{name}_{mode}.png", descriptor.read_image(s),
+                                    base, regions, mode, title=f"{name}{extra}")
     summary = {"images": len(todo), "skipped": len(samples) - len(todo)}
     if todo:
         summary.update({"regions_per_image_before": float(np.mean(before)),
@@ -92,21 +92,33 @@ def round_regions(exp: Experiment, t: int, overlays: bool = True) -> dict:
     if t < 1:
         raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
     exp.require(t - 1, "train")
-    return generate_round_regions(
+    summary = generate_round_regions(
         exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
         exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
         exp.round_dir(t) / "overlays" if overlays else None)
+    warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
+    if warning:
+        import sys
+
+        print(f"WARNING: {warning}", file=sys.stderr)
+        summary["warning"] = warning
+    return summary
 
 
-def _overlay_answers(image, queried_mask, sieved_mask, labels_mask):
-    """Queried regions outlined in yellow, labelled pixels tinted green, sieved pixels red."""
-    from skimage.segmentation import find_boundaries
+# A merge that leaves fewer than this share of the base regions has collapsed the maps.
+COLLAPSE_SHARE = 0.25
 
-    out = image.astype(np.float32)
-    out[labels_mask] = 0.6 * out[labels_mask] + 0.4 * np.array([0, 255, 0])
-    out[sieved_mask] = 0.4 * out[sieved_mask] + 0.6 * np.array([255, 0, 0])
-    out[find_boundaries(queried_mask, mode="inner")] = (255, 255, 0)
-    return np.clip(out, 0, 255).astype(np.uint8)
+
+def collapse_warning(summary: dict, t: int, eps: float) -> str | None:
+    """The warning for a round whose adaptive merge collapsed the maps, or None."""
+    before, after = summary.get("regions_per_image_before"), summary.get("regions_per_image_after")
+    if not before or after is None or after >= COLLAPSE_SHARE * before:
+        return None
+    return (f"round {t}: the adaptive merge left {after:.1f} regions per image of {before:.1f} base "
+            f"superpixels ({100 * after / before:.0f} %, under {100 * COLLAPSE_SHARE:.0f} %): round "
+            f"{t - 1}'s model is too weak for eps={eps:g} (its class distributions are alike "
+            f"almost everywhere), so large merged regions will be answered with one class. "
+            f"Train longer (TRAIN_STEPS), lower EPS, or use REGIONS=base")
 
 
 def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
@@ -164,9 +176,11 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
         if this_round is not None and k < max_overlays:
             asked = np.zeros(R.num_slots(maps[t]), bool)
             asked[this_round[0]] = True
-            image = exp.descriptor.read_image(s)
-            io_utils.write_png(overlay_dir / f"{name}_answers.png",
-                               _overlay_answers(image, np.where(asked[maps[t]], maps[t] + 1, 0), sieved, lab_a))
+            overlays.answers_figure(
+                overlay_dir / f"{name}_answers.png", exp.descriptor.read_image(s),
+                np.where(asked[maps[t]], maps[t] + 1, 0), painted, labels, gt,
+                exp.descriptor.class_names, ignore,
+                title=f"round {t}, {name}: {c.regions} regions, {c.acquisition}, sieve={int(sieve)}")
     if not written:
         raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
     build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
@@ -176,11 +190,32 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
         return round(a / b, 5) if b else 0.0
 
     return {"images": len(written), "labelled_px": totals["labelled_after"],
+            "labelled_px_before_sieve": totals["labelled_before"],
             "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
             "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
             "sieved_px": totals["labelled_sieved"],
             "sieved_wrong_share": share(totals["wrong_sieved"], totals["labelled_sieved"]),
             "sieve": bool(sieve), "min_size_px": min_size}
+
+
+def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Data stage of the fully supervised reference (round 0 of its own job): TFRecords of every
+    train image with its whole ground truth. `clicks` is the number of base superpixels of the
+    train split, what asking every one of them would cost."""
+    from deeplab.datasets import build_data
+
+    if t != 0:
+        raise ValueError("the fully supervised reference has one round (0)")
+    d = exp.descriptor
+    labelled = 0
+    for s in exp.samples:
+        labelled += int((d.read_label(s) != d.ignore_label).sum())
+    if not labelled:
+        raise ValueError(f"the train split of {exp.data_root} has no labelled pixel")
+    build_data.build_split(d, exp.samples, exp.round_dir(t) / "tfrecord", "train",
+                           num_shards=min(8, len(exp.samples)), progress=progress)
+    return {"images": len(exp.samples), "labelled_px": labelled, "full": True,
+            "clicks": exp.base_regions_total()}
 
 
 def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
@@ -204,7 +239,8 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
         train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
         tf_initial_checkpoint=init, initialize_last_layer=init_last,
-        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed + t, progress=progress)
+        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed + t,
+        deterministic=c.deterministic, progress=progress)
     info = train(config)
     return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
 

@@ -84,6 +84,15 @@ def choose_strategy(name: str = "auto"):
     return tf.distribute.get_strategy()
 
 
+def enable_determinism() -> None:
+    """Deterministic kernels (`tf.config.experimental.enable_op_determinism`): with a seed and a
+    deterministic input pipeline, the same labels give bit-identical weights. It must precede
+    any op; an error names the op that has no deterministic kernel."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
 def _is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -139,6 +148,8 @@ def train(config: TrainConfig) -> dict:
     cfg["model"] = json.loads(config.model.to_json())
     io_utils.write_json(logdir / "train_config.json", cfg)
     strategy = choose_strategy(config.strategy)
+    if config.deterministic:
+        enable_determinism()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -323,6 +334,8 @@ def main(argv=None) -> int:
     p.add_argument("--save_interval_steps", type=int, default=500)
     p.add_argument("--log_steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--deterministic", type=parse_bool, default=False,
+                   help="deterministic kernels and input order (with --seed: repeatable runs)")
     p.add_argument("--mixed_precision", type=parse_bool, default=False)
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     args = p.parse_args(argv)
@@ -340,7 +353,7 @@ def main(argv=None) -> int:
         tf_initial_checkpoint=args.tf_initial_checkpoint,
         initialize_last_layer=args.initialize_last_layer,
         save_interval_steps=args.save_interval_steps, log_steps=args.log_steps, seed=args.seed,
-        mixed_precision=args.mixed_precision, strategy=args.strategy)
+        deterministic=args.deterministic, mixed_precision=args.mixed_precision, strategy=args.strategy)
     info = train(config)
     print(json.dumps({k: info[k] for k in ("steps", "final_loss", "images_per_second")}))
     return 0

@@ -7,6 +7,7 @@ inference (forward pass, softmax). The input share is 1 - (model-only time / fed
 
   python scripts/benchmark_model.py                        # CPU defaults
   python scripts/benchmark_model.py --configs xception_65:769:4 --mixed_precision   # a GPU
+  python scripts/benchmark_model.py --configs xception_light:129:8 --deterministic  # its cost
 """
 
 import argparse
@@ -25,6 +26,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--mixed_precision", action="store_true")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels and input order, as the AL drivers train by default")
     args = p.parse_args(argv)
     import keras
     import tensorflow as tf
@@ -35,9 +38,13 @@ def main(argv=None) -> int:
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    if args.deterministic:
+        from deeplab.train import enable_determinism
+
+        enable_determinism()
     gpus = tf.config.list_logical_devices("GPU")
     print(f"device: {'GPU x%d' % len(gpus) if gpus else 'CPU (%d cores)' % os.cpu_count()}, "
-          f"mixed precision: {args.mixed_precision}")
+          f"mixed precision: {args.mixed_precision}, deterministic: {args.deterministic}")
     print(f"{'variant':16s} {'crop':>5s} {'batch':>5s} {'train img/s':>12s} {'fed img/s':>10s} "
           f"{'input share':>11s} {'infer img/s':>12s}")
     for cfg in args.configs:
@@ -80,7 +87,8 @@ def main(argv=None) -> int:
             ds = get_dataset("synthetic")
             build_data.build_split(ds, ds.list_split(root, "train"), f"{tmp}/tfr", "train", 2, progress=False)
             it = iter(data_generator.build_dataset(f"{tmp}/tfr", "train", batch_size=batch,
-                                                   is_training=True, crop_size=(crop, crop)))
+                                                   is_training=True, crop_size=(crop, crop),
+                                                   deterministic=args.deterministic))
             t_fed = timed(lambda: float(step(*next(it))), args.steps)
         share = max(0.0, 1 - t_model / t_fed)
         print(f"{variant:16s} {crop:5d} {batch:5d} {batch / t_model:12.2f} {batch / t_fed:10.2f} "

@@ -4,6 +4,9 @@
   python scripts/extract_superpixels.py --dataset cityscapes --method seeds \
       --num_superpixels 8192 --num_workers 2 --shard 0/4
 
+In an experiment (`--job_dir`, what bash_files/warm_up.sh calls), the settings come from its
+config, and with REGIONS=oracle the ground-truth oracle maps are written too.
+
 Resumes: images whose map exists are skipped.
 """
 
@@ -32,8 +35,10 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true",
                    help="print regions per image, ASA and boundary recall against the ground truth")
     p.add_argument("--job_dir", default=None,
-                   help="take data set, method, count and output from an experiment's config")
+                   help="take data set, method, count and output from an experiment's config "
+                        "(with REGIONS=oracle, also writes the oracle maps)")
     args = p.parse_args(argv)
+    exp = None
     if args.job_dir:
         from deeplab.active.experiment import Experiment
 
@@ -52,6 +57,8 @@ def main(argv=None) -> int:
     summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
                                 args.num_superpixels, args.num_workers, args.shard, args.overlay_dir)
     print(f"{out}: {summary}")
+    if exp is not None and exp.config.regions == "oracle":
+        print(f"{exp.oracle_dir}: {jobs.extract_oracle(descriptor, samples, exp.oracle_dir, args.num_workers)}")
     if args.report:
         print(json.dumps(jobs.region_quality(descriptor, jobs.shard_items(samples, args.shard), out)))
     return 0

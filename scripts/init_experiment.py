@@ -17,6 +17,19 @@ def _int(text):
         raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
 
 
+def _clicks(text):
+    """CLICKS_PER_ROUND: a count of clicks, or a share of the base superpixels such as '0.5%'."""
+    text = str(text).strip()
+    try:
+        if text.endswith("%"):
+            return 0, float(text[:-1])
+        return int(text), 0.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"CLICKS_PER_ROUND must be a number of clicks (1000) or a share of the base "
+            f"superpixels (0.5%), got '{text}'") from None
+
+
 def main(argv=None) -> int:
     from deeplab.active.experiment import ExperimentConfig, Experiment
     from deeplab.cli import parse_bool
@@ -26,11 +39,18 @@ def main(argv=None) -> int:
         kind = {bool: parse_bool, int: _int, float: float}.get(type(f.default), str)
         if f.name == "job_dir":
             p.add_argument("--job_dir", required=True)
+        elif f.name == "clicks_percent":
+            continue  # given as CLICKS_PER_ROUND=P%
+        elif f.name == "clicks_per_round":
+            p.add_argument("--clicks_per_round", type=_clicks, default=(f.default, 0.0),
+                           help="clicks per round, or P%% of the train split's base superpixels")
         else:
             p.add_argument(f"--{f.name}", type=kind, default=f.default)
     args = p.parse_args(argv)
+    settings = vars(args)
+    settings["clicks_per_round"], settings["clicks_percent"] = args.clicks_per_round
     try:
-        config = ExperimentConfig(**vars(args)).validate()
+        config = ExperimentConfig(**settings).validate()
         exp = Experiment(config)
         from deeplab import cli
 
@@ -42,8 +62,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    budget = f"clicks on {config.clicks_percent:g}% of the base superpixels" if config.clicks_percent \
+        else f"{config.clicks_per_round} clicks"
     print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images), "
-          f"{config.rounds} rounds x {config.clicks_per_round} clicks, {config.regions} regions, "
+          f"{config.rounds} rounds x {budget}, {config.regions} regions, "
           f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}")
     return 0
 

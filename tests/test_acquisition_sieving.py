@@ -104,6 +104,31 @@ def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512):
     return out
 
 
+# Sub-sampled confidence curves on which kneed 0.8.5 (the release the original ran on Python 3.6)
+# and kneed 0.9.0 find different knees, with 0.8.5's answer (None: no knee, keep all). Recorded
+# by running both releases; the expected values are 0.8.5's, not the installed kneed's.
+KNEED_085 = [
+    ([0.1, 0.2, 0.2, 0.3, 0.3, 0.6, 0.6, 0.7, 0.7, 0.8, 0.8, 0.9, 0.9], 1),  # 0.9.0: 9
+    ([0.0, 0.1, 0.1, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5, 0.8, 0.8, 0.9, 0.9], 1),  # 0.9.0: None
+    ([0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4, 0.5, 0.6, 0.7, 0.7, 0.9, 0.9, 1.0], 3),  # 6
+    ([0.3, 0.4, 0.5, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0], 2),  # 0.9.0: 8
+    ([0.4, 0.5, 0.6, 0.6, 0.7, 0.8], 2),  # 0.9.0: None
+    ([0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.7, 0.8, 0.8, 0.8], 0),  # 0.9.0: 4
+    ([0.3, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9], 0),  # 0.9.0: None
+    # the same in both releases
+    ([0.1, 0.1, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5, 0.6, 0.7, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8,
+      0.9, 0.9, 1.0, 1.0], 11),
+    ([0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.5, 0.6, 0.6, 0.7, 0.7, 0.8, 0.9, 0.9], 5),
+]
+
+
+@pytest.mark.parametrize("curve,knee", KNEED_085)
+def test_knee_threshold_is_kneed_085(curve, knee):
+    y = np.array(curve)
+    expected = y[0] if knee is None else y[knee]
+    assert sieving.knee_threshold(y) == expected
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_sieve_matches_kneed_reference(seed):
     rng = np.random.default_rng(seed)

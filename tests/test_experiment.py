@@ -150,6 +150,16 @@ def test_settings_change_on_resume_is_refused(finished_job, synth_root):
     _config(finished_job, synth_root).save_or_check()
 
 
+def test_budget_as_a_share_of_base_superpixels(finished_job):
+    exp = Experiment.open(finished_job)
+    total = exp.base_regions_total()
+    assert total == sum(exp.load_map(0, s.name).max() + 1 for s in exp.samples)
+    exp.config.clicks_percent = 2.5
+    assert exp.budget_clicks(total) == round(0.025 * total)
+    exp.config.clicks_percent = 1e-6
+    assert exp.budget_clicks(total) == 1  # never a round without a click
+
+
 def test_unknown_cost_model_is_refused(synth_root, tmp_path):
     with pytest.raises(ValueError, match="cost_model 'polygon'.*click"):
         _config(tmp_path / "j", synth_root, cost_model="polygon").validate()
@@ -163,8 +173,10 @@ def test_model_variant_names_match_backbones():
 
 @pytest.mark.parametrize("env,message", [
     ({"ACQUISITION": "entropy"}, "ACQUISITION 'entropy' is unknown"),
-    ({"CLICKS_PER_ROUND": "abc"}, "expected an integer, got 'abc'"),
+    ({"CLICKS_PER_ROUND": "abc"}, "CLICKS_PER_ROUND must be a number of clicks (1000) or a share"),
     ({"CLICKS_PER_ROUND": "0"}, "CLICKS_PER_ROUND must be a positive integer"),
+    ({"CLICKS_PER_ROUND": "150%"}, "CLICKS_PER_ROUND as a share must be in (0, 100] %, got '150.0%'"),
+    ({"DETERMINISTIC": "maybe"}, "expected 1/0 or true/false, got 'maybe'"),
     ({"DATASET": "cityscapes", "DATA_DIR": "/nonexistent/cityscapes"}, "/nonexistent/cityscapes"),
     ({"INIT_CHECKPOINT": "/nonexistent/xception.npz"}, "INIT_CHECKPOINT /nonexistent/xception.npz does not exist"),
 ])

@@ -51,6 +51,10 @@ class ExperimentConfig:
     dataset_dir: str = ""
     rounds: int = 3
     clicks_per_round: int = 500
+    # > 0: the budget of every round is this share (in %) of the train split's base superpixels
+    # (the paper asks 0.2 %), so one setting fits data sets of any size; clicks_per_round is
+    # then ignored.
+    clicks_percent: float = 0.0
     superpixel_method: str = "seeds"
     num_superpixels: int = 0  # per image; 0: image area / superpixel_size_px
     superpixel_size_px: float = 256.0
@@ -74,6 +78,7 @@ class ExperimentConfig:
     knee: int = 20
     min_size_px: int = 0  # 0: twice the mean base superpixel size
     num_workers: int = 1
+    deterministic: bool = True  # deterministic kernels: a seed repeats a run bit for bit
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ExperimentConfig":
@@ -82,7 +87,12 @@ class ExperimentConfig:
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"{name.upper()} must be a positive integer, got '{v}'")
 
-        for name in ("rounds", "clicks_per_round", "train_steps", "train_crop_size",
+        if not 0 <= self.clicks_percent <= 100:
+            raise ValueError(f"CLICKS_PER_ROUND as a share must be in (0, 100] %, got "
+                             f"'{self.clicks_percent}%'")
+        if not self.clicks_percent:
+            positive_int("clicks_per_round")
+        for name in ("rounds", "train_steps", "train_crop_size",
                      "train_batch_size", "num_workers", "knee"):
             positive_int(name)
         if self.acquisition not in acquisition.ACQUISITIONS:
@@ -200,6 +210,21 @@ class Experiment:
         mean = np.mean([m.size / (m.max() + 1) for m in sizes])
         return int(round(2 * mean))
 
+    def base_regions_total(self) -> int:
+        """Base superpixels in the train split (recorded by round 0's selection)."""
+        total = self.manifest(0).get("select", {}).get("base_regions_total")
+        if total is None:
+            total = sum(R.num_slots(superpixels.load_regions(self.map_path(0, s.name)))
+                        for s in self.samples)
+        return int(total)
+
+    def budget_clicks(self, base_regions_total: int) -> int:
+        """Clicks of one round: CLICKS_PER_ROUND, or its share of the base superpixels."""
+        c = self.config
+        if c.clicks_percent:
+            return max(1, int(round(base_regions_total * c.clicks_percent / 100.0)))
+        return int(c.clicks_per_round)
+
     # ------------------------------------------------------------------ manifest
     def manifest(self, t: int) -> dict:
         p = self.round_dir(t) / "manifest.json"
@@ -279,13 +304,15 @@ def select_round(exp: Experiment, t: int) -> dict:
         e = np.flatnonzero(eligible)
         scores[e] = acquisition.compute_scores(method, unc[e], dom[e], size[e],
                                                exp.descriptor.num_classes, rng)
+    base_total = int((size > 0).sum()) if t == 0 else exp.base_regions_total()
     sel = acquisition.select(scores, eligible, image_index, region_id,
-                             acquisition.COST_MODELS[c.cost_model](size), c.clicks_per_round)
+                             acquisition.COST_MODELS[c.cost_model](size), exp.budget_clicks(base_total))
     chosen = [{"image": exp.samples[image_index[i]].name, "region": int(region_id[i]),
                "score": float(scores[i]), "cost": int(cost), "size": int(size[i])}
               for i, cost in zip(sel.index, sel.cost)]
     info = {"method": method, "budget": sel.budget, "spent": sel.spent, "pool": sel.pool_size,
             "regions_total": int((size > 0).sum()), "exhausted": sel.exhausted,
+            "base_regions_total": base_total,
             "regions_per_image": float((size > 0).sum() / len(pool)),
             "mean_region_px": float(size[size > 0].mean())}
     io_utils.write_json(exp.round_dir(t) / "selection.json", {"info": info, "regions": chosen})
@@ -391,15 +418,19 @@ def write_results(exp: Experiment) -> list[dict]:
 
 
 def format_results(rows: list[dict]) -> str:
-    cols = ["round", "clicks", "miou", "regions_per_image", "labelled_px",
-            "label_noise_before_sieve", "label_noise_after_sieve", "sieved_px", "sieved_wrong_share"]
-    head = " ".join(f"{c:>12s}" if i else f"{c:>5s}" for i, c in enumerate(cols))
-    lines = [head]
-    for r in rows:
-        vals = []
-        for i, c in enumerate(cols):
-            v = r.get(c, "")
-            v = f"{v:.4f}" if isinstance(v, float) and c.startswith(("label_noise", "sieved_wrong")) else str(v)
-            vals.append(f"{v:>12s}" if i else f"{v:>5s}")
-        lines.append(" ".join(vals))
-    return "\n".join(lines)
+    """The results table, one column per figure, aligned to its widest cell."""
+    cols = [("round", "round"), ("clicks", "clicks"), ("miou", "mIoU"),
+            ("regions_per_image", "regions/img"), ("labelled_px", "labelled px"),
+            ("label_noise_before_sieve", "noise before"), ("label_noise_after_sieve", "noise after"),
+            ("sieved_px", "sieved px"), ("sieved_wrong_share", "sieved wrong")]
+
+    def cell(key, v):
+        if isinstance(v, float) and key.startswith(("label_noise", "sieved_wrong")):
+            return f"{v:.4f}"
+        if isinstance(v, float):
+            return f"{v:.2f}" if key == "miou" else f"{v:g}"
+        return str(v)
+
+    table = [[head for _, head in cols]] + [[cell(k, r.get(k, "")) for k, _ in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in table)

@@ -68,3 +68,12 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
       uint8 [H, W] train ids 0..18, 255 = ignore.
     """
     return ID_TO_TRAIN_ID[np.asarray(label_ids, dtype=np.uint8)]
+
+# Colours (RGB) of the 19 train ids, in train-id order, as in cityscapesscripts' `labels` list;
+# used to draw label maps.
+TRAIN_ID_COLOURS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)

@@ -1,0 +1,137 @@
+"""Figures a person reads: what a round asked and what its labels look like, and how the
+adaptive merge changed the regions. Panels are titled, enlarged (nearest neighbour, so pixels
+stay pixels) and carry a legend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deeplab import io_utils
+
+# Label-error colours of the sieving panel.
+KEPT_WRONG = (255, 140, 0)
+SIEVED_WRONG = (230, 0, 0)
+SIEVED_RIGHT = (0, 120, 255)
+
+
+def class_colours(num_classes: int) -> np.ndarray:
+    """uint8 [C, 3]: Cityscapes' colours for 19 classes, a qualitative colour map otherwise."""
+    from deeplab.datasets.cityscapes_labels import TRAIN_ID_COLOURS
+
+    if num_classes == len(TRAIN_ID_COLOURS):
+        return np.array(TRAIN_ID_COLOURS, np.uint8)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return (np.array([cmap(i % 20)[:3] for i in range(num_classes)]) * 255).astype(np.uint8)
+
+
+def _scale_for(shape, min_width=600) -> int:
+    return max(1, int(np.ceil(min_width / shape[1])))
+
+
+def _up(a: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(np.repeat(a, k, 0), k, 1)
+
+
+def _grey(image: np.ndarray, dim: float = 0.55) -> np.ndarray:
+    g = image.astype(np.float32).mean(-1, keepdims=True) * dim
+    return np.repeat(g, 3, -1)
+
+
+def _outline(image_up: np.ndarray, mask_up: np.ndarray, colour) -> np.ndarray:
+    from skimage.segmentation import find_boundaries
+
+    out = image_up.copy()
+    out[find_boundaries(mask_up, mode="inner")] = colour
+    return out
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _figure(panels, titles, legend, suptitle, shape):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    h, w = shape
+    panel_w = 4.2
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_w * len(panels), panel_w * h / w + 1.3),
+                             dpi=110)
+    for ax, img, title in zip(np.atleast_1d(axes), panels, titles):
+        ax.imshow(img.astype(np.uint8), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if legend:
+        handles = [Patch(facecolor=np.array(c) / 255.0, edgecolor="k", label=n) for n, c in legend]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7,
+                   frameon=False)
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1 if legend else 0, 1, 0.95))
+    return fig
+
+
+def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, painted: np.ndarray,
+                   labels: np.ndarray, gt: np.ndarray | None, class_names, ignore_label: int = 255,
+                   title: str = "") -> None:
+    """Three panels: the regions asked this round; the round's training labels in class colours
+    (grey = unlabelled); what sieving did against the ground truth (wrong labels kept, wrong
+    labels sieved, right labels sieved).
+
+    Args:
+      image: uint8 [H, W, 3].
+      queried: int [H, W], > 0 inside this round's queried regions (one id per region).
+      painted: uint8 [H, W] every answer painted, before sieving (ignore = unlabelled).
+      labels: uint8 [H, W] the training labels after sieving.
+      gt: uint8 [H, W] ground truth, or None when there is none (no error panel).
+    """
+    k = _scale_for(image.shape)
+    colours = class_colours(len(class_names))
+    asked = _outline(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
+    lab = labels != ignore_label
+    drawn = _grey(image)
+    drawn[lab] = 0.25 * image[lab] + 0.75 * colours[labels[lab]]
+    drawn = _outline(_up(drawn, k), _up(lab.astype(np.int32), k), (255, 255, 255))
+    n_asked = len(np.unique(queried[queried > 0]))
+    panels = [asked, drawn]
+    titles = [f"asked this round: {n_asked} region(s) (yellow)",
+              f"training labels: {int(lab.sum())} px (class colour; grey = unlabelled)"]
+    legend = [(class_names[c], colours[c]) for c in np.unique(labels[lab])]
+    if gt is not None:
+        valid = gt != ignore_label
+        sieved = (painted != ignore_label) & ~lab
+        kept_wrong = lab & valid & (labels != gt)
+        sieved_wrong = sieved & valid & (painted != gt)
+        sieved_right = sieved & valid & (painted == gt)
+        err = _grey(image)
+        err[kept_wrong], err[sieved_wrong], err[sieved_right] = KEPT_WRONG, SIEVED_WRONG, SIEVED_RIGHT
+        panels.append(_up(err, k))
+        titles.append(f"sieving: {int(sieved.sum())} px removed, {int(sieved_wrong.sum())} of them wrong; "
+                      f"{int(kept_wrong.sum())} wrong px kept")
+        legend += [("kept, wrong", KEPT_WRONG), ("sieved, was wrong", SIEVED_WRONG),
+                   ("sieved, was right", SIEVED_RIGHT)]
+    _save(_figure(panels, titles, legend, title, image.shape[:2]), path)
+
+
+def regions_figure(path: Path | str, image: np.ndarray, base: np.ndarray, regions: np.ndarray,
+                   mode: str, title: str = "") -> None:
+    """Two panels: the base superpixels and the round's regions (adaptive, base or oracle)."""
+    k = _scale_for(image.shape)
+    img_up = _up(image, k).astype(np.float32)
+    nb, nr = len(np.unique(base)), len(np.unique(regions))
+    panels = [_outline(img_up, _up(base, k), (255, 255, 0)),
+              _outline(img_up, _up(regions, k), (255, 80, 0))]
+    titles = [f"base superpixels: {nb}", f"{mode} regions: {nr}"]
+    fig = _figure(panels, titles, [], title, image.shape[:2])
+    _save(fig, path)

@@ -1,0 +1,53 @@
+"""Helpers of bash_files/compare.sh: arm settings, the shared warm-up round, the report.
+
+  python scripts/compare.py check --arms "random paper full" --seeds "0 1"
+  python scripts/compare.py arm --name paper          # prints REGIONS=... ACQUISITION=... SIEVE=...
+  python scripts/compare.py share --source work_dirs/compare/random_s0 --job_dir work_dirs/compare/paper_s0
+  python scripts/compare.py report --compare_dir work_dirs/compare --arms "random paper full" --seeds "0 1"
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from deeplab.active import compare
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="validate ARMS and SEEDS")
+    c.add_argument("--arms", required=True)
+    c.add_argument("--seeds", required=True)
+    a = sub.add_parser("arm", help="print an arm's settings as shell assignments")
+    a.add_argument("--name", required=True)
+    s = sub.add_parser("share", help="give a job the finished warm-up round of another")
+    s.add_argument("--source", required=True)
+    s.add_argument("--job_dir", required=True)
+    r = sub.add_parser("report", help="write comparison.csv, .png and .md")
+    r.add_argument("--compare_dir", required=True)
+    r.add_argument("--arms", required=True)
+    r.add_argument("--seeds", required=True)
+    r.add_argument("--title", default="")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "check":
+            compare.check_arms(args.arms.split())
+            compare.check_seeds(args.seeds.split())
+        elif args.command == "arm":
+            print(compare.arm_settings(args.name))
+        elif args.command == "share":
+            print(compare.share_warm_up(args.source, args.job_dir))
+        else:
+            md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
+                                      compare.check_seeds(args.seeds.split()), args.title)
+            print(md)
+            for name in ("comparison.csv", "comparison.png", "comparison.md"):
+                print(f"{args.compare_dir}/{name}")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
