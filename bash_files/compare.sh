@@ -17,8 +17,8 @@ JOB_NAME="${JOB_NAME:-compare}"
 SEEDS="${SEEDS:-0 1}"
 ARMS="${ARMS:-full random class_balanced adaptive paper}"
 SHARE_WARM_UP="${SHARE_WARM_UP:-1}"             # 0: every arm trains its own (identical) warm-up round
-ROUNDS="${ROUNDS:-3}"
-CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1%}"      # of the train split's base superpixels
+ROUNDS="${ROUNDS:-4}"
+CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-0.5%}"    # of the train split's base superpixels
 TRAIN_STEPS="${TRAIN_STEPS:-300}"
 BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"
 source bash_files/settings.sh

@@ -239,7 +239,9 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
         train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
         tf_initial_checkpoint=init, initialize_last_layer=init_last,
-        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed + t,
+        # The same seed every round and arm: initialisation and augmentation are fixed, so what
+        # differs between two trainings of a comparison is their labels.
+        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed,
         deterministic=c.deterministic, progress=progress)
     info = train(config)
     return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}

@@ -197,8 +197,8 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     n_seeds = sorted({v[3] for a in arms for v in summary[a].values()})
-    lines += ["", f"mIoU (%) mean +/- sample std over {'/'.join(map(str, n_seeds))} seed(s); in "
-              f"brackets, % of the reference's mean."]
+    lines += ["", f"mIoU (%) mean +/- sample std over {'/'.join(map(str, n_seeds))} seed(s)"
+              + ("; in brackets, % of the reference's mean." if ref else ".")]
     ref_rows = [r for r in rows if r["arm"] == REFERENCE]
     if ref_rows and class_names:
         lines += ["", "Per-class IoU (%) of the reference, mean over seeds:", "",
