@@ -196,6 +196,7 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
                 cell += f" ({100 * v[1] / ref[1]:.0f} %)"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _label_limited(summary, ref, arms, rounds)
     n_seeds = sorted({v[3] for a in arms for v in summary[a].values()})
     lines += ["", f"mIoU (%) mean +/- sample std over {'/'.join(map(str, n_seeds))} seed(s)"
               + ("; in brackets, % of the reference's mean." if ref else ".")]
@@ -208,6 +209,21 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
             vals = [v for v in vals if v != ""]
             lines.append(f"| {n} | {np.mean(vals):.2f} |" if vals else f"| {n} | n/a |")
     return "\n".join(lines) + "\n"
+
+
+def _label_limited(summary, ref, arms, rounds) -> list[str]:
+    """Whether labels decide the result: the reference far above the warm-up round (>= 15
+    points) and the seed spread of every arm's last round small against that gap (<= 1/5)."""
+    warm = [summary[a][0][1] for a in arms if 0 in summary[a]]
+    if not ref or not warm or not rounds:
+        return []
+    gap = ref[1] - float(np.mean(warm))
+    last = max(rounds)
+    spread = max((summary[a][last][2] for a in arms if last in summary[a]), default=0.0)
+    ok = gap >= 15 and spread <= gap / 5
+    return ["", f"Label-limited check: reference - warm-up round = {gap:.2f} points (target >= 15); "
+            f"largest std of a round-{last} arm = {spread:.2f} (target <= {gap / 5:.2f}): "
+            f"{'met' if ok else 'NOT met: labels do not decide this setting; see README'}."]
 
 
 def _clicks_text(summary, arms, t) -> str:
