@@ -218,3 +218,25 @@ def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
     for s in exp.samples[:3]:
         with np.load(tmp_path / "adaptive" / f"{s.name}.npz") as a:
             np.testing.assert_array_equal(a["regions"], exp.load_map(1, s.name))
+
+
+def test_collapse_warning_names_the_cause():
+    from deeplab.al_pipeline import collapse_warning
+
+    assert collapse_warning({"regions_per_image_before": 100.0, "regions_per_image_after": 30.0}, 1, 0.1) is None
+    msg = collapse_warning({"regions_per_image_before": 100.0, "regions_per_image_after": 6.0}, 2, 0.1)
+    assert "round 2" in msg and "6.0 regions per image of 100.0" in msg
+    assert "round 1's model is too weak for eps=0.1" in msg and "TRAIN_STEPS" in msg
+    assert collapse_warning({"images": 0, "skipped": 5}, 1, 0.1) is None  # resumed, nothing new
+
+
+def test_results_table_is_aligned(finished_job):
+    from deeplab.active.experiment import format_results, results_rows
+
+    lines = format_results(results_rows(Experiment.open(finished_job))).splitlines()
+    assert len(lines) == 3 and len({len(line) for line in lines}) == 1
+    # cells (separated by two spaces or more) end at the same place in every line
+    import re
+
+    ends = [[m.end() for m in re.finditer(r"\S+(?: \S+)*", line)] for line in lines]
+    assert len(ends[0]) == 9 and all(e == ends[0] for e in ends)

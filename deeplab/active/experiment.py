@@ -425,6 +425,8 @@ def format_results(rows: list[dict]) -> str:
             ("sieved_px", "sieved px"), ("sieved_wrong_share", "sieved wrong")]
 
     def cell(key, v):
+        if v == "" or v is None or (isinstance(v, float) and v != v):
+            return "-"
         if isinstance(v, float) and key.startswith(("label_noise", "sieved_wrong")):
             return f"{v:.4f}"
         if isinstance(v, float):
