@@ -87,7 +87,7 @@ def predictor_for_round(exp: Experiment, t: int):
     return Predictor.from_train_dir(exp.round_dir(t) / "train", exp.config.inference_scale)
 
 
-def round_regions(exp: Experiment, t: int, overlays: bool = True) -> dict:
+def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
     """Regions stage of round t >= 1, with round t-1's model."""
     if t < 1:
         raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
@@ -95,7 +95,7 @@ def round_regions(exp: Experiment, t: int, overlays: bool = True) -> dict:
     summary = generate_round_regions(
         exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
         exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
-        exp.round_dir(t) / "overlays" if overlays else None)
+        exp.round_dir(t) / "overlays" if write_overlays else None)
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
     if warning:
         import sys
