@@ -30,7 +30,19 @@ def _driver(script, tmp, synth_root, **env):
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory, synth_root):
+def data_root(tmp_path_factory, synth_root):
+    """A copy of the tiny data set: the drivers write superpixels and val TFRecords beside it,
+    which other test modules must not see."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("compare_data") / "synth"
+    shutil.copytree(synth_root, root, ignore=shutil.ignore_patterns("superpixels", "tfrecord"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory, data_root):
+    synth_root = data_root
     tmp = tmp_path_factory.mktemp("compare")
     # Every arm trains its own warm-up round here, to show that they are bit-identical.
     out = _driver("compare.sh", tmp, synth_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
@@ -62,7 +74,7 @@ def test_compare_writes_csv_png_md(compared):
     assert (cmp_dir / "comparison.png").stat().st_size > 10_000
 
 
-def test_arms_run_their_modes(compared, synth_root):
+def test_arms_run_their_modes(compared):
     cmp_dir, _ = compared
     for arm in ("random", "uncertainty", "paper", "oracle"):
         exp = Experiment.open(cmp_dir / f"{arm}_s3")
@@ -122,11 +134,11 @@ def test_collapse_warning_reaches_the_output(compared):
     assert "cuInit" not in out.stderr and "absl::InitializeLog" not in out.stderr
 
 
-def test_compare_resumes_without_redoing_work(compared, synth_root):
+def test_compare_resumes_without_redoing_work(compared, data_root):
     cmp_dir, _ = compared
     before = (cmp_dir / "comparison.csv").read_text()
     ledger = (cmp_dir / "paper_s3" / "ledger.jsonl").read_text()
-    out = _driver("compare.sh", cmp_dir.parent, synth_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
+    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
                   SHARE_WARM_UP="0", WARM_START="1")
     assert "train done" not in out.stdout and "already complete" in out.stdout
     assert (cmp_dir / "comparison.csv").read_text() == before
@@ -158,7 +170,8 @@ def test_shared_warm_up_equals_own(compared, tmp_path):
     assert "has its own" in compare.share_warm_up(cmp_dir / "random_s3", tmp_path / "paper_s3")
 
 
-def test_plain_drivers_class_balanced_on_base_with_sieving(tmp_path, synth_root):
+def test_plain_drivers_class_balanced_on_base_with_sieving(tmp_path, data_root):
+    synth_root = data_root
     _driver("warm_up.sh", tmp_path, synth_root, JOB_NAME="cb", REGIONS="base",
             ACQUISITION="class_balanced", SIEVE="1", WARM_START="0", SEED="3")
     _driver("adaptive_superpixel.sh", tmp_path, synth_root, JOB_NAME="cb", REGIONS="base",
@@ -177,8 +190,8 @@ def test_plain_drivers_class_balanced_on_base_with_sieving(tmp_path, synth_root)
     ("random random", "0", "lists an arm twice"),
     ("random", "0 x", "SEEDS must be integers"),
 ])
-def test_compare_refuses_bad_arms_and_seeds(tmp_path, synth_root, arms, seeds, message):
-    full = {**os.environ, "WORK_DIR": str(tmp_path), "DATA_DIR": str(synth_root), "JOB_NAME": "bad",
+def test_compare_refuses_bad_arms_and_seeds(tmp_path, data_root, arms, seeds, message):
+    full = {**os.environ, "WORK_DIR": str(tmp_path), "DATA_DIR": str(data_root), "JOB_NAME": "bad",
             "ARMS": arms, "SEEDS": seeds}
     out = subprocess.run(["bash", "bash_files/compare.sh"], cwd=ROOT, env=full, capture_output=True,
                          text=True, timeout=120)
