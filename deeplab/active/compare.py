@@ -239,7 +239,7 @@ def plot(summary: dict, path: Path | str, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=130)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=130)
     for arm, by_round in summary.items():
         if arm == REFERENCE:
             continue
@@ -259,7 +259,7 @@ def plot(summary: dict, path: Path | str, title: str = "") -> None:
     ax.set_ylabel("mIoU (%) on val")
     ax.set_title(title or "mIoU against clicks (mean +/- std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     with io_utils.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
