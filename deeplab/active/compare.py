@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active.experiment import Experiment, ExperimentConfig, results_rows
+from deeplab.active.experiment import Experiment, iou_cells, iou_column, results_rows
 
 # Arm -> (REGIONS, ACQUISITION, SIEVE) of rounds >= 1.
 ARMS = {
@@ -129,7 +129,7 @@ def collect(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> tuple
                 continue
             exp = Experiment.open(job)
             names = exp.descriptor.class_names
-            iou_cols = [f"iou_{n.replace(' ', '_')}" for n in names]
+            iou_cols = [iou_column(n) for n in names]
             if arm == REFERENCE:
                 if not exp.done(0, "eval"):
                     continue
@@ -137,8 +137,7 @@ def collect(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> tuple
                 data = exp.manifest(0).get("data", {})
                 row = {"arm": arm, "seed": seed, "round": "", "clicks": data.get("clicks", ""),
                        "miou": round(100 * ev["miou"], 2)}
-                row.update({c: ("" if v is None else round(100 * v, 2))
-                            for c, v in zip(iou_cols, ev["per_class_iou"])})
+                row.update(iou_cells(ev, names))
                 row.update({c: "" for c in NOISE_COLUMNS})
                 row["labelled_px"] = data.get("labelled_px", "")
                 rows.append(row)
@@ -205,7 +204,7 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
         lines += ["", "Per-class IoU (%) of the reference, mean over seeds:", "",
                   "| class | IoU |", "|---|---|"]
         for n in class_names:
-            vals = [r[f"iou_{n.replace(' ', '_')}"] for r in ref_rows]
+            vals = [r[iou_column(n)] for r in ref_rows]
             vals = [v for v in vals if v != ""]
             lines.append(f"| {n} | {np.mean(vals):.2f} |" if vals else f"| {n} | n/a |")
     return "\n".join(lines) + "\n"
@@ -273,7 +272,7 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     if not rows:
         raise ValueError(f"no evaluated round under {compare_dir} for arms {' '.join(arms)}")
     fields = ["arm", "seed", "round", "clicks", "miou"]
-    fields += [f"iou_{n.replace(' ', '_')}" for n in names] + list(NOISE_COLUMNS)
+    fields += [iou_column(n) for n in names] + list(NOISE_COLUMNS)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()

@@ -360,6 +360,17 @@ def total_clicks(exp: Experiment, upto_round: int) -> int:
     return int(sum(r["cost"] for r in exp.ledger.read() if r["round"] <= upto_round))
 
 
+def iou_column(class_name: str) -> str:
+    """The results column of a class's IoU (`iou_traffic_light`)."""
+    return f"iou_{class_name.replace(' ', '_')}"
+
+
+def iou_cells(ev: dict, class_names) -> dict:
+    """Per-class IoU (%) of an eval.json by column; '' where a class had an empty union."""
+    return {iou_column(n): "" if v is None else round(100 * v, 2)
+            for n, v in zip(class_names, ev["per_class_iou"])}
+
+
 def results_rows(exp: Experiment) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
@@ -370,8 +381,7 @@ def results_rows(exp: Experiment) -> list[dict]:
             break
         ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
         row = {"round": t, "clicks": total_clicks(exp, t), "miou": round(100 * ev["miou"], 2)}
-        for name, v in zip(names, ev["per_class_iou"]):
-            row[f"iou_{name.replace(' ', '_')}"] = "" if v is None else round(100 * v, 2)
+        row.update(iou_cells(ev, names))
         sel, data = m.get("select", {}), m.get("data", {})
         row.update({
             "regions_per_image": round(sel.get("regions_per_image", float("nan")), 1),
