@@ -1,0 +1,42 @@
+"""SEEDS: the fast exact path gives OpenCV's superpixels of the paper's HSV input; counts an
+image cannot hold are refused instead of hanging OpenCV."""
+
+import numpy as np
+import pytest
+
+from deeplab.active import superpixels as S
+from deeplab.datasets import synthetic
+
+
+def _images(rng, h, w):
+    scene, _ = synthetic.render_scene(rng, h, w)
+    noisy = np.clip(scene.astype(int) + rng.integers(-60, 61, scene.shape), 0, 255).astype(np.uint8)
+    grey = np.repeat(rng.integers(0, 256, (h, w, 1)), 3, axis=2).astype(np.uint8)  # hue 0
+    return [scene, noisy, rng.integers(0, 256, (h, w, 3)).astype(np.uint8), grey]
+
+
+@pytest.mark.parametrize("h,w,n", [(64, 128, 32), (96, 160, 60), (120, 200, 150)])
+def test_fast_seeds_equals_opencv_on_hsv(h, w, n):
+    rng = np.random.default_rng(h)
+    for image in _images(rng, h, w):
+        fast = S.seeds(image, n)
+        slow = S.seeds_opencv(S.seeds_hsv(image), n)
+        np.testing.assert_array_equal(fast, slow)
+
+
+def test_seeds_bins_follow_opencv_float_rule():
+    # OpenCV bins a float channel as min(int(v * bins), bins - 1), assuming [0, 1].
+    hsv = np.array([[[0.0, 0.0, 1.0], [359.9, 0.55, 0.099], [0.05, 0.999, 0.1]]], np.float32)
+    assert S.seeds_bins(hsv, 10).tolist() == [[0 * 100 + 0 * 10 + 9, 9 * 100 + 5 * 10 + 0,
+                                                0 * 100 + 9 * 10 + 1]]
+
+
+def test_superpixel_count_above_what_the_image_holds_is_refused():
+    image = np.zeros((128, 256, 3), np.uint8)
+    limit = S.max_superpixels(128, 256, "seeds")
+    assert 0 < limit < 128 * 256
+    S.seeds(image, limit)  # the limit itself works (and returns)
+    with pytest.raises(ValueError, match=rf"NUM_SUPERPIXELS=100000 .*at most {limit}"):
+        S.base_superpixels(image, "seeds", 100000)
+    with pytest.raises(ValueError, match="at most 32768"):
+        S.base_superpixels(image, "slic", 40000)
