@@ -24,7 +24,10 @@ INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"       # converted ImageNet weights (.npz)
 WARM_START="${WARM_START:-0}"                # 1: each round starts from the previous round's weights
 FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze BN statistics (small batches)
 INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"    # 0.5 in the paper
-NUM_WORKERS="${NUM_WORKERS:-2}"
+NUM_WORKERS="${NUM_WORKERS:-2}"                # processes for the per-image stages (or Ray CPUs)
+EXECUTOR="${EXECUTOR:-local}"                # local | ray (pip install -e ".[ray]"; RAY_ADDRESS: a cluster)
+CACHE_DIR="${CACHE_DIR:-$WORK_DIR/cache}"    # superpixel maps, val TFRecords; shared by jobs, never in DATA_DIR
+SAVE_INTERVAL_SECS="${SAVE_INTERVAL_SECS:-1200}"  # a checkpoint at least this often while training
 DETERMINISTIC="${DETERMINISTIC:-1}"          # 1: deterministic kernels, a seed repeats a run bit for bit
 PYTHON="${PYTHON:-python}"
 
@@ -33,7 +36,7 @@ JOB_DIR="$WORK_DIR/$JOB_NAME"
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
   REGIONS ACQUISITION SIEVE EPS SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
-  INFERENCE_SCALE NUM_WORKERS DETERMINISTIC PYTHON"
+  INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON"
 
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
@@ -45,7 +48,8 @@ init_experiment() {
     --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \
     --init_checkpoint "$INIT_CHECKPOINT" --warm_start "$WARM_START" \
     --fine_tune_batch_norm "$FINE_TUNE_BATCH_NORM" --inference_scale "$INFERENCE_SCALE" \
-    --num_workers "$NUM_WORKERS" --deterministic "$DETERMINISTIC"
+    --num_workers "$NUM_WORKERS" --executor "$EXECUTOR" --cache_dir "$CACHE_DIR" \
+    --save_interval_secs "$SAVE_INTERVAL_SECS" --deterministic "$DETERMINISTIC"
 }
 
 # The stages after the region maps, identical in every round.

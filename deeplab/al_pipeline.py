@@ -4,80 +4,58 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import adaptive, annotation, metrics, overlays, sieving, superpixels
-from deeplab.active import regions as R
+from deeplab.active import annotation, jobs, region_maps
+from deeplab.active.executor import Executor, LocalExecutor, prefetch
 from deeplab.active.experiment import Experiment
+from deeplab.datasets import build_data
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
-
-
-def _save_round_map(path: Path, regions: np.ndarray, stats: R.RegionStats) -> None:
-    with io_utils.atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, regions=regions.astype(np.int32), size=stats.size,
-                                uncertainty=stats.uncertainty, dominant_class=stats.dominant_class)
 
 
 def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample], predictor,
                            base_dir: Path | str, out_dir: Path | str, mode: str = "adaptive",
                            eps: float = 0.1, oracle_dir: Path | str | None = None,
                            overlay_dir: Path | str | None = None, max_overlays: int = 4,
-                           progress: bool = True) -> dict:
+                           progress: bool = True, executor: Executor | None = None) -> dict:
     """Streams the model over `samples` and writes, per image, the round's region map and its
     statistics (`{out_dir}/{name}.npz`: regions, size, uncertainty, dominant_class).
 
     mode `adaptive` merges the base map (section 3); `base` keeps it; `oracle` uses the
-    ground-truth components. Images already written are skipped (resume). Returns a summary
-    with regions per image and ASA before and after.
+    ground-truth components. The model runs here (images decoded ahead by a thread); each
+    image's probabilities go to the executor's workers as soon as they exist, with a bounded
+    number in flight. Images already written are skipped (resume). Returns a summary with
+    regions per image and ASA before and after.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    todo = [s for s in samples if not superpixels.region_path(out_dir, s.name).is_file()]
-    before, after, asa_before, asa_after = [], [], [], []
+    todo = [s for s in samples if not region_maps.path(out_dir, s.name).is_file()]
+    extra = f", eps={eps:g}" if mode == "adaptive" else ""
 
-    def images():
-        for s in todo:
-            yield s.name, descriptor.read_image(s)
+    def tasks():
+        images = prefetch((s.name, descriptor.read_image(s)) for s in todo)
+        for k, (s, (name, probs)) in enumerate(zip(todo, predictor.stream(images))):
+            assert name == s.name
+            yield {"descriptor": descriptor, "sample": s, "probs": probs, "mode": mode, "eps": eps,
+                   "base": region_maps.path(base_dir, name), "out": region_maps.path(out_dir, name),
+                   "oracle": region_maps.path(oracle_dir, name) if oracle_dir else None,
+                   "overlay": Path(overlay_dir) / f"{name}_{mode}.png"
+                   if overlay_dir and k < max_overlays else None,
+                   "title": f"{name}{extra}"}
 
-    by_name = {s.name: s for s in todo}
-    for k, (name, probs) in enumerate(tqdm(predictor.stream(images()), total=len(todo),
-                                           desc=f"{mode} regions", unit="img", disable=not progress)):
-        s = by_name[name]
-        base = superpixels.load_regions(superpixels.region_path(base_dir, name))
-        if base.shape != probs.shape[:2]:
-            raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}")
-        label = descriptor.read_label(s)
-        if mode == "adaptive":
-            res = adaptive.adaptive_superpixels(probs, base, eps)
-            regions, stats = res.regions, res.stats
-        elif mode == "base":
-            regions, stats = base, R.region_statistics(probs, base)
-        elif mode == "oracle":
-            stored = superpixels.region_path(oracle_dir, name) if oracle_dir else None
-            regions = superpixels.load_regions(stored) if stored is not None and stored.is_file() \
-                else superpixels.oracle_superpixels(label)
-            stats = R.region_statistics(probs, regions)
-        else:
-            raise ValueError(f"unknown region mode '{mode}'; valid: adaptive, base, oracle")
-        _save_round_map(superpixels.region_path(out_dir, name), regions, stats)
-        before.append(int(base.max()) + 1)
-        after.append(int((stats.size > 0).sum()))
-        asa_before.append(metrics.asa(base, label, descriptor.ignore_label))
-        asa_after.append(metrics.asa(regions, label, descriptor.ignore_label))
-        if overlay_dir and k < max_overlays:
-            extra = f", eps={eps:g}" if mode == "adaptive" else ""
-            overlays.regions_figure(Path(overlay_dir) / f"{name}_{mode}.png", descriptor.read_image(s),
-                                    base, regions, mode, title=f"{name}{extra}")
+    with (executor or LocalExecutor()) as ex:
+        results = list(tqdm(ex.imap(jobs.round_map_task, tasks()), total=len(todo),
+                            desc=f"{mode} regions", unit="img", disable=not progress))
     summary = {"images": len(todo), "skipped": len(samples) - len(todo)}
     if todo:
-        summary.update({"regions_per_image_before": float(np.mean(before)),
-                        "regions_per_image_after": float(np.mean(after)),
-                        "asa_before": float(np.mean(asa_before)), "asa_after": float(np.mean(asa_after))})
+        summary.update({f"regions_per_image_{k}": float(np.mean([r[k] for r in results]))
+                        for k in ("before", "after")})
+        summary.update({k: float(np.mean([r[k] for r in results])) for k in ("asa_before", "asa_after")})
     return summary
 
 
@@ -95,7 +73,7 @@ def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
     summary = generate_round_regions(
         exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
         exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
-        exp.round_dir(t) / "overlays" if write_overlays else None)
+        exp.round_dir(t) / "overlays" if write_overlays else None, executor=exp.executor())
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
     if warning:
         import sys
@@ -123,68 +101,49 @@ def collapse_warning(summary: dict, t: int, eps: float) -> str | None:
 
 def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
     """Data stage of round t: labels from every answer so far (sieved from round 1 on with
-    round t-1's model), label PNGs, TFRecords, and the label-noise report."""
+    round t-1's model), label PNGs, TFRecords, and the label-noise report. The per-image work
+    runs on the job's executor, fed by the model here."""
     from tqdm import tqdm
 
-    from deeplab.datasets import build_data
-
     c = exp.config
-    ignore = exp.descriptor.ignore_label
     rows_by_image = exp.ledger.by_image(upto_round=t)
     samples = [s for s in exp.samples if s.name in rows_by_image]
     if not samples:
         raise ValueError(f"round {t}: the ledger holds no answers yet")
     label_dir = exp.round_dir(t) / "labels"
-    overlay_dir = exp.round_dir(t) / "overlays"
     sieve = c.sieve and t >= 1
     min_size = exp.min_size_px()
-    predictor = predictor_for_round(exp, t - 1) if sieve else None
+    title = f"{c.regions} regions, {c.acquisition}, sieve={int(sieve)}"
 
-    def items():
-        for s in samples:
-            yield s.name, (exp.descriptor.read_image(s) if sieve else None)
-
-    stream = predictor.stream(items()) if sieve else ((n, None) for n, _ in items())
-    by_name = {s.name: s for s in samples}
-    totals = {f"{kind}_{key}": 0 for kind in ("wrong", "labelled") for key in ("before", "after", "sieved")}
-    written = []
-    for k, (name, probs) in enumerate(tqdm(stream, total=len(samples), desc=f"round {t} labels",
-                                           unit="img", disable=not progress)):
-        s = by_name[name]
-        maps, answers = exp.answers_of(name, rows_by_image=rows_by_image)
-        painted, owner = annotation.paint(maps, answers, ignore)
-        labels = painted
+    def tasks():
         if sieve:
-            keep = np.zeros(painted.shape, bool)
-            for r, (ids, ans) in answers.items():
-                sieved_r = sieving.sieve_labels(maps[r], ids, ans, probs, knee=c.knee,
-                                                min_size_px=min_size, ignore_label=ignore)
-                keep |= (owner == r) & (sieved_r != ignore)
-            labels = np.where(keep, painted, np.uint8(ignore)).astype(np.uint8)
-        gt = exp.descriptor.read_label(s)
-        lab_a = labels != ignore
-        sieved = (painted != ignore) & ~lab_a
-        for key, counts in (("before", metrics.label_errors(painted, gt, ignore)),
-                            ("after", metrics.label_errors(labels, gt, ignore)),
-                            ("sieved", metrics.label_errors(painted, gt, ignore, where=sieved))):
-            totals[f"wrong_{key}"] += counts[0]
-            totals[f"labelled_{key}"] += counts[1]
-        if lab_a.any():
-            io_utils.write_png(build_data.label_png_path(label_dir, name), labels)
-            written.append(s)
-        this_round = answers.get(t)
-        if this_round is not None and k < max_overlays:
-            asked = np.zeros(R.num_slots(maps[t]), bool)
-            asked[this_round[0]] = True
-            overlays.answers_figure(
-                overlay_dir / f"{name}_answers.png", exp.descriptor.read_image(s),
-                np.where(asked[maps[t]], maps[t] + 1, 0), painted, labels, gt,
-                exp.descriptor.class_names, ignore,
-                title=f"round {t}, {name}: {c.regions} regions, {c.acquisition}, sieve={int(sieve)}")
-    if not written:
-        raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
-    build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
-                           num_shards=min(8, len(written)), label_dir=label_dir, progress=progress)
+            images = prefetch((s.name, exp.descriptor.read_image(s)) for s in samples)
+            probs = (p for _, p in predictor_for_round(exp, t - 1).stream(images))
+        else:
+            probs = (None for _ in samples)
+        shown = 0
+        for s, p in zip(samples, probs):
+            answers = annotation.answer_luts(rows_by_image[s.name])
+            overlay = None
+            if t in answers and shown < max_overlays:
+                shown += 1
+                overlay = {"round": t, "path": exp.round_dir(t) / "overlays" / f"{s.name}_answers.png",
+                           "title": f"round {t}, {s.name}: {title}"}
+            yield {"descriptor": exp.descriptor, "sample": s, "probs": p,
+                   "maps": {r: exp.map_path(r, s.name) for r in answers}, "answers": answers,
+                   "knee": c.knee, "min_size_px": min_size,
+                   "label_png": build_data.label_png_path(label_dir, s.name), "overlay": overlay}
+
+    with exp.executor() as ex:
+        results = list(tqdm(ex.imap(jobs.labels_task, tasks()), total=len(samples),
+                            desc=f"round {t} labels", unit="img", disable=not progress))
+        written = [s for s, r in zip(samples, results) if r["written"]]
+        if not written:
+            raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
+        build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
+                               num_shards=round_shards(len(written)), label_dir=label_dir,
+                               progress=progress, executor=ex)
+    totals = {k: sum(r[k] for r in results) for k in results[0] if k != "written"}
 
     def share(a, b):
         return round(a / b, 5) if b else 0.0
@@ -198,12 +157,43 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
             "sieve": bool(sieve), "min_size_px": min_size}
 
 
+def round_shards(num_images: int) -> int:
+    """Shards of a round's TFRecords: about 100 images each (DeepLab writes Cityscapes train in
+    10 shards), at least one per image up to 8, so shards can be written in parallel."""
+    return max(min(8, num_images), -(-num_images // 100))
+
+
+def ensure_round_tfrecords(exp: Experiment, t: int, progress: bool = True) -> None:
+    """Rebuilds round t's TFRecords from its label PNGs when they were deleted after the
+    round's evaluation (or a stage needs them again); a no-op while they are complete."""
+    from deeplab.datasets import tfrecord
+
+    exp.require(t, "data")
+    out = exp.round_dir(t) / "tfrecord"
+    info = exp.manifest(t)["data"]
+    meta = tfrecord.read_meta(out, "train")
+    if meta is not None and meta["count"] == info["images"]:
+        return
+    if info.get("full"):
+        samples = exp.samples
+        label_dir = None
+    else:
+        label_dir = exp.round_dir(t) / "labels"
+        samples = [s for s in exp.samples if build_data.label_png_path(label_dir, s.name).is_file()]
+    if len(samples) != info["images"]:
+        raise RuntimeError(f"round {t}: {len(samples)} label PNGs in {label_dir} but the data stage "
+                           f"wrote {info['images']}: rerun it (delete 'data' and later stages from "
+                           f"{exp.round_dir(t).name}/manifest.json)")
+    print(f"round {t}: rebuilding its TFRecords in {out}")
+    with exp.executor() as ex:
+        build_data.build_split(exp.descriptor, samples, out, "train", round_shards(len(samples)),
+                               label_dir=label_dir, progress=progress, executor=ex)
+
+
 def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
     """Data stage of the fully supervised reference (round 0 of its own job): TFRecords of every
     train image with its whole ground truth. `clicks` is the number of base superpixels of the
     train split, what asking every one of them would cost."""
-    from deeplab.datasets import build_data
-
     if t != 0:
         raise ValueError("the fully supervised reference has one round (0)")
     d = exp.descriptor
@@ -212,8 +202,9 @@ def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
         labelled += int((d.read_label(s) != d.ignore_label).sum())
     if not labelled:
         raise ValueError(f"the train split of {exp.data_root} has no labelled pixel")
-    build_data.build_split(d, exp.samples, exp.round_dir(t) / "tfrecord", "train",
-                           num_shards=min(8, len(exp.samples)), progress=progress)
+    with exp.executor() as ex:
+        build_data.build_split(d, exp.samples, exp.round_dir(t) / "tfrecord", "train",
+                               num_shards=round_shards(len(exp.samples)), progress=progress, executor=ex)
     return {"images": len(exp.samples), "labelled_px": labelled, "full": True,
             "clicks": exp.base_regions_total()}
 
@@ -224,6 +215,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
 
     c = exp.config
     d = exp.descriptor
+    ensure_round_tfrecords(exp, t, progress)
     init, init_last = (c.init_checkpoint or None), c.initialize_last_layer
     if c.warm_start and t > 0:
         from deeplab.train import FINAL_WEIGHTS
@@ -231,7 +223,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         exp.require(t - 1, "train")
         init, init_last = str(exp.round_dir(t - 1) / "train" / FINAL_WEIGHTS), True
     config = TrainConfig(
-        train_logdir=str(exp.round_dir(t) / "train"), dataset_dir=str(exp.round_dir(t) / "tfrecord"),
+        train_logdir=str(exp.round_dir(t) / "train"), tfrecord_dir=str(exp.round_dir(t) / "tfrecord"),
         num_classes=d.num_classes, ignore_label=d.ignore_label,
         model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
                            bn_momentum=c.batch_norm_decay,
@@ -241,7 +233,8 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         tf_initial_checkpoint=init, initialize_last_layer=init_last,
         # The same seed every round and arm: initialisation and augmentation are fixed, so what
         # differs between two trainings of a comparison is their labels.
-        save_interval_steps=max(50, c.train_steps // 5), seed=c.seed,
+        save_interval_steps=max(50, c.train_steps // 5), save_interval_secs=c.save_interval_secs,
+        seed=c.seed,
         deterministic=c.deterministic, progress=progress)
     info = train(config)
     return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
@@ -251,10 +244,21 @@ def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     from deeplab.eval import evaluate, format_table
     from deeplab.train import load_trained
 
+    from deeplab.datasets import tfrecord
+
+    val = exp.descriptor.list_split(exp.data_root, "val")
+    names = [s.name for s in val]
+    tfrecord.check_meta(exp.val_tfrecord_dir, "val", names,
+                        fix=f"python scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits val")
     model, _ = load_trained(exp.round_dir(t) / "train")
     res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
                    exp.descriptor.ignore_label, progress=progress)
+    if res["images"] != len(names):
+        raise RuntimeError(f"evaluated {res['images']} val images but the list has {len(names)}: "
+                           f"rebuild {exp.val_tfrecord_dir}")
     io_utils.write_json(exp.round_dir(t) / "eval.json", res)
+    # The round's TFRecords are rebuilt from its label PNGs if a stage needs them again.
+    shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
     iou = np.array([np.nan if v is None else v for v in res["per_class_iou"]])
     print(format_table(iou, exp.descriptor.class_names, res["miou"]))
     return {"miou": res["miou"]}

@@ -16,6 +16,29 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
                              "the synthetic set is generated there on first use)")
 
 
+def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """Where per-image work runs, and where derived data are cached."""
+    from deeplab.active.executor import EXECUTORS
+
+    parser.add_argument("--num_workers", type=int, default=1, help="processes (or Ray CPUs)")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS,
+                        help="local process pool, or Ray (RAY_ADDRESS: an existing cluster)")
+    parser.add_argument("--cache_dir", default="work_dirs/cache",
+                        help="derived data (superpixel maps, val TFRecords), never the data root")
+
+
+def make_executor(args: argparse.Namespace):
+    from deeplab.active.executor import make_executor as make
+
+    return make(args.executor, args.num_workers)
+
+
+def data_cache(args: argparse.Namespace, root: Path):
+    from deeplab.active.cache import DataCache
+
+    return DataCache(args.cache_dir, args.dataset, root)
+
+
 def resolve_dataset(args: argparse.Namespace):
     """Returns (descriptor, root); generates the synthetic set if it is asked for and missing."""
     descriptor = get_dataset(args.dataset)

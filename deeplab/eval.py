@@ -2,7 +2,7 @@
 the confusion matrix, written as JSON and printed as a table.
 
   python -m deeplab.eval --checkpoint_dir work_dirs/exp/train --dataset synthetic \
-      --dataset_dir datasets/synthetic/tfrecord --eval_split val
+      --tfrecord_dir work_dirs/cache/<data>/tfrecord --eval_split val
 """
 
 from __future__ import annotations
@@ -77,19 +77,20 @@ def evaluate(model, tfrecord_dir, split: str, num_classes: int, ignore_label: in
 
 def main(argv=None) -> int:
     from deeplab.datasets import get_dataset
-    from deeplab.train import load_trained
+    from deeplab.train import add_tfrecord_flags, check_tfrecord_flags, load_trained
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint_dir", required=True, help="a finished train_logdir")
     p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--dataset_dir", required=True, help="folder holding the TFRecords")
+    add_tfrecord_flags(p)
     p.add_argument("--eval_split", default="val")
     p.add_argument("--eval_batch_size", type=int, default=1)
     p.add_argument("--output", default=None, help="JSON path (default: <checkpoint_dir>/eval_<split>.json)")
     args = p.parse_args(argv)
+    check_tfrecord_flags(p, args)
     ds = get_dataset(args.dataset)
     model, _ = load_trained(args.checkpoint_dir)
-    result = evaluate(model, args.dataset_dir, args.eval_split, ds.num_classes, ds.ignore_label,
+    result = evaluate(model, args.tfrecord_dir, args.eval_split, ds.num_classes, ds.ignore_label,
                       args.eval_batch_size)
     out = Path(args.output) if args.output else Path(args.checkpoint_dir) / f"eval_{args.eval_split}.json"
     io_utils.write_json(out, result)

@@ -1,14 +1,16 @@
 """Trains DeepLabv3+ from TFRecords (DeepLab's train.py, on TensorFlow 2 / Keras 3).
 
   python -m deeplab.train --train_logdir work_dirs/exp/train \
-      --dataset synthetic --dataset_dir datasets/synthetic/tfrecord \
+      --dataset synthetic --tfrecord_dir work_dirs/cache/<data>/tfrecord \
       --model_variant xception_light --training_number_of_steps 200 --train_crop_size 129,129
 
 Poly learning rate (power 0.9), momentum 0.9, weight decay (slim's `wd * sum(w^2) / 2` on
 every non-depthwise kernel), per-pixel cross-entropy averaged over labelled pixels (a batch
 without labelled pixels contributes 0), logits-bias gradients x2. Runs under tf.distribute:
 MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy with several GPUs, the
-default strategy otherwise. Resumes from the newest checkpoint in train_logdir. Writes
+default strategy otherwise. Resumes from the newest checkpoint in train_logdir, which is saved
+every `save_interval_steps` steps and every `save_interval_secs` seconds (DeepLab's default,
+1200 s: a crash costs at most that much work). Writes
 TensorBoard summaries, `model_options.json`, `train_config.json`, and at the end
 `final_weights.npz` (DeepLab-named) and `train_done.json`.
 """
@@ -37,7 +39,7 @@ OPTIONS_FILE = "model_options.json"
 @dataclasses.dataclass
 class TrainConfig:
     train_logdir: str
-    dataset_dir: str  # folder of TFRecords
+    tfrecord_dir: str  # folder of TFRecords ({split}-*-of-*.tfrecord)
     num_classes: int = 19
     ignore_label: int = 255
     train_split: str = "train"
@@ -55,6 +57,7 @@ class TrainConfig:
     tf_initial_checkpoint: str | None = None
     initialize_last_layer: bool = True
     save_interval_steps: int = 500
+    save_interval_secs: float = 1200.0  # also save when this long has passed (DeepLab's)
     log_steps: int = 10
     seed: int | None = None
     deterministic: bool = False
@@ -142,7 +145,7 @@ def train(config: TrainConfig) -> dict:
         if info.get("steps") == config.training_number_of_steps:
             print(f"training already complete in {logdir} ({info['steps']} steps)")
             return info
-    tfrecord.list_shards(config.dataset_dir, config.train_split)  # clear error if missing
+    tfrecord.list_shards(config.tfrecord_dir, config.train_split)  # clear error if missing
     io_utils.write_text(logdir / OPTIONS_FILE, config.model.to_json() + "\n")
     cfg = dataclasses.asdict(config)
     cfg["model"] = json.loads(config.model.to_json())
@@ -189,7 +192,7 @@ def train(config: TrainConfig) -> dict:
 
     def dataset_fn(ctx):
         ds = data_generator.build_dataset(
-            config.dataset_dir, config.train_split,
+            config.tfrecord_dir, config.train_split,
             batch_size=ctx.get_per_replica_batch_size(config.train_batch_size), is_training=True,
             crop_size=config.train_crop_size, min_scale_factor=config.min_scale_factor,
             max_scale_factor=config.max_scale_factor,
@@ -232,6 +235,7 @@ def train(config: TrainConfig) -> dict:
 
     bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not config.progress)
     loss_value = float("nan")
+    last_save = time.monotonic()
     while int(step.numpy()) < total:
         ce, _count = train_step(iterator)
         loss_value = float(ce)
@@ -250,8 +254,10 @@ def train(config: TrainConfig) -> dict:
                 tf.summary.scalar("learning_rate", float(schedule(s)))
                 tf.summary.scalar("images_per_second",
                                   config.log_steps * config.train_batch_size / max(dt, 1e-9))
-        if s % config.save_interval_steps == 0 and s < total:
+        if s < total and (s % config.save_interval_steps == 0
+                          or time.monotonic() - last_save >= config.save_interval_secs):
             manager.save(checkpoint_number=s)
+            last_save = time.monotonic()
     bar.close()
     manager.save(checkpoint_number=int(step.numpy()))
     if not chief:
@@ -310,13 +316,25 @@ def model_options_from(args, num_classes) -> ModelOptions:
                         bn_momentum=args.batch_norm_decay)
 
 
+def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tfrecord_dir", required=True, help="folder holding the TFRecords")
+    p.add_argument("--dataset_dir", default=None, help=argparse.SUPPRESS)
+
+
+def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
+    """--dataset_dir means the data root in every script; here the TFRecords are --tfrecord_dir."""
+    if args.dataset_dir is not None:
+        p.error("--dataset_dir is the data root in this project's scripts; pass the folder of "
+                f"TFRecords as --tfrecord_dir {args.dataset_dir}")
+
+
 def main(argv=None) -> int:
     from deeplab.datasets import get_dataset
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_logdir", required=True)
     p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--dataset_dir", required=True, help="folder holding the TFRecords")
+    add_tfrecord_flags(p)
     p.add_argument("--train_split", default="train")
     add_model_flags(p)
     p.add_argument("--training_number_of_steps", type=int, default=30000)
@@ -332,6 +350,8 @@ def main(argv=None) -> int:
     p.add_argument("--tf_initial_checkpoint", default=None)
     p.add_argument("--initialize_last_layer", type=parse_bool, default=True)
     p.add_argument("--save_interval_steps", type=int, default=500)
+    p.add_argument("--save_interval_secs", type=float, default=1200.0,
+                   help="also save a checkpoint when this many seconds have passed (DeepLab's default)")
     p.add_argument("--log_steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--deterministic", type=parse_bool, default=False,
@@ -339,10 +359,11 @@ def main(argv=None) -> int:
     p.add_argument("--mixed_precision", type=parse_bool, default=False)
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     args = p.parse_args(argv)
+    check_tfrecord_flags(p, args)
     ds = get_dataset(args.dataset)
     crop = args.train_crop_size if len(args.train_crop_size) == 2 else args.train_crop_size * 2
     config = TrainConfig(
-        train_logdir=args.train_logdir, dataset_dir=args.dataset_dir, num_classes=ds.num_classes,
+        train_logdir=args.train_logdir, tfrecord_dir=args.tfrecord_dir, num_classes=ds.num_classes,
         ignore_label=ds.ignore_label, train_split=args.train_split,
         model=model_options_from(args, ds.num_classes),
         training_number_of_steps=args.training_number_of_steps,
@@ -352,7 +373,8 @@ def main(argv=None) -> int:
         max_scale_factor=args.max_scale_factor, scale_factor_step_size=args.scale_factor_step_size,
         tf_initial_checkpoint=args.tf_initial_checkpoint,
         initialize_last_layer=args.initialize_last_layer,
-        save_interval_steps=args.save_interval_steps, log_steps=args.log_steps, seed=args.seed,
+        save_interval_steps=args.save_interval_steps,
+        save_interval_secs=args.save_interval_secs, log_steps=args.log_steps, seed=args.seed,
         deterministic=args.deterministic, mixed_precision=args.mixed_precision, strategy=args.strategy)
     info = train(config)
     print(json.dumps({k: info[k] for k in ("steps", "final_loss", "images_per_second")}))

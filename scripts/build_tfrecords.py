@@ -18,28 +18,38 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
     p.add_argument("--splits", nargs="+", default=["train", "val"])
-    p.add_argument("--output_dir", default=None, help="default: <dataset_dir>/tfrecord")
+    p.add_argument("--output_dir", default=None, help="default: the cache, <cache_dir>/<data>/tfrecord")
     p.add_argument("--num_shards", type=int, default=4)
     p.add_argument("--label_dir", default=None, help="partial label PNGs of a round ({name}.png)")
-    p.add_argument("--skip_existing", action="store_true", help="leave splits that have shards alone")
+    p.add_argument("--skip_existing", action="store_true",
+                   help="leave splits alone whose records are complete and hold exactly the list")
+    cli.add_executor_flags(p)
     p.add_argument("--job_dir", default=None, help="take the data set from an experiment's config")
     args = p.parse_args(argv)
+    out = Path(args.output_dir) if args.output_dir else None
     if args.job_dir:
         from deeplab.active.experiment import Experiment
 
         exp = Experiment.open(args.job_dir)
         args.dataset, args.dataset_dir = exp.config.dataset, str(exp.data_root)
+        args.num_workers, args.executor = exp.config.num_workers, exp.config.executor
+        out = out or exp.val_tfrecord_dir
     descriptor, root = cli.resolve_dataset(args)
-    out = Path(args.output_dir) if args.output_dir else root / "tfrecord"
+    out = out or cli.data_cache(args, root).tfrecord_dir
     from deeplab.datasets import build_data, tfrecord
 
-    for split in args.splits:
-        if args.skip_existing and glob.glob(tfrecord.shard_pattern(out, split)):
-            print(f"{split}: TFRecords exist in {out}, skipped")
-            continue
-        samples = descriptor.list_split(root, split)
-        paths = build_data.build_split(descriptor, samples, out, split, args.num_shards, args.label_dir)
-        print(f"{split}: {len(samples)} images -> {len(paths)} shards in {out}")
+    with cli.make_executor(args) as ex:
+        for split in args.splits:
+            samples = descriptor.list_split(root, split)
+            if args.skip_existing:
+                if tfrecord.meta_matches(out, split, [s.name for s in samples]):
+                    print(f"{split}: complete TFRecords of {len(samples)} images in {out}, skipped")
+                    continue
+                if glob.glob(tfrecord.shard_pattern(out, split)):
+                    print(f"{split}: the TFRecords in {out} are partial or hold another list: rebuilding")
+            paths = build_data.build_split(descriptor, samples, out, split, args.num_shards,
+                                           args.label_dir, executor=ex)
+            print(f"{split}: {len(samples)} images -> {len(paths)} shards in {out}")
     return 0
 
 

@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--superpixel_size_px", type=float, default=256.0,
                    help="mean superpixel size when --num_superpixels is not given (paper: 256)")
     p.add_argument("--output_dir", default=None,
-                   help="default: <dataset_dir>/superpixels/<method>_<size>/<split>")
-    p.add_argument("--num_workers", type=int, default=1)
+                   help="default: the cache, <cache_dir>/<data>/superpixels/<method>_<count>/<split>")
+    cli.add_executor_flags(p)
     p.add_argument("--shard", type=cli.parse_shard, default=None, help="i/n: this machine's part")
     p.add_argument("--overlay_dir", default=None, help="also write boundary overlays here")
     p.add_argument("--report", action="store_true",
@@ -47,18 +47,19 @@ def main(argv=None) -> int:
         args.dataset, args.dataset_dir, args.method = c.dataset, str(exp.data_root), c.superpixel_method
         args.num_superpixels = c.num_superpixels or None
         args.superpixel_size_px, args.output_dir = c.superpixel_size_px, str(exp.base_dir)
-        args.split, args.num_workers = "train", c.num_workers
+        args.split, args.num_workers, args.executor = "train", c.num_workers, c.executor
     descriptor, root = cli.resolve_dataset(args)
-    tag = f"n{args.num_superpixels}" if args.num_superpixels else f"s{args.superpixel_size_px:g}"
-    out = Path(args.output_dir) if args.output_dir else root / "superpixels" / f"{args.method}_{tag}" / args.split
+    out = Path(args.output_dir) if args.output_dir else cli.data_cache(args, root).base_dir(
+        args.method, args.num_superpixels, args.superpixel_size_px, args.split)
     from deeplab.active import jobs
 
     samples = descriptor.list_split(root, args.split)
-    summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
-                                args.num_superpixels, args.num_workers, args.shard, args.overlay_dir)
-    print(f"{out}: {summary}")
-    if exp is not None and exp.config.regions == "oracle":
-        print(f"{exp.oracle_dir}: {jobs.extract_oracle(descriptor, samples, exp.oracle_dir, args.num_workers)}")
+    with cli.make_executor(args) as ex:
+        summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
+                                    args.num_superpixels, ex, args.shard, args.overlay_dir)
+        print(f"{out}: {summary}")
+        if exp is not None and exp.config.regions == "oracle":
+            print(f"{exp.oracle_dir}: {jobs.extract_oracle(descriptor, samples, exp.oracle_dir, ex)}")
     if args.report:
         print(json.dumps(jobs.region_quality(descriptor, jobs.shard_items(samples, args.shard), out)))
     return 0

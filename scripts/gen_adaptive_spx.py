@@ -27,7 +27,11 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="train")
     p.add_argument("--checkpoint_dir", default=None, help="a finished train_logdir")
     p.add_argument("--base_dir", default=None,
-                   help="base maps (default: <dataset_dir>/superpixels/seeds_s256/<split>)")
+                   help="base maps (default: those of --method and --num_superpixels in the cache)")
+    p.add_argument("--method", default="seeds", choices=["seeds", "slic"])
+    p.add_argument("--num_superpixels", type=int, default=None)
+    p.add_argument("--superpixel_size_px", type=float, default=256.0)
+    cli.add_executor_flags(p)
     p.add_argument("--output_dir", default=None)
     p.add_argument("--regions", default="adaptive", choices=["adaptive", "base", "oracle"])
     p.add_argument("--eps", type=float, default=0.1)
@@ -44,14 +48,17 @@ def main(argv=None) -> int:
     if not args.checkpoint_dir or not args.output_dir:
         p.error("standalone mode needs --checkpoint_dir and --output_dir")
     descriptor, root = cli.resolve_dataset(args)
-    base_dir = Path(args.base_dir) if args.base_dir else root / "superpixels" / "seeds_s256" / args.split
+    cache = cli.data_cache(args, root)
+    base_dir = Path(args.base_dir) if args.base_dir else cache.base_dir(
+        args.method, args.num_superpixels, args.superpixel_size_px, args.split)
     from deeplab.al_pipeline import generate_round_regions
     from deeplab.inference import Predictor
 
     summary = generate_round_regions(
         descriptor, descriptor.list_split(root, args.split),
         Predictor.from_train_dir(args.checkpoint_dir, args.inference_scale), base_dir, args.output_dir,
-        args.regions, args.eps, overlay_dir=args.overlay_dir)
+        args.regions, args.eps, oracle_dir=cache.oracle_dir(args.split), overlay_dir=args.overlay_dir,
+        executor=cli.make_executor(args))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -14,16 +14,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
     p.add_argument("--split", default="train")
-    p.add_argument("--output_dir", default=None, help="default: <dataset_dir>/superpixels/oracle/<split>")
-    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--output_dir", default=None,
+                   help="default: the cache, <cache_dir>/<data>/superpixels/oracle/<split>")
+    cli.add_executor_flags(p)
     p.add_argument("--shard", type=cli.parse_shard, default=None)
     args = p.parse_args(argv)
     descriptor, root = cli.resolve_dataset(args)
-    out = Path(args.output_dir) if args.output_dir else root / "superpixels" / "oracle" / args.split
+    out = Path(args.output_dir) if args.output_dir else cli.data_cache(args, root).oracle_dir(args.split)
     from deeplab.active import jobs
 
     samples = descriptor.list_split(root, args.split)
-    print(f"{out}: {jobs.extract_oracle(descriptor, samples, out, args.num_workers, args.shard)}")
+    with cli.make_executor(args) as ex:
+        print(f"{out}: {jobs.extract_oracle(descriptor, samples, out, ex, args.shard)}")
     return 0
 
 

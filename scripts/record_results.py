@@ -9,7 +9,8 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.active.experiment import Experiment, format_results, write_results
+    from deeplab.active.experiment import Experiment
+    from deeplab.active.results import format_results, write_results
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True)

@@ -13,7 +13,8 @@ import pytest
 
 from deeplab import cli
 from deeplab.active import jobs
-from deeplab.active.experiment import Experiment, ExperimentConfig, MODEL_VARIANTS, select_round
+from deeplab.active.experiment import Experiment, ExperimentConfig, MODEL_VARIANTS
+from deeplab.active.rounds import select_round
 
 ROOT = Path(__file__).parents[1]
 
@@ -29,10 +30,10 @@ def _config(job_dir, synth_root, **kw):
 
 def _run(job_dir, t, stages):
     from deeplab import al_pipeline
-    from deeplab.active import experiment
+    from deeplab.active import rounds
 
-    fns = {"regions": al_pipeline.round_regions, "select": experiment.select_round,
-           "annotate": experiment.annotate_round,
+    fns = {"regions": al_pipeline.round_regions, "select": rounds.select_round,
+           "annotate": rounds.annotate_round,
            "data": lambda e, r: al_pipeline.round_data(e, r, progress=False),
            "train": lambda e, r: al_pipeline.train_round(e, r, progress=False),
            "eval": lambda e, r: al_pipeline.eval_round(e, r, progress=False)}
@@ -44,15 +45,19 @@ ALL = ("select", "annotate", "data", "train", "eval")
 
 
 @pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, synth_root, synth_tfrecords):
+def finished_job(tmp_path_factory, synth_root):
+    from deeplab.datasets import build_data
+
     job = tmp_path_factory.mktemp("job") / "demo"
     config = _config(job, synth_root).validate()
     config.save_or_check()
     exp = Experiment(config)
+    build_data.build_split(exp.descriptor, exp.descriptor.list_split(synth_root, "val"),
+                           exp.val_tfrecord_dir, "val", num_shards=2, progress=False)
     jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
     _run(job, 0, ALL)
     _run(job, 1, ("regions",) + ALL)
-    from deeplab.active.experiment import write_results
+    from deeplab.active.results import write_results
 
     write_results(Experiment.open(job))
     return job
@@ -115,12 +120,12 @@ def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
     (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
     for p in list(labels)[::2]:
         p.unlink()
-    shutil.rmtree(exp.round_dir(1) / "tfrecord")
+    assert not (exp.round_dir(1) / "tfrecord").exists()  # deleted after its evaluation
     _run(finished_job, 1, ("select", "annotate", "data", "train", "eval"))
     assert exp.ledger.path.read_text() == ledger  # no answer appended twice
     assert (exp.round_dir(1) / "selection.json").read_text() == sel
     assert {p: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == labels
-    from deeplab.active.experiment import write_results
+    from deeplab.active.results import write_results
 
     write_results(exp)
     assert (finished_job / "results.csv").read_text() == results
@@ -187,7 +192,7 @@ def test_driver_stops_on_bad_settings_before_any_work(tmp_path, synth_root, env,
     assert out.returncode != 0
     assert message in out.stderr
     assert not (tmp_path / "bad" / "config.json").exists()
-    assert not list(Path(synth_root).glob("superpixels/*_s256*"))
+    assert not list(Path(synth_root).glob("superpixels")) and not list(tmp_path.glob("*/cache"))
 
 
 def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
@@ -231,7 +236,7 @@ def test_collapse_warning_names_the_cause():
 
 
 def test_results_table_is_aligned(finished_job):
-    from deeplab.active.experiment import format_results, results_rows
+    from deeplab.active.results import format_results, results_rows
 
     lines = format_results(results_rows(Experiment.open(finished_job))).splitlines()
     assert len(lines) == 3 and len({len(line) for line in lines}) == 1

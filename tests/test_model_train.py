@@ -149,7 +149,7 @@ def test_miou_matches_hand_computed():
 
 
 def _config(tmp_path, tfrecords, steps, **kw):
-    return TrainConfig(train_logdir=str(tmp_path / "train"), dataset_dir=str(tfrecords),
+    return TrainConfig(train_logdir=str(tmp_path / "train"), tfrecord_dir=str(tfrecords),
                        model=ModelOptions(**LIGHT), training_number_of_steps=steps,
                        base_learning_rate=0.01, train_crop_size=(65, 65), train_batch_size=4,
                        save_interval_steps=4, log_steps=2, seed=0, deterministic=True,
@@ -236,7 +236,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from deeplab.model import ModelOptions
 from deeplab.train import TrainConfig, train
-info = train(TrainConfig(train_logdir=sys.argv[1], dataset_dir=sys.argv[2],
+info = train(TrainConfig(train_logdir=sys.argv[1], tfrecord_dir=sys.argv[2],
     model=ModelOptions(model_variant="xception_light", bn_momentum=0.9), training_number_of_steps=4,
     base_learning_rate=0.05, train_crop_size=(33, 33), train_batch_size=4, seed=0,
     strategy=sys.argv[3], progress=False))

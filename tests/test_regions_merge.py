@@ -5,7 +5,7 @@ import pytest
 from scipy.ndimage import label as nd_label
 from scipy.spatial.distance import jensenshannon
 
-from deeplab.active import adaptive, metrics, superpixels
+from deeplab.active import adaptive, metrics, region_maps, superpixels
 from deeplab.active import regions as R
 
 
@@ -243,14 +243,16 @@ def test_oracle_regions_are_connected_components():
 
 def test_storage_round_trip_and_errors(tmp_path):
     regions = np.arange(12, dtype=np.int32).reshape(3, 4) * 7000
-    path = superpixels.region_path(tmp_path, "city/img")
-    superpixels.save_regions(path, regions)
-    np.testing.assert_array_equal(superpixels.load_regions(path), regions)
+    path = region_maps.path(tmp_path, "city/img")
+    region_maps.save(path, regions)
+    np.testing.assert_array_equal(region_maps.load(path), regions)
     with pytest.raises(FileNotFoundError, match="extract_superpixels"):
-        superpixels.load_regions(tmp_path / "nope.npz")
+        region_maps.load(tmp_path / "nope.npz")
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="bad.npz"):
-        superpixels.load_regions(tmp_path / "bad.npz")
+        region_maps.load(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="statistics"):
+        region_maps.load_with_stats(path)  # a base map has none
 
 
 def test_quality_measures():

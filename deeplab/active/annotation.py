@@ -38,12 +38,21 @@ def oracle_answers(regions: np.ndarray, label: np.ndarray, region_ids: np.ndarra
     return R.majority(hist).astype(np.uint8), sizes
 
 
+class LedgerError(ValueError):
+    """The ledger disagrees with what the job recorded (lines lost, edited or added)."""
+
+
 class Ledger:
     """Append-only JSON-lines file of answers; every append rewrites the file atomically as the
-    old lines plus the new ones, so a crash never leaves a half line."""
+    old lines plus the new ones, so a crash never leaves a half line.
 
-    def __init__(self, path: Path | str):
+    `check(rows)`, when given, runs on every read (the job checks the rows against its round
+    manifests) and raises to stop a job whose ledger shrank or grew behind its back.
+    """
+
+    def __init__(self, path: Path | str, check=None):
         self.path = Path(path)
+        self._check = check
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -55,7 +64,9 @@ class Ledger:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"ledger {self.path} line {i} is corrupt ({e}); restore it from backup") from e
+                raise LedgerError(f"ledger {self.path} line {i} is corrupt ({e}); restore it from backup") from e
+        if self._check is not None:
+            self._check(rows)
         return rows
 
     def rounds(self) -> set[int]:

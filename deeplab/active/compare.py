@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active.experiment import Experiment, iou_cells, iou_column, results_rows
+from deeplab.active.experiment import Experiment
+from deeplab.active.results import iou_cells, iou_column, results_rows
 
 # Arm -> (REGIONS, ACQUISITION, SIEVE) of rounds >= 1.
 ARMS = {
@@ -39,8 +40,8 @@ ARMS = {
 }
 REFERENCE = "full"
 # Settings that round 0 does not read: jobs that differ only in these share their warm-up round.
-NOT_IN_ROUND_0 = ("job_dir", "rounds", "num_workers", "regions", "acquisition", "sieve", "eps",
-                  "knee", "min_size_px", "warm_start")
+NOT_IN_ROUND_0 = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
+                  "regions", "acquisition", "sieve", "eps", "knee", "min_size_px", "warm_start")
 
 
 def check_arms(names: list[str]) -> list[str]:

@@ -1,17 +1,21 @@
-"""Per-image jobs over a split: process pool, `--shard i/n`, resume by skipping finished files.
-
-Each job writes one file per image atomically, so an interrupted run resumes where it stopped.
+"""The per-image stages, each a pure function of one image (plus its inputs) that an executor
+maps (`deeplab.active.executor`): base superpixels, oracle maps, a round's region map with its
+statistics, and a round's training labels with sieving. Each writes its one file atomically and
+returns its figures; the driver aggregates them. Resume: images whose file exists are skipped
+by the callers.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from deeplab.active import metrics, superpixels
+from deeplab import io_utils
+from deeplab.active import adaptive, labels as L, metrics, overlays, region_maps, superpixels
+from deeplab.active import regions as R
+from deeplab.active.executor import Executor, LocalExecutor
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
 
 
@@ -22,64 +26,51 @@ def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:
     return list(items)[i::n]
 
 
-def run_pool(fn: Callable, tasks: list, num_workers: int, desc: str, progress: bool = True) -> list:
-    """Runs `fn(task)` for every task (in a pool when num_workers > 1); results in task order."""
-    from tqdm import tqdm
-
-    if num_workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tqdm(tasks, desc=desc, unit="img", disable=not progress)]
-    ctx = mp.get_context("spawn")  # no fork after TensorFlow or OpenMP threads exist
-    with ctx.Pool(num_workers) as pool:
-        return list(tqdm(pool.imap(fn, tasks, chunksize=1), total=len(tasks), desc=desc,
-                         unit="img", disable=not progress))
-
-
-def _base_task(task):
-    descriptor, sample, out, method, size_px, n_segments, overlay_dir = task
+# ---------------------------------------------------------------------------- base and oracle maps
+def base_task(task: dict) -> int:
+    """Base superpixels of one image -> its map file; returns the region count."""
+    descriptor, sample = task["descriptor"], task["sample"]
     image = descriptor.read_image(sample)
     h, w = image.shape[:2]
-    n = n_segments or superpixels.n_segments_for(h, w, size_px)
-    regions = superpixels.base_superpixels(image, method, n)
-    superpixels.save_regions(out, regions)
-    if overlay_dir:
-        from deeplab import io_utils
-
-        io_utils.write_png(Path(overlay_dir) / f"{sample.name}.png", superpixels.overlay(image, regions))
-    return sample.name, int(regions.max()) + 1
+    n = task["n_segments"] or superpixels.n_segments_for(h, w, task["size_px"])
+    superpixels.check_superpixel_count(h, w, task["method"], n, f"image '{sample.name}'")
+    regions = superpixels.base_superpixels(image, task["method"], n)
+    region_maps.save(task["out"], regions)
+    if task.get("overlay_dir"):
+        io_utils.write_png(Path(task["overlay_dir"]) / f"{sample.name}.png", superpixels.overlay(image, regions))
+    return int(regions.max()) + 1
 
 
 def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: Path | str,
                  method: str = "seeds", superpixel_size_px: float = 256.0,
-                 n_segments: int | None = None, num_workers: int = 1,
+                 n_segments: int | None = None, executor: Executor | None = None,
                  shard: tuple[int, int] | None = None, overlay_dir: Path | str | None = None,
                  progress: bool = True) -> dict:
     """Base superpixels for every sample (skipping maps already written). Returns a summary."""
     if method not in superpixels.METHODS:
         raise ValueError(f"unknown superpixel method '{method}'; valid: {', '.join(superpixels.METHODS)}")
-    todo = []
-    for s in shard_items(samples, shard):
-        out = superpixels.region_path(out_dir, s.name)
-        if not out.is_file():
-            todo.append((descriptor, s, out, method, superpixel_size_px, n_segments, overlay_dir))
-    counts = [c for _, c in run_pool(_base_task, todo, num_workers, f"{method} superpixels", progress)]
-    return {"written": len(todo), "skipped": len(shard_items(samples, shard)) - len(todo),
+    mine = shard_items(samples, shard)
+    todo = [{"descriptor": descriptor, "sample": s, "out": region_maps.path(out_dir, s.name),
+             "method": method, "size_px": superpixel_size_px, "n_segments": n_segments,
+             "overlay_dir": overlay_dir}
+            for s in mine if not region_maps.path(out_dir, s.name).is_file()]
+    counts = (executor or LocalExecutor()).map(base_task, todo, f"{method} superpixels", progress)
+    return {"written": len(todo), "skipped": len(mine) - len(todo),
             "mean_regions": float(np.mean(counts)) if counts else None}
 
 
-def _oracle_task(task):
-    descriptor, sample, out = task
-    regions = superpixels.oracle_superpixels(descriptor.read_label(sample))
-    superpixels.save_regions(out, regions)
+def oracle_task(task: dict) -> int:
+    regions = superpixels.oracle_superpixels(task["descriptor"].read_label(task["sample"]))
+    region_maps.save(task["out"], regions)
     return int(regions.max()) + 1
 
 
 def extract_oracle(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: Path | str,
-                   num_workers: int = 1, shard: tuple[int, int] | None = None,
+                   executor: Executor | None = None, shard: tuple[int, int] | None = None,
                    progress: bool = True) -> dict:
-    todo = [(descriptor, s, superpixels.region_path(out_dir, s.name))
-            for s in shard_items(samples, shard)
-            if not superpixels.region_path(out_dir, s.name).is_file()]
-    counts = run_pool(_oracle_task, todo, num_workers, "oracle superpixels", progress)
+    todo = [{"descriptor": descriptor, "sample": s, "out": region_maps.path(out_dir, s.name)}
+            for s in shard_items(samples, shard) if not region_maps.path(out_dir, s.name).is_file()]
+    counts = (executor or LocalExecutor()).map(oracle_task, todo, "oracle superpixels", progress)
     return {"written": len(todo), "mean_regions": float(np.mean(counts)) if counts else None}
 
 
@@ -87,10 +78,75 @@ def region_quality(descriptor: DatasetDescriptor, samples: list[Sample], region_
     """Mean regions per image, ASA and boundary recall of stored maps against the ground truth."""
     n, a, br = [], [], []
     for s in samples:
-        regions = superpixels.load_regions(superpixels.region_path(region_dir, s.name))
+        regions = region_maps.load(region_maps.path(region_dir, s.name))
         label = descriptor.read_label(s)
         n.append(int(regions.max()) + 1)
         a.append(metrics.asa(regions, label, descriptor.ignore_label))
         br.append(metrics.boundary_recall(regions, label))
     return {"regions_per_image": float(np.mean(n)), "asa": float(np.mean(a)),
             "boundary_recall": float(np.mean(br))}
+
+
+# ---------------------------------------------------------------------------- round maps
+def round_map_task(task: dict) -> dict:
+    """A round's region map of one image from the previous round's probabilities (adaptive:
+    the merge of the base map, section 3; base: the base map; oracle: ground-truth components)
+    with its statistics (section 4) -> `task["out"]`. Returns region counts and ASA."""
+    descriptor, sample, probs, mode = task["descriptor"], task["sample"], task["probs"], task["mode"]
+    name = sample.name
+    base = region_maps.load(task["base"])
+    if base.shape != probs.shape[:2]:
+        raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
+                         f"delete {task['base']} and rerun scripts/extract_superpixels.py")
+    label = descriptor.read_label(sample)
+    if mode == "adaptive":
+        res = adaptive.adaptive_superpixels(probs, base, task["eps"])
+        regions, stats = res.regions, res.stats
+    elif mode == "base":
+        regions, stats = base, R.region_statistics(probs, base)
+    elif mode == "oracle":
+        stored = task.get("oracle")
+        regions = region_maps.load(stored) if stored is not None and Path(stored).is_file() \
+            else superpixels.oracle_superpixels(label)
+        stats = R.region_statistics(probs, regions)
+    else:
+        raise ValueError(f"unknown region mode '{mode}'; valid: adaptive, base, oracle")
+    region_maps.save(task["out"], regions, stats)
+    if task.get("overlay"):
+        overlays.regions_figure(task["overlay"], descriptor.read_image(sample), base, regions, mode,
+                                title=task.get("title", name))
+    return {"before": int(base.max()) + 1, "after": int((stats.size > 0).sum()),
+            "asa_before": metrics.asa(base, label, descriptor.ignore_label),
+            "asa_after": metrics.asa(regions, label, descriptor.ignore_label)}
+
+
+# ---------------------------------------------------------------------------- round labels
+def labels_task(task: dict) -> dict:
+    """Training labels of one image for a round: every answer so far painted, sieved with the
+    previous round's probabilities when given (`deeplab.active.labels`) -> the label PNG (only
+    when a pixel is labelled). Returns label-error counts against the ground truth."""
+    descriptor, sample, ignore = task["descriptor"], task["sample"], task["descriptor"].ignore_label
+    maps = {t: region_maps.load(p) for t, p in task["maps"].items()}
+    answers = task["answers"]
+    painted, labels = L.round_labels(maps, answers, task["probs"], knee=task["knee"],
+                                     min_size_px=task["min_size_px"], ignore_label=ignore)
+    gt = descriptor.read_label(sample)
+    if gt.shape != painted.shape:
+        raise ValueError(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
+    sieved = (painted != ignore) & (labels == ignore)
+    out = {"written": bool((labels != ignore).any())}
+    for key, counts in (("before", metrics.label_errors(painted, gt, ignore)),
+                        ("after", metrics.label_errors(labels, gt, ignore)),
+                        ("sieved", metrics.label_errors(painted, gt, ignore, where=sieved))):
+        out[f"wrong_{key}"], out[f"labelled_{key}"] = int(counts[0]), int(counts[1])
+    if out["written"]:
+        io_utils.write_png(task["label_png"], labels)
+    ov = task.get("overlay")
+    if ov:
+        t = ov["round"]
+        asked = np.zeros(R.num_slots(maps[t]), bool)
+        asked[answers[t][0]] = True
+        overlays.answers_figure(ov["path"], descriptor.read_image(sample),
+                                np.where(asked[maps[t]], maps[t] + 1, 0), painted, labels, gt,
+                                descriptor.class_names, ignore, title=ov["title"])
+    return out

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from deeplab import io_utils
 from deeplab.active import regions as R
 
 METHODS = ("slic", "seeds")
@@ -169,33 +167,6 @@ def oracle_superpixels(label: np.ndarray) -> np.ndarray:
         raise ValueError(f"label must be [H, W], got shape {label.shape}")
     comps = cc_label(label.astype(np.int32), background=-1, connectivity=1)
     return (comps - 1).astype(np.int32)
-
-
-# ---------------------------------------------------------------------------- storage
-def region_path(directory: Path | str, name: str) -> Path:
-    return Path(directory) / f"{name}.npz"
-
-
-def save_regions(path: Path | str, regions: np.ndarray) -> None:
-    """Lossless, pickle-free: `.npz` with one array `regions` (uint16 when ids fit)."""
-    regions = R.check_regions(regions)
-    dtype = np.uint16 if regions.max() < 2**16 else np.int32
-    with io_utils.atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, regions=regions.astype(dtype))
-
-
-def load_regions(path: Path | str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"region map {path} does not exist: run scripts/extract_superpixels.py (base), "
-            "scripts/gen_oracle_spx.py (oracle) or scripts/gen_adaptive_spx.py (adaptive) first")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return z["regions"].astype(np.int32)
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"region map {path} is unreadable ({e}); delete it and regenerate") from e
 
 
 def overlay(image: np.ndarray, regions: np.ndarray, colour=(1.0, 1.0, 0.0)) -> np.ndarray:

@@ -1,10 +1,14 @@
-"""Builds TFRecords of a split: full ground truth, or the partial label maps of an AL round."""
+"""Builds TFRecords of a split: full ground truth, or the partial label maps of an AL round.
+
+The source image's encoded bytes go into the records unchanged (as DeepLab's build_data does):
+no image is decoded and encoded again. Shards are written in parallel on an executor (one task
+per shard), then the split's meta file (count, names digest) is written last.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deeplab.datasets import tfrecord
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample, read_label_png, check_label_values
 
 
@@ -13,9 +17,46 @@ def label_png_path(label_dir: Path | str, name: str) -> Path:
     return Path(label_dir) / f"{name}.png"
 
 
+def image_payload(descriptor: DatasetDescriptor, sample: Sample):
+    """The image as stored in a record: the file's own bytes when it is a 3-channel PNG or JPEG,
+    else (grey, palette, alpha, other formats) the decoded RGB array, encoded once as PNG."""
+    from PIL import Image
+
+    data = sample.image_path.read_bytes()
+    try:
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format in ("PNG", "JPEG") and im.mode == "RGB":
+                return data
+    except OSError as e:
+        raise ValueError(f"image {sample.image_path} cannot be decoded ({e}); replace the file") from e
+    return descriptor.read_image(sample)
+
+
+def example_of(descriptor: DatasetDescriptor, sample: Sample, label_dir: Path | str | None):
+    from deeplab.datasets import tfrecord
+
+    if label_dir is None:
+        label = descriptor.read_label(sample)
+    else:
+        path = label_png_path(label_dir, sample.name)
+        check_label_values(read_label_png(path), descriptor.num_classes, descriptor.ignore_label, path)
+        label = path.read_bytes()  # checked; stored as written
+    return tfrecord.make_example(sample.name, image_payload(descriptor, sample), label)
+
+
+def shard_task(task: dict) -> int:
+    """Writes one shard of a split (runs on the executor's workers)."""
+    from deeplab.datasets import tfrecord
+
+    examples = (example_of(task["descriptor"], s, task["label_dir"]) for s in task["samples"])
+    return tfrecord.write_shard(task["path"], examples, len(task["samples"]))
+
+
 def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir: Path | str,
                 split: str, num_shards: int = 4, label_dir: Path | str | None = None,
-                progress: bool = True) -> list[Path]:
+                progress: bool = True, executor=None) -> list[Path]:
     """Writes TFRecords for `samples`.
 
     Args:
@@ -26,25 +67,19 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
       num_shards: number of shards (at most one per image).
       label_dir: None to store the ground truth; otherwise a folder of partial label PNGs
         (`{label_dir}/{name}.png`, uint8, 255 = unlabelled), as the AL rounds write them.
+      executor: where the shards are written (`deeplab.active.executor`); default: here.
     """
+    from deeplab.active.executor import LocalExecutor
+    from deeplab.datasets import tfrecord
+
     if not samples:
         raise ValueError(f"split '{split}' is empty: nothing to write to {output_dir}")
-
-    def examples():
-        it = samples
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(samples, desc=f"tfrecords {split}", unit="img")
-        for s in it:
-            image = s.image_path.read_bytes() if s.image_path.suffix.lower() in (".jpg", ".jpeg") \
-                else descriptor.read_image(s)
-            if label_dir is None:
-                label = descriptor.read_label(s)
-            else:
-                path = label_png_path(label_dir, s.name)
-                label = read_label_png(path)
-                check_label_values(label, descriptor.num_classes, descriptor.ignore_label, path)
-            yield tfrecord.make_example(s.name, image, label)
-
-    return tfrecord.write_sharded(examples(), len(samples), output_dir, split, num_shards)
+    output_dir = Path(output_dir)
+    tfrecord.begin_split(output_dir, split)
+    ranges = tfrecord.shard_ranges(len(samples), num_shards)
+    paths = [output_dir / tfrecord.shard_name(split, i, len(ranges)) for i in range(len(ranges))]
+    tasks = [{"descriptor": descriptor, "samples": samples[a:b], "path": p, "label_dir": label_dir}
+             for p, (a, b) in zip(paths, ranges)]
+    (executor or LocalExecutor()).map(shard_task, tasks, f"tfrecords {split} (shards)", progress)
+    tfrecord.finish_split(output_dir, split, paths, [s.name for s in samples])
+    return paths

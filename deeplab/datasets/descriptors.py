@@ -1,7 +1,8 @@
 """Data-set descriptors: class count, ignore label, folder layout and split lists.
 
 Split lists always come from files: `image_list/{split}.txt` in the Cityscapes layout (one
-`city/name` stem per line, e.g. `aachen/aachen_000000_000019`) and
+`city/name` stem per line, e.g. `aachen/aachen_000000_000019`, or the bare name as the original
+code writes it, `aachen_000000_000019`, whose city is the name's prefix before the first `_`) and
 `ImageSets/Segmentation/{split}.txt` in the PASCAL VOC layout. Nothing here knows how many
 images a split has.
 """
@@ -107,6 +108,8 @@ class DatasetDescriptor:
             )
         name = name.removesuffix(".png").removesuffix("_leftImg8bit")
         city_stem = Path(name)
+        if city_stem.parent == Path(".") and "_" in name:  # bare name: the city is its prefix
+            city_stem = Path(name.split("_", 1)[0]) / name
         image = root / "leftImg8bit" / split / city_stem.parent / f"{city_stem.name}_leftImg8bit.png"
         gt_dir = root / "gtFine" / split / city_stem.parent
         train_ids = gt_dir / f"{city_stem.name}_gtFine_labelTrainIds.png"

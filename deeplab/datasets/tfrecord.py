@@ -3,13 +3,20 @@
 Records written here read in the original DeepLab scripts and the other way round:
 `image/encoded`, `image/filename`, `image/format`, `image/height`, `image/width`,
 `image/channels`, `image/segmentation/class/encoded`, `image/segmentation/class/format`.
-Shards are named `{split}-%05d-of-%05d.tfrecord`.
+Shards are named `{split}-%05d-of-%05d.tfrecord`. Beside them, `{split}.meta.json` (written
+last, removed first when a split is rebuilt) holds the example count and the digest of the image
+names in order, so that a partial build is never taken for the split (`check_meta`). Records
+written by DeepLab's own scripts have no meta file and still read everywhere but in a job's
+evaluation, which needs to know the records are the whole val list.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
+import itertools
+import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -47,6 +54,59 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 def shard_pattern(tfrecord_dir: Path | str, split: str) -> str:
     return os.path.join(str(tfrecord_dir), f"{split}-*-of-*.tfrecord")
+
+
+def shard_ranges(num_examples: int, num_shards: int) -> list[tuple[int, int]]:
+    """[start, stop) of each shard: example i goes to shard i * num_shards // num_examples."""
+    num_shards = max(1, min(int(num_shards), num_examples))
+    return [(k * num_examples // num_shards, (k + 1) * num_examples // num_shards)
+            for k in range(num_shards)]
+
+
+def names_digest(names: list[str]) -> str:
+    return hashlib.sha1("\n".join(names).encode("utf-8")).hexdigest()
+
+
+def meta_path(tfrecord_dir: Path | str, split: str) -> Path:
+    return Path(tfrecord_dir) / f"{split}.meta.json"
+
+
+def read_meta(tfrecord_dir: Path | str, split: str) -> dict | None:
+    p = meta_path(tfrecord_dir, split)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError:
+        return None
+
+
+def write_meta(tfrecord_dir: Path | str, split: str, names: list[str], num_shards: int) -> None:
+    io_utils.write_json(meta_path(tfrecord_dir, split),
+                        {"split": split, "count": len(names), "digest": names_digest(names),
+                         "shards": num_shards})
+
+
+def meta_matches(tfrecord_dir: Path | str, split: str, names: list[str]) -> bool:
+    meta = read_meta(tfrecord_dir, split)
+    return (meta is not None and meta.get("count") == len(names)
+            and meta.get("digest") == names_digest(names)
+            and len(glob.glob(shard_pattern(tfrecord_dir, split))) == meta.get("shards"))
+
+
+def check_meta(tfrecord_dir: Path | str, split: str, names: list[str], fix: str) -> None:
+    """Raises ValueError unless the split's records are complete and hold exactly `names`."""
+    if meta_matches(tfrecord_dir, split, names):
+        return
+    meta = read_meta(tfrecord_dir, split)
+    if meta is None:
+        why = "carry no count (a build that stopped part-way, or records from elsewhere)"
+    else:
+        why = (f"hold {meta.get('count')} images in {meta.get('shards')} shards, digest "
+               f"{str(meta.get('digest'))[:10]}, but the list has {len(names)} images, digest "
+               f"{names_digest(names)[:10]}")
+    raise ValueError(f"the '{split}' TFRecords in {tfrecord_dir} {why}: every figure would cover "
+                     f"another set of images. Rebuild them: {fix}")
 
 
 def list_shards(tfrecord_dir: Path | str, split: str) -> list[str]:
@@ -131,39 +191,55 @@ def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, output_dir: Path | str,
-                  split: str, num_shards: int) -> list[Path]:
-    """Writes `num_examples` examples into `num_shards` shards, in order, atomically.
-
-    Example i goes to shard i * num_shards // num_examples (contiguous, balanced). Existing
-    shards of the split with a different shard count are removed after the new ones are in
-    place, so a reader never sees a mix.
-    """
-    if num_examples < 1:
-        raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
-    num_shards = max(1, min(int(num_shards), num_examples))
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paths = [output_dir / shard_name(split, i, num_shards) for i in range(num_shards)]
-    it = iter(examples)
+def write_shard(path: Path | str, examples: Iterable[tf.train.Example], expected: int) -> int:
+    """Writes one shard atomically; raises unless it holds exactly `expected` examples."""
     written = 0
-    for shard, path in enumerate(paths):
-        stop = (shard + 1) * num_examples // num_shards
-        with io_utils.atomic_path(path) as tmp:
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                while written < stop:
-                    try:
-                        ex = next(it)
-                    except StopIteration:
-                        raise ValueError(
-                            f"split '{split}': expected {num_examples} examples, got {written}"
-                        ) from None
-                    writer.write(ex.SerializeToString())
-                    written += 1
+    with io_utils.atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for ex in examples:
+                writer.write(ex.SerializeToString())
+                written += 1
+        if written != expected:
+            raise ValueError(f"shard {path}: expected {expected} examples, got {written}")
+    return written
+
+
+def begin_split(output_dir: Path | str, split: str) -> None:
+    """Before (re)writing a split: its meta file goes first, so a build that stops part-way is
+    never taken for a complete one."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    meta_path(output_dir, split).unlink(missing_ok=True)
+
+
+def finish_split(output_dir: Path | str, split: str, paths: list[Path], names: list[str] | None) -> None:
+    """After every shard is in place: shards of an older shard count go, then the meta file."""
     keep = {str(p) for p in paths}
     for old in glob.glob(shard_pattern(output_dir, split)):
         if old not in keep:
             os.unlink(old)
+    if names is not None:
+        write_meta(output_dir, split, names, len(paths))
+
+
+def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, output_dir: Path | str,
+                  split: str, num_shards: int, names: list[str] | None = None) -> list[Path]:
+    """Writes `num_examples` examples into `num_shards` shards, in order, atomically.
+
+    Example i goes to shard i * num_shards // num_examples (contiguous, balanced). Existing
+    shards of the split with a different shard count are removed after the new ones are in
+    place, so a reader never sees a mix; with `names` (the examples' image names in order), the
+    meta file is written last.
+    """
+    if num_examples < 1:
+        raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
+    output_dir = Path(output_dir)
+    begin_split(output_dir, split)
+    ranges = shard_ranges(num_examples, num_shards)
+    paths = [output_dir / shard_name(split, i, len(ranges)) for i in range(len(ranges))]
+    it = iter(examples)
+    for path, (a, b) in zip(paths, ranges):
+        write_shard(path, itertools.islice(it, b - a), b - a)
+    finish_split(output_dir, split, paths, names)
     return paths
 
 

@@ -1,0 +1,183 @@
+"""One executor for every per-image stage: a local process pool (`NUM_WORKERS`) by default, Ray
+(`EXECUTOR=ray`, `RAY_ADDRESS`) when the data outgrow one machine. The same task function runs on
+both; results come back in task order, and at most `max_in_flight` tasks are out at a time, so a
+producer that streams large inputs (the model's probabilities) never runs ahead of the workers
+by more than that and never waits for them while there is room.
+
+Only the driver writes the ledger, manifests and selection; tasks write one file per image each,
+atomically.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Callable, Iterable, Iterator
+
+EXECUTORS = ("local", "ray")
+
+
+class Executor:
+    """Maps a picklable, module-level function over tasks."""
+
+    kind = "local"
+
+    def __init__(self, num_workers: int = 1):
+        if int(num_workers) < 1:
+            raise ValueError(f"NUM_WORKERS must be >= 1, got {num_workers}")
+        self.num_workers = int(num_workers)
+
+    # subclasses: submit(fn, task) -> handle; result(handle) -> value
+    def submit(self, fn, task):
+        raise NotImplementedError
+
+    def result(self, handle):
+        raise NotImplementedError
+
+    def imap(self, fn: Callable, tasks: Iterable, max_in_flight: int | None = None) -> Iterator:
+        """Yields fn(task) for every task, in order, with a bounded number in flight."""
+        limit = max_in_flight or 2 * self.num_workers
+        pending: collections.deque = collections.deque()
+        for task in tasks:
+            if len(pending) >= limit:
+                yield self.result(pending.popleft())
+            pending.append(self.submit(fn, task))
+        while pending:
+            yield self.result(pending.popleft())
+
+    def map(self, fn: Callable, tasks: list, desc: str = "", progress: bool = True) -> list:
+        from tqdm import tqdm
+
+        return list(tqdm(self.imap(fn, tasks), total=len(tasks), desc=desc, unit="img",
+                         disable=not progress))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+class LocalExecutor(Executor):
+    """In this process when num_workers is 1, else a pool of spawned processes (no fork after
+    TensorFlow's or OpenMP's threads exist)."""
+
+    def __init__(self, num_workers: int = 1):
+        super().__init__(num_workers)
+        self._pool = None
+
+    def submit(self, fn, task):
+        if self.num_workers == 1:
+            return _Done(fn(task))
+        if self._pool is None:
+            import multiprocessing as mp
+
+            self._pool = mp.get_context("spawn").Pool(self.num_workers)
+        return self._pool.apply_async(fn, (task,))
+
+    def result(self, handle):
+        return handle.get()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+class RayExecutor(Executor):
+    """Ray tasks: on the cluster at `address` (or RAY_ADDRESS), else on a local Ray started with
+    `num_workers` CPUs. Every node needs this package installed (`pip install -e ".[ray]"`)."""
+
+    kind = "ray"
+
+    def __init__(self, num_workers: int = 1, address: str | None = None):
+        super().__init__(num_workers)
+        try:
+            import ray
+        except ImportError:
+            raise ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"') from None
+        self._ray = ray
+        self._remote = {}
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._started = not ray.is_initialized()
+        if self._started:
+            kwargs = {"include_dashboard": False, "log_to_driver": True,
+                      "configure_logging": False}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=self.num_workers, **kwargs)
+            if address:  # a cluster: as many tasks in flight as it has CPUs
+                self.num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def submit(self, fn, task):
+        remote = self._remote.get(fn)
+        if remote is None:
+            remote = self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
+        return remote.remote(task)
+
+    def result(self, handle):
+        return self._ray.get(handle)
+
+    def close(self) -> None:
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(kind: str = "local", num_workers: int = 1, address: str | None = None) -> Executor:
+    """The executor named by EXECUTOR (`local` | `ray`)."""
+    if kind == "local":
+        return LocalExecutor(num_workers)
+    if kind == "ray":
+        return RayExecutor(num_workers, address)
+    raise ValueError(f"EXECUTOR '{kind}' is unknown; valid: {', '.join(EXECUTORS)}")
+
+
+def prefetch(items: Iterable, depth: int = 4) -> Iterator:
+    """Yields `items` in order, produced by a background thread up to `depth` ahead (image
+    decoding overlaps the model's forward pass)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    end, stop = object(), threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

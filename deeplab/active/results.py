@@ -1,0 +1,103 @@
+"""What an experiment bought: one row per evaluated round (clicks, mIoU, per-class IoU, region
+and label-noise figures), results.csv, al_curve.png and the aligned table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from deeplab import io_utils
+from deeplab.active.experiment import Experiment
+
+
+def total_clicks(exp: Experiment, upto_round: int) -> int:
+    return int(sum(r["cost"] for r in exp.ledger.read() if r["round"] <= upto_round))
+
+
+def iou_column(class_name: str) -> str:
+    """The results column of a class's IoU (`iou_traffic_light`)."""
+    return f"iou_{class_name.replace(' ', '_')}"
+
+
+def iou_cells(ev: dict, class_names) -> dict:
+    """Per-class IoU (%) of an eval.json by column; '' where a class had an empty union."""
+    return {iou_column(n): "" if v is None else round(100 * v, 2)
+            for n, v in zip(class_names, ev["per_class_iou"])}
+
+
+def results_rows(exp: Experiment) -> list[dict]:
+    """One row per evaluated round, derived from the manifests (so always consistent)."""
+    rows = []
+    names = exp.descriptor.class_names
+    for t in range(exp.config.rounds):
+        m = exp.manifest(t)
+        if "eval" not in m:
+            break
+        ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
+        row = {"round": t, "clicks": total_clicks(exp, t), "miou": round(100 * ev["miou"], 2)}
+        row.update(iou_cells(ev, names))
+        sel, data = m.get("select", {}), m.get("data", {})
+        row.update({
+            "regions_per_image": round(sel.get("regions_per_image", float("nan")), 1),
+            "mean_region_px": round(sel.get("mean_region_px", float("nan")), 1),
+            "labelled_px": data.get("labelled_px", ""),
+            "label_noise_before_sieve": data.get("noise_before", ""),
+            "label_noise_after_sieve": data.get("noise_after", ""),
+            "sieved_px": data.get("sieved_px", ""),
+            "sieved_wrong_share": data.get("sieved_wrong_share", ""),
+        })
+        rows.append(row)
+    return rows
+
+
+def write_results(exp: Experiment) -> list[dict]:
+    """results.csv and al_curve.png at the job root; returns the rows."""
+    rows = results_rows(exp)
+    if not rows:
+        return rows
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    io_utils.write_text(exp.job_dir / "results.csv", buf.getvalue())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.plot([r["clicks"] for r in rows], [r["miou"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"r{r['round']}", (r["clicks"], r["miou"]), textcoords="offset points", xytext=(4, -10))
+    c = exp.config
+    ax.set_xlabel("clicks (one per region)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(f"{c.dataset}: {c.regions} regions, {c.acquisition}, sieve={int(c.sieve)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with io_utils.atomic_path(exp.job_dir / "al_curve.png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return rows
+
+
+def format_results(rows: list[dict]) -> str:
+    """The results table, one column per figure, aligned to its widest cell."""
+    cols = [("round", "round"), ("clicks", "clicks"), ("miou", "mIoU"),
+            ("regions_per_image", "regions/img"), ("labelled_px", "labelled px"),
+            ("label_noise_before_sieve", "noise before"), ("label_noise_after_sieve", "noise after"),
+            ("sieved_px", "sieved px"), ("sieved_wrong_share", "sieved wrong")]
+
+    def cell(key, v):
+        if v == "" or v is None or (isinstance(v, float) and v != v):
+            return "-"
+        if isinstance(v, float) and key.startswith(("label_noise", "sieved_wrong")):
+            return f"{v:.4f}"
+        if isinstance(v, float):
+            return f"{v:.2f}" if key == "miou" else f"{v:g}"
+        return str(v)
+
+    table = [[head for _, head in cols]] + [[cell(k, r.get(k, "")) for k, _ in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in table)
