@@ -28,5 +28,10 @@ setup(
         # release there; 0.9.0 changed the detection). Exact on purpose.
         "kneed==0.8.5",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # EXECUTOR=ray: per-image stages on a local Ray or a cluster (RAY_ADDRESS)
+        "ray": ["ray>=2.9,<3"],
+        # the tests run the Ray executor too
+        "test": ["pytest>=7", "ray>=2.9,<3"],
+    },
 )

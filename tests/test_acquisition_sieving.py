@@ -173,3 +173,51 @@ def test_sieve_rejects_bad_input():
         sieving.sieve_labels(regions, [0], [1], bad)
     with pytest.raises(ValueError, match="4x4|4x5"):
         sieving.sieve_labels(np.zeros((4, 5), np.int32), [0], [1], probs)
+
+
+def slow_round_labels(maps, answers, probs, knee, min_size):
+    """Sections 7-8 pixel by pixel: the first answer (oldest round) a pixel's regions got, kept
+    only if sieving that round's answers in that round's map keeps the pixel."""
+    sieved = {t: slow_sieve(maps[t], ids, ans, probs, knee=knee, min_size=min_size)
+              for t, (ids, ans) in answers.items()} if probs is not None else None
+    h, w = next(iter(maps.values())).shape
+    painted = np.full((h, w), 255, np.uint8)
+    labels = np.full((h, w), 255, np.uint8)
+    for y in range(h):
+        for x in range(w):
+            for t in sorted(answers):
+                ids, ans = answers[t]
+                hit = [a for i, a in zip(ids, ans) if i == maps[t][y, x] and a != 255]
+                if hit:
+                    painted[y, x] = hit[0]
+                    keep = sieved is None or sieved[t][y, x] != 255
+                    labels[y, x] = hit[0] if keep else 255
+                    break
+    return painted, labels
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("sieve", [False, True])
+def test_round_labels_equal_per_pixel_reference(seed, sieve):
+    from deeplab.active import labels as L
+
+    rng = np.random.default_rng(seed)
+    h, w, c = 40, 60, 4
+    base = ((np.arange(h)[:, None] // 10) * 6 + np.arange(w)[None, :] // 10).astype(np.int32)
+    merged = ((np.arange(h)[:, None] // 20) * 3 + np.arange(w)[None, :] // 20).astype(np.int32)
+    maps = {0: base, 1: merged, 2: base[::-1].copy()}
+    answers = {}
+    for t, m in maps.items():
+        ids = rng.choice(m.max() + 1, size=4, replace=False)
+        answers[t] = (ids, rng.choice([0, 1, 1, 1, 255], size=4).astype(np.uint8))
+    probs = None
+    if sieve:  # class 1 confident on most pixels, the rest noisy: a knee to find
+        probs = rng.dirichlet(np.ones(c), size=(h, w)).astype(np.float32)
+        probs[rng.random((h, w)) < 0.7, 1] += 3
+        probs /= probs.sum(-1, keepdims=True)
+    got = L.round_labels(maps, answers, probs, knee=10, min_size_px=150)
+    expected = slow_round_labels(maps, answers, probs, knee=10, min_size=150)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    if sieve:
+        assert (got[1] == 255).sum() > (got[0] == 255).sum()  # sieving dropped something

@@ -156,3 +156,20 @@ def test_voc_layout(tmp_path):
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ValueError, match="cityscapes.*pascal_voc_seg.*synthetic"):
         get_dataset("kitti")
+
+
+def test_bare_name_lists_as_the_original_writes_them(synth_root, tmp_path):
+    """`image_list/train.txt` with `aachen_000000_000019` (the city is the name's prefix)."""
+    import shutil
+
+    root = tmp_path / "bare"
+    shutil.copytree(synth_root, root, ignore=shutil.ignore_patterns("tfrecord", "superpixels"))
+    ds = get_dataset("synthetic")
+    nested = ds.list_split(synth_root, "val")
+    (root / "image_list" / "val.txt").write_text("".join(s.name.split("/")[-1] + "\n" for s in nested))
+    bare = ds.list_split(root, "val")
+    assert [s.name for s in bare] == [s.name.split("/")[-1] for s in nested]
+    assert [s.image_path.relative_to(root) for s in bare] == \
+        [s.image_path.relative_to(synth_root) for s in nested]
+    assert [s.label_path.relative_to(root) for s in bare] == \
+        [s.label_path.relative_to(synth_root) for s in nested]

@@ -245,3 +245,121 @@ def test_results_table_is_aligned(finished_job):
 
     ends = [[m.end() for m in re.finditer(r"\S+(?: \S+)*", line)] for line in lines]
     assert len(ends[0]) == 9 and all(e == ends[0] for e in ends)
+
+
+# ---------------------------------------------------------------------------- scale and safety
+def _copy_job(finished_job, dest, drop_round=None, **settings):
+    """A copy of the finished job under another name and work folder (jobs are folders), with
+    its round `drop_round` and later taken back (folders and ledger lines) and new settings."""
+    shutil.copytree(finished_job, dest)
+    if drop_round is not None:
+        for d in dest.glob("round_*"):
+            if int(d.name.split("_")[1]) >= drop_round:
+                shutil.rmtree(d)
+        ledger = dest / "ledger.jsonl"
+        keep = [ln for ln in ledger.read_text().splitlines() if json.loads(ln)["round"] < drop_round]
+        ledger.write_text("".join(ln + "\n" for ln in keep))
+    config = json.loads((dest / "config.json").read_text())
+    config.update(settings)
+    (dest / "config.json").write_text(json.dumps(config))
+    return Experiment.open(dest)
+
+
+def _round_outputs(exp, t):
+    rows = [r for r in exp.ledger.read() if r["round"] == t]
+    labels = {p.relative_to(exp.round_dir(t)).as_posix(): p.read_bytes()
+              for p in (exp.round_dir(t) / "labels").rglob("*.png")}
+    maps = {s.name: exp.load_map(t, s.name) for s in exp.samples}
+    return rows, labels, maps
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path, executor):
+    """Round 1 of a copied job (another name and work folder: the base maps are made again in
+    its own cache) on two local processes, or on a local two-CPU Ray, gives the ledger, region
+    maps and labels of the serial run."""
+    if executor == "ray":
+        pytest.importorskip("ray", reason='EXECUTOR=ray needs pip install -e ".[ray]"')
+    exp = _copy_job(finished_job, tmp_path / "elsewhere" / "renamed", drop_round=1,
+                    executor=executor, num_workers=2)
+    assert exp.base_dir != Experiment.open(finished_job).base_dir  # its own cache
+    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0,
+                      executor=exp.executor(), progress=False)
+    _run(exp.job_dir, 1, ("regions", "select", "annotate", "data"))
+    rows, labels, maps = _round_outputs(exp, 1)
+    ref_rows, ref_labels, ref_maps = _round_outputs(Experiment.open(finished_job), 1)
+    assert rows == ref_rows and labels == ref_labels
+    for name in ref_maps:
+        np.testing.assert_array_equal(maps[name], ref_maps[name])
+    assert exp.manifest(1)["data"] == Experiment.open(finished_job).manifest(1)["data"]
+
+
+def test_job_reached_by_another_path_keeps_its_settings(finished_job, tmp_path, synth_root):
+    rel = os.path.relpath(finished_job)
+    _config(rel, synth_root).save_or_check()
+    _config(finished_job.resolve(), os.path.relpath(synth_root)).save_or_check()
+    assert Experiment.open(rel).config.job_dir == rel
+
+
+def test_round_tfrecords_are_deleted_after_eval_and_rebuilt_on_need(finished_job, tmp_path):
+    from deeplab.al_pipeline import ensure_round_tfrecords
+    from deeplab.datasets import tfrecord
+
+    exp = _copy_job(finished_job, tmp_path / "w" / "job")
+    for t in (0, 1):
+        assert not (exp.round_dir(t) / "tfrecord").exists()
+    ensure_round_tfrecords(exp, 1, progress=False)
+    names = [r["name"] for r in tfrecord.read_examples(exp.round_dir(1) / "tfrecord", "train")]
+    pngs = sorted(p.relative_to(exp.round_dir(1) / "labels").with_suffix("").as_posix()
+                  for p in (exp.round_dir(1) / "labels").rglob("*.png"))
+    assert sorted(names) == pngs and len(names) == exp.manifest(1)["data"]["images"]
+
+
+def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
+    from deeplab.active.annotation import LedgerError
+    from deeplab.active.results import results_rows
+
+    exp = _copy_job(finished_job, tmp_path / "w" / "job")
+    lines = exp.ledger.path.read_text().splitlines(keepends=True)
+    n = exp.manifest(1)["annotate"]["answers"]
+    exp.ledger.path.write_text("".join(lines[:-1]))  # the last answer deleted
+    with pytest.raises(LedgerError, match=rf"{n - 1} answers \({n - 1} clicks\) of round 1.*recorded {n}"):
+        results_rows(exp)
+    exp.ledger.path.write_text("".join(lines + lines[-1:]))  # an answer added
+    with pytest.raises(LedgerError, match="round 1.*Restore ledger.jsonl"):
+        exp.ledger.read()
+    exp.ledger.path.write_text("".join(lines))
+    assert len(exp.ledger.read()) == len(lines)
+
+
+def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, synth_root):
+    from deeplab.al_pipeline import eval_round
+    from deeplab.datasets import build_data, tfrecord
+
+    exp = _copy_job(finished_job, tmp_path / "w" / "job")
+    val = exp.descriptor.list_split(synth_root, "val")
+    # A build stopped part-way (here: a bad label in the last image) leaves shards, no meta.
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data, ignore=shutil.ignore_patterns("tfrecord"))
+    bad = exp.descriptor.list_split(data, "val")
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 128), 77, np.uint8)).save(bad[-1].label_path)
+    with pytest.raises(ValueError, match="77"):
+        build_data.build_split(exp.descriptor, bad, exp.val_tfrecord_dir, "val", num_shards=3,
+                               progress=False)
+    assert tfrecord.list_shards(exp.val_tfrecord_dir, "val")  # some shards exist
+    with pytest.raises(ValueError, match="carry no count.*build_tfrecords.py --job_dir"):
+        eval_round(exp, 1, progress=False)
+    # The driver's build step sees the partial records and rebuilds them.
+    out = subprocess.run(["python", "scripts/build_tfrecords.py", "--job_dir", str(exp.job_dir),
+                          "--splits", "val", "--skip_existing"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "partial" in out.stdout
+    assert tfrecord.meta_matches(exp.val_tfrecord_dir, "val", [s.name for s in val])
+    assert eval_round(exp, 1, progress=False)["miou"] == pytest.approx(
+        Experiment.open(finished_job).manifest(1)["eval"]["miou"])
+    # A list that grew: the records no longer cover it.
+    with pytest.raises(ValueError, match="hold 13 images.*list has 12"):
+        tfrecord.check_meta(exp.val_tfrecord_dir, "val", [s.name for s in val[:12]], fix="rebuild")

@@ -149,11 +149,11 @@ def test_miou_matches_hand_computed():
 
 
 def _config(tmp_path, tfrecords, steps, **kw):
-    return TrainConfig(train_logdir=str(tmp_path / "train"), tfrecord_dir=str(tfrecords),
-                       model=ModelOptions(**LIGHT), training_number_of_steps=steps,
-                       base_learning_rate=0.01, train_crop_size=(65, 65), train_batch_size=4,
-                       save_interval_steps=4, log_steps=2, seed=0, deterministic=True,
-                       progress=False, **kw)
+    settings = dict(model=ModelOptions(**LIGHT), training_number_of_steps=steps,
+                    base_learning_rate=0.01, train_crop_size=(65, 65), train_batch_size=4,
+                    save_interval_steps=4, log_steps=2, seed=0, deterministic=True, progress=False)
+    settings.update(kw)
+    return TrainConfig(train_logdir=str(tmp_path / "train"), tfrecord_dir=str(tfrecords), **settings)
 
 
 def _val_loss(logdir, tfrecords):
@@ -277,3 +277,13 @@ def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
     chief = json.loads(outs[0][0].split("RESULT", 1)[1])
     assert chief["replicas"] == 2 and chief["steps"] == 4
     assert (tmp_path / "mw" / "final_weights.npz").is_file()
+
+
+def test_checkpoints_are_saved_by_time_as_well_as_by_step(tmp_path, synth_tfrecords):
+    def kept(logdir):
+        return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (logdir / "ckpt").glob("ckpt-*.index"))
+
+    train(_config(tmp_path / "a", synth_tfrecords, 4, save_interval_steps=1000, save_interval_secs=0.0))
+    assert kept(tmp_path / "a" / "train") == [3, 4]  # every step (two kept)
+    train(_config(tmp_path / "b", synth_tfrecords, 4, save_interval_steps=1000, save_interval_secs=1e9))
+    assert kept(tmp_path / "b" / "train") == [4]  # only the final one

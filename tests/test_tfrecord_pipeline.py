@@ -114,3 +114,16 @@ def test_eval_pipeline_is_full_resolution_unaugmented(synth_root, synth_tfrecord
     image, label = ds.load(samples[0])
     np.testing.assert_array_equal(batches[0]["image"][0], image.astype(np.float32))
     np.testing.assert_array_equal(batches[0]["label"][0], label)
+
+
+def test_records_carry_the_source_image_bytes_unchanged(synth_root, tmp_path):
+    from deeplab.datasets import build_data, get_dataset
+
+    ds = get_dataset("synthetic")
+    samples = ds.list_split(synth_root, "val")[:3]
+    build_data.build_split(ds, samples, tmp_path, "val", num_shards=2, progress=False)
+    raw = tf.data.TFRecordDataset(tfrecord.list_shards(tmp_path, "val"))
+    stored = [tf.io.parse_single_example(r, tfrecord.FEATURES)[tfrecord.IMAGE_ENCODED].numpy() for r in raw]
+    assert stored == [s.image_path.read_bytes() for s in samples]
+    assert tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples])
+    assert not tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples[:2]])

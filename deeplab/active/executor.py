@@ -109,7 +109,7 @@ class RayExecutor(Executor):
         except ImportError:
             raise ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"') from None
         self._ray = ray
-        self._remote = {}
+        self._remote = ray.remote(num_cpus=1)(_call)
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
         if self._started:
@@ -123,10 +123,7 @@ class RayExecutor(Executor):
                 self.num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def submit(self, fn, task):
-        remote = self._remote.get(fn)
-        if remote is None:
-            remote = self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
-        return remote.remote(task)
+        return self._remote.remote(fn, task)
 
     def result(self, handle):
         return self._ray.get(handle)
@@ -134,6 +131,11 @@ class RayExecutor(Executor):
     def close(self) -> None:
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _call(fn, task):
+    """A Ray task: `fn` travels by reference (module and name), `task` by value."""
+    return fn(task)
 
 
 def make_executor(kind: str = "local", num_workers: int = 1, address: str | None = None) -> Executor:
