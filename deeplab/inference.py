@@ -2,7 +2,9 @@
 
 Images are resized by `inference_scale` (the paper: 0.5), run through the model in batches of
 equal-sized images, and the probabilities are resized back (bilinear, align_corners=True), one
-image at a time, so a whole split is never held in memory.
+image at a time, so a whole split is never held in memory. With several GPUs, one replica of the
+model per GPU: consecutive batches go to the replicas in turn and run at the same time; results
+come back in input order.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Predictor:
       batch_size: images per forward pass (consecutive images of equal size are batched).
     """
 
-    def __init__(self, model, inference_scale: float = 1.0, batch_size: int = 4):
+    def __init__(self, model, inference_scale: float = 1.0, batch_size: int = 4, devices=None):
         import tensorflow as tf
 
         if not 0 < inference_scale <= 4:
@@ -29,19 +31,41 @@ class Predictor:
         self.model = model
         self.scale = float(inference_scale)
         self.batch_size = max(1, int(batch_size))
+        if devices is None:  # every GPU, one replica each; one replica wherever TF puts it
+            gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+            devices = gpus if len(gpus) > 1 else [None]
+        self.devices = list(devices)
+        self._fns = [self._replica(model if i == 0 else None, d) for i, d in enumerate(self.devices)]
+        self._fn = self._fns[0]
 
-        @tf.function(reduce_retracing=True)
-        def _probs(images, out_size):
-            x = tf.cast(images, tf.float32)
-            if self.scale != 1.0:
-                hw = tf.cast(tf.shape(x)[1:3], tf.float32) * self.scale
-                size = tf.maximum(tf.cast(tf.round(hw), tf.int32), 1)
-                x = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True)
-            logits = tf.cast(self.model(x, training=False), tf.float32)
-            logits = tf.raw_ops.ResizeBilinear(images=logits, size=out_size, align_corners=True)
-            return tf.nn.softmax(logits, axis=-1)
+    def _replica(self, model, device):
+        """A probability function on `device` with its own copy of the weights."""
+        import contextlib
 
-        self._fn = _probs
+        import keras
+        import tensorflow as tf
+
+        with tf.device(device) if device else contextlib.nullcontext():
+            if model is None:
+                model = keras.models.clone_model(self.model)
+                model.set_weights(self.model.get_weights())
+
+            @tf.function(reduce_retracing=True)
+            def _probs(images, out_size):
+                x = tf.cast(images, tf.float32)
+                if self.scale != 1.0:
+                    hw = tf.cast(tf.shape(x)[1:3], tf.float32) * self.scale
+                    size = tf.maximum(tf.cast(tf.round(hw), tf.int32), 1)
+                    x = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True)
+                logits = tf.cast(model(x, training=False), tf.float32)
+                logits = tf.raw_ops.ResizeBilinear(images=logits, size=out_size, align_corners=True)
+                return tf.nn.softmax(logits, axis=-1)
+
+        def run(images, out_size):
+            with tf.device(device) if device else contextlib.nullcontext():
+                return _probs(images, out_size).numpy()
+
+        return run
 
     @classmethod
     def from_train_dir(cls, logdir, inference_scale: float = 1.0, batch_size: int = 4):
@@ -56,24 +80,38 @@ class Predictor:
         single = images.ndim == 3
         if single:
             images = images[None]
-        out = self._fn(images, np.array(images.shape[1:3], np.int32)).numpy()
+        out = self._fn(images, np.array(images.shape[1:3], np.int32))
         return out[0] if single else out
+
+    def _batches(self, items):
+        names, images = [], []
+        for name, image in items:
+            if images and (image.shape != images[0].shape or len(images) >= self.batch_size):
+                yield names, np.stack(images)
+                names, images = [], []
+            names.append(name)
+            images.append(image)
+        if images:
+            yield names, np.stack(images)
 
     def stream(self, items: Iterable[tuple[str, np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
         """Yields (name, probs float32 [H, W, C]) for (name, uint8 image) pairs, in order."""
-        batch_names, batch_images = [], []
+        if len(self._fns) == 1:
+            for names, batch in self._batches(items):
+                yield from zip(names, self.probs(batch))
+            return
+        import collections
+        from concurrent.futures import ThreadPoolExecutor
 
-        def flush():
-            probs = self.probs(np.stack(batch_images))
-            for n, p in zip(batch_names, probs):
-                yield n, p
-            batch_names.clear()
-            batch_images.clear()
-
-        for name, image in items:
-            if batch_images and (image.shape != batch_images[0].shape or len(batch_images) >= self.batch_size):
-                yield from flush()
-            batch_names.append(name)
-            batch_images.append(image)
-        if batch_images:
-            yield from flush()
+        # Batch k runs on replica k mod R; at most one batch per replica in flight.
+        with ThreadPoolExecutor(len(self._fns)) as pool:
+            pending = collections.deque()
+            for k, (names, batch) in enumerate(self._batches(items)):
+                if len(pending) == len(self._fns):
+                    done_names, future = pending.popleft()
+                    yield from zip(done_names, future.result())
+                fn = self._fns[k % len(self._fns)]
+                pending.append((names, pool.submit(fn, batch, np.array(batch.shape[1:3], np.int32))))
+            while pending:
+                done_names, future = pending.popleft()
+                yield from zip(done_names, future.result())

@@ -1,77 +1,223 @@
-"""Per-image times of the round stages at Cityscapes scale: selection scoring (per image share
-of a pool), oracle answers, painting several rounds of answers, and sieving.
+"""One whole AL round's per-image work at Cityscapes scale, on each executor, with figures to
+extrapolate a full Cityscapes round from.
 
-One synthetic 1024x2048 scene with --num_superpixels SEEDS-like regions (a grid, so the
-benchmark does not wait for SEEDS), 19-class synthetic probabilities, --answers_per_image
-answered regions per round (the paper: 50,000 clicks over about 3000 images, about 17) of which
-some are merged (large) regions, --rounds rounds of answers.
+Generates --images synthetic street scenes of --height x --width (default 1024x2048) in the
+Cityscapes layout, makes their SEEDS superpixels (--num_superpixels, default 8192), runs the
+warm-up round's selection, answers and labels, then round 1 exactly as the driver does
+(adaptive regions with statistics, class-balanced selection, answers, labels with sieving,
+TFRecords), for every executor of --configs (`local:1 local:2 ray:2`: kind and workers).
 
-  python scripts/benchmark_rounds.py
+The model is replaced by STAND-IN PROBABILITIES (a noisy softmax around the ground truth,
+computed in the driver process image by image, as the model's output would stream); training,
+inference and evaluation are not part of the figures. Per stage it prints the CPU seconds per
+image spent in tasks (whatever process ran them) and in the driver, wall time, and the disk
+written; then, from the wall times with 1 and 2 local workers (model: wall per image = a + b / W),
+the wall time of a round on --extrapolate_images images with --extrapolate_cores cores.
+
+  python scripts/benchmark_rounds.py                       # 8 images, local:1 local:2 ray:2
+  python scripts/benchmark_rounds.py --images 4 --configs "local:1 local:2"
 """
 
 import argparse
+import json
+import shutil
 import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
 
 import numpy as np
+
+ROUND_STAGES = ("regions", "select", "annotate", "data")
+
+
+class StandInPredictor:
+    """Streams noisy softmax maps around the ground truth, seeded by image name (the same maps in
+    every run); counts the seconds it spends so they can be left out of the figures."""
+
+    def __init__(self, descriptor, samples):
+        self.labels = {s.name: s for s in samples}
+        self.descriptor = descriptor
+        self.seconds = 0.0
+        self.cpu = 0.0
+
+    def stream(self, items):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from benchmark_kernels import synthetic_probs
+
+        for name, _image in items:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            label = self.descriptor.read_label(self.labels[name])
+            probs = synthetic_probs(label, self.descriptor.num_classes,
+                                    np.random.default_rng(zlib.crc32(name.encode())))
+            self.seconds += time.perf_counter() - t0
+            self.cpu += time.thread_time() - c0
+            yield name, probs
+
+
+class _Kept:
+    """The benchmark's one executor, handed to every stage and closed at the end (a stage of
+    the drivers starts its own: that start-up is measured once, as `worker start-up`)."""
+
+    def __init__(self, ex):
+        self.ex = ex
+
+    def __enter__(self):
+        return self.ex
+
+    def __exit__(self, *exc):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self.ex, name)
+
+
+def warm_task(seconds: float) -> int:
+    """Imports what the stages import (TensorFlow for the TFRecord shards, kneed for sieving),
+    then waits, so that each of the first W tasks lands on its own worker."""
+    import os
+
+    import kneed  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
+    from deeplab import al_pipeline
+    from deeplab.active import executor, jobs, rounds
+    from deeplab.active.experiment import Experiment, ExperimentConfig
+
+    job = work / f"{kind}{workers}" / "job"
+    shutil.rmtree(job.parent, ignore_errors=True)
+    config = ExperimentConfig(
+        job_dir=str(job), dataset="synthetic", dataset_dir=str(data), rounds=2,
+        clicks_per_round=args.clicks_per_image * args.images, superpixel_method="seeds",
+        num_superpixels=args.num_superpixels, regions="adaptive", acquisition="class_balanced",
+        sieve=True, num_workers=workers, executor=kind).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    standin = StandInPredictor(exp.descriptor, exp.samples)
+    al_pipeline.predictor_for_round = lambda e, t: standin
+    stages = {
+        "regions": lambda t: al_pipeline.round_regions(exp, t, write_overlays=False),
+        "select": lambda t: rounds.select_round(exp, t, progress=False),
+        "annotate": lambda t: rounds.annotate_round(exp, t, progress=False),
+        "data": lambda t: al_pipeline.round_data(exp, t, max_overlays=0, progress=False),
+    }
+    rows = []
+
+    def measure(label, fn):
+        executor.CPU_SECONDS.clear()
+        s0, c0, w0 = standin.seconds, standin.cpu, time.perf_counter()
+        d0 = time.process_time()
+        info = fn()
+        wall = time.perf_counter() - w0 - (standin.seconds - s0)
+        driver = time.process_time() - d0 - (standin.cpu - c0)
+        # In-process tasks (one worker) count in both; keep them once, as task time.
+        tasks = sum(executor.CPU_SECONDS.values())
+        if kind == "local" and workers == 1:
+            driver -= tasks
+        rows.append({"stage": label, "task_cpu_per_image": tasks / args.images,
+                     "driver_cpu_per_image": max(driver, 0.0) / args.images,
+                     "wall_s": wall, "wall_per_image": wall / args.images})
+        return info
+
+    ex = executor.make_executor(kind, workers)
+    exp.executor = lambda: _Kept(ex)
+    t0 = time.perf_counter()
+    pids = list(ex.imap(warm_task, [1.0] * workers, max_in_flight=workers))
+    startup = time.perf_counter() - t0 - 1.0
+    measure("base superpixels (SEEDS, once per data set)",
+            lambda: jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "seeds",
+                                      n_segments=args.num_superpixels, executor=ex, progress=False))
+    for stage in ("select", "annotate", "data"):  # the warm-up round's labels (no model)
+        exp.mark(0, stage, measure(f"round 0 {stage}", lambda: stages[stage](0)))
+    exp.mark(0, "train", {"stand_in": True})
+    for stage in ROUND_STAGES:
+        exp.mark(1, stage, measure(f"round 1 {stage}", lambda: stages[stage](1)))
+    ex.close()
+    r1 = exp.round_dir(1)
+    disk = {"round_1_regions": du(r1 / "regions"), "round_1_labels": du(r1 / "labels"),
+            "round_1_tfrecords": du(r1 / "tfrecord"), "cache_superpixels": du(exp.cache.root / "superpixels"),
+            "ledger": exp.ledger.path.stat().st_size}
+    regions = exp.manifest(1)["regions"]
+    return {"config": f"{kind}:{workers}", "rows": rows, "disk": disk, "startup_s": startup,
+            "worker_pids": len(set(pids)),
+            "regions_per_image": [regions.get("regions_per_image_before"),
+                                  regions.get("regions_per_image_after")],
+            "data": exp.manifest(1)["data"]}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=8)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--width", type=int, default=2048)
     p.add_argument("--num_superpixels", type=int, default=8192)
-    p.add_argument("--answers_per_image", type=int, default=17)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--pool_images", type=int, default=3000,
-                   help="images in the selection pool (Cityscapes train has about 3000)")
+    p.add_argument("--clicks_per_image", type=int, default=17, help="the paper: 50,000 over 2975 images")
+    p.add_argument("--configs", default="local:1 local:2 ray:2", help="kind:workers, space separated")
+    p.add_argument("--work_dir", default=None, help="default: a temporary folder, removed after")
+    p.add_argument("--extrapolate_images", type=int, default=2975)
+    p.add_argument("--extrapolate_cores", type=int, default=16)
+    p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from benchmark_kernels import best_of, synthetic_probs
-
-    from deeplab.active import acquisition, adaptive, annotation, sieving
     from deeplab.datasets import synthetic
 
-    rng = np.random.default_rng(0)
-    h, w = args.height, args.width
-    _, label = synthetic.render_scene(rng, h, w)
-    probs = synthetic_probs(label, 19, rng)
-    side = int(np.sqrt(h * w / args.num_superpixels))
-    base = ((np.arange(h)[:, None] // side) * ((w + side - 1) // side) + np.arange(w)[None, :] // side).astype(np.int32)
-    merged = adaptive.merge_superpixels(probs, base, 0.1)
-    maps = {t: (base if t == 0 else merged) for t in range(args.rounds)}
-    answers = {}
-    for t, m in maps.items():
-        ids = rng.choice(m.max() + 1, size=args.answers_per_image, replace=False)
-        answers[t] = (ids, annotation.oracle_answers(m, label, ids)[0])
-
-    # Selection: scoring and ranking a Cityscapes-size pool, reported per image.
-    n_pool = args.pool_images * int(merged.max() + 1)
-    u, dom, size = rng.random(n_pool), rng.integers(0, 19, n_pool), rng.integers(1, 5000, n_pool)
-    img = np.repeat(np.arange(args.pool_images), n_pool // args.pool_images + 1)[:n_pool]
-    reg = np.arange(n_pool) - np.searchsorted(img, img)
-    cost = np.ones(n_pool, np.int64)
-
-    def select():
-        s = acquisition.class_balanced_scores(u, dom, size, 19)
-        acquisition.select(s, np.ones(n_pool, bool), img, reg, cost, 50000)
-
-    t_sel = best_of(select, 1)[0] / args.pool_images
-    t_ans = best_of(lambda: annotation.oracle_answers(merged, label, answers[1][0]), 3)[0]
-    t_paint = best_of(lambda: annotation.paint(maps, answers), 3)[0]
-    min_size = 2 * (h * w) // args.num_superpixels
-
-    def sieve_all():
-        for t, (ids, ans) in answers.items():
-            sieving.sieve_labels(maps[t], ids, ans, probs, min_size_px=min_size)
-
-    t_sieve = best_of(sieve_all, 3)[0]
-    print(f"image {h}x{w}, {base.max() + 1} base / {merged.max() + 1} merged regions, "
-          f"{args.answers_per_image} answers x {args.rounds} rounds, min_size {min_size} px")
-    print(f"{'stage':40s} {'s / image':>10s}")
-    print(f"{'selection (pool of %d images, per image)' % args.pool_images:40s} {t_sel:10.4f}")
-    print(f"{'oracle answers (one round)':40s} {t_ans:10.4f}")
-    print(f"{'painting (%d rounds)' % args.rounds:40s} {t_paint:10.4f}")
-    print(f"{'sieving (%d rounds, kneed per region)' % args.rounds:40s} {t_sieve:10.4f}")
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_rounds_"))
+    data = work / "data"
+    t0 = time.perf_counter()
+    synthetic.generate(data, num_train=args.images, num_val=1, height=args.height, width=args.width, seed=0)
+    print(f"{args.images} synthetic images of {args.height}x{args.width} in {data} "
+          f"({time.perf_counter() - t0:.0f} s); {args.num_superpixels} SEEDS superpixels each; "
+          f"{args.clicks_per_image} clicks per image per round; STAND-IN probabilities, no model")
+    results = []
+    for spec in args.configs.split():
+        kind, workers = spec.split(":")
+        res = run_config(kind, int(workers), data, work, args)
+        results.append(res)
+        print(f"\n== {res['config']}: worker start-up (with TensorFlow's import) {res['startup_s']:.1f} s "
+              f"on {res['worker_pids']} process(es); regions per image {res['regions_per_image'][0]:.0f} base -> "
+              f"{res['regions_per_image'][1]:.0f} adaptive; labelled px {res['data']['labelled_px']}, "
+              f"sieved {res['data']['sieved_px']}")
+        print(f"{'stage':46s} {'task CPU s/img':>14s} {'driver CPU s/img':>16s} {'wall s':>8s}")
+        for r in res["rows"]:
+            print(f"{r['stage']:46s} {r['task_cpu_per_image']:14.3f} {r['driver_cpu_per_image']:16.3f} "
+                  f"{r['wall_s']:8.1f}")
+        print("disk: " + ", ".join(f"{k} {v / 2**20:.1f} MiB ({v / args.images / 2**20:.2f} MiB/img)"
+                                   for k, v in res["disk"].items()))
+    by = {r["config"]: r for r in results}
+    if "local:1" in by and "local:2" in by:
+        n, cores = args.extrapolate_images, args.extrapolate_cores
+        print(f"\n== extrapolation to {n} images on {cores} cores (wall per image = a + b / W, "
+              f"from local:1 and local:2)")
+        total = len(ROUND_STAGES) * by["local:2"]["startup_s"]  # each stage starts its workers
+        print(f"{'worker start-up, once per stage':46s} {by['local:2']['startup_s']:.1f} s x "
+              f"{len(ROUND_STAGES)} stages")
+        for r1, r2 in zip(by["local:1"]["rows"], by["local:2"]["rows"]):
+            if not r1["stage"].startswith("round 1"):
+                continue
+            w1, w2 = r1["wall_per_image"], r2["wall_per_image"]
+            b = max(2 * (w1 - w2), 0.0)
+            a = max(w1 - b, 0.0)
+            est = n * (a + b / cores)
+            total += est
+            print(f"{r1['stage']:46s} a {a:6.3f} s  b {b:6.3f} s  speed-up 1->2 {w1 / w2:4.2f}  "
+                  f"-> {est / 60:6.1f} min")
+        print(f"{'one round (everything but training and inference)':46s} -> {total / 60:6.1f} min")
+        tf_bytes = by["local:1"]["disk"]["round_1_tfrecords"] / args.images
+        print(f"round TFRecords: {tf_bytes / 2**20:.2f} MiB per image -> "
+              f"{tf_bytes * n / 2**30:.1f} GiB per round (deleted after its evaluation)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

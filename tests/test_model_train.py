@@ -287,3 +287,33 @@ def test_checkpoints_are_saved_by_time_as_well_as_by_step(tmp_path, synth_tfreco
     assert kept(tmp_path / "a" / "train") == [3, 4]  # every step (two kept)
     train(_config(tmp_path / "b", synth_tfrecords, 4, save_interval_steps=1000, save_interval_secs=1e9))
     assert kept(tmp_path / "b" / "train") == [4]  # only the final one
+
+
+REPLICAS = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from deeplab.inference import Predictor
+from deeplab.model import ModelOptions, build_model
+model = build_model(ModelOptions(num_classes=5, model_variant="xception_light", aspp_depth=16,
+                                 decoder_depth=16))
+rng = np.random.default_rng(0)
+items = [(f"img{i}", rng.integers(0, 255, (40, 56 + 8 * (i // 3), 3)).astype(np.uint8)) for i in range(7)]
+one = list(Predictor(model, batch_size=2).stream(items))
+two = Predictor(model, batch_size=2, devices=["/CPU:0", "/CPU:1"])
+assert len(two._fns) == 2
+both = list(two.stream(items))
+assert [n for n, _ in both] == [n for n, _ in items]
+for (_, a), (_, b) in zip(one, both):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+print("ok")
+"""
+
+
+def test_one_inference_replica_per_device_gives_the_same_probs():
+    """Several devices (here two logical CPUs, as several GPUs would be): batches run on the
+    replicas in turn; results come back in order and equal one replica's."""
+    out = subprocess.run([sys.executable, "-c", REPLICAS], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

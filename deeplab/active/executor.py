@@ -16,6 +16,27 @@ from typing import Callable, Iterable, Iterator
 
 EXECUTORS = ("local", "ray")
 
+# CPU seconds spent inside tasks (in whichever process ran them), by task function name, summed
+# over every executor of this process: what scripts/benchmark_rounds.py reports per stage.
+CPU_SECONDS: dict[str, float] = collections.defaultdict(float)
+TASKS: dict[str, int] = collections.defaultdict(int)
+
+
+def _timed(fn, task):
+    """Runs one task; returns (fn name, CPU seconds of this process spent in it, result)."""
+    import time
+
+    start = time.process_time()
+    out = fn(task)
+    return fn.__name__, time.process_time() - start, out
+
+
+def _unpack(timed):
+    name, cpu, out = timed
+    CPU_SECONDS[name] += cpu
+    TASKS[name] += 1
+    return out
+
 
 class Executor:
     """Maps a picklable, module-level function over tasks."""
@@ -79,15 +100,15 @@ class LocalExecutor(Executor):
 
     def submit(self, fn, task):
         if self.num_workers == 1:
-            return _Done(fn(task))
+            return _Done(_timed(fn, task))
         if self._pool is None:
             import multiprocessing as mp
 
             self._pool = mp.get_context("spawn").Pool(self.num_workers)
-        return self._pool.apply_async(fn, (task,))
+        return self._pool.apply_async(_timed, (fn, task))
 
     def result(self, handle):
-        return handle.get()
+        return _unpack(handle.get())
 
     def close(self) -> None:
         if self._pool is not None:
@@ -109,12 +130,14 @@ class RayExecutor(Executor):
         except ImportError:
             raise ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"') from None
         self._ray = ray
-        self._remote = ray.remote(num_cpus=1)(_call)
+        self._remote = ray.remote(num_cpus=1)(_timed)
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
         if self._started:
+            # Workers log what the driver would (TensorFlow's start-up notices kept out).
+            env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
             kwargs = {"include_dashboard": False, "log_to_driver": True,
-                      "configure_logging": False}
+                      "configure_logging": False, "runtime_env": {"env_vars": env}}
             if address:
                 ray.init(address=address, **kwargs)
             else:
@@ -126,16 +149,11 @@ class RayExecutor(Executor):
         return self._remote.remote(fn, task)
 
     def result(self, handle):
-        return self._ray.get(handle)
+        return _unpack(self._ray.get(handle))
 
     def close(self) -> None:
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
-
-
-def _call(fn, task):
-    """A Ray task: `fn` travels by reference (module and name), `task` by value."""
-    return fn(task)
 
 
 def make_executor(kind: str = "local", num_workers: int = 1, address: str | None = None) -> Executor:

@@ -14,36 +14,46 @@ from deeplab.active import regions as R
 from deeplab.active.experiment import Experiment
 
 
-def _round_pool(exp: Experiment, t: int):
-    """Per image: (sizes, uncertainty, dominant class, covered pixels) of round t's regions."""
+def pool_task(task: dict):
+    """One image's part of round t's pool: (sizes, uncertainty, dominant class, pixels already
+    covered by earlier answers) of its regions in round t's map."""
+    if task["round"] == 0:
+        regions = region_maps.load(task["map"])
+        n = R.num_slots(regions)
+        size, unc, dom = R.sizes(regions, n), np.zeros(n), np.zeros(n, np.int64)
+    else:
+        regions, stats = region_maps.load_with_stats(task["map"])
+        size, unc, dom = stats["size"], stats["uncertainty"], stats["dominant_class"]
+        n = len(size)
+    answers = task["answers"]
+    if answers:
+        maps = {r: region_maps.load(p) for r, p in task["maps"].items()}
+        cov = annotation.covered(maps, answers)
+        cov_px = np.bincount(regions.ravel(), weights=cov.ravel(), minlength=n)
+    else:
+        cov_px = np.zeros(n)
+    return size, unc, dom, cov_px
+
+
+def _round_pool(exp: Experiment, t: int, progress: bool = True):
+    """Per image, on the job's executor: pool_task's arrays for round t."""
     rows_by_image = exp.ledger.by_image()
-    pool = []
+    tasks = []
     for s in exp.samples:
-        if t == 0:
-            regions = exp.load_map(0, s.name)
-            n = R.num_slots(regions)
-            size = R.sizes(regions, n)
-            unc = np.zeros(n)
-            dom = np.zeros(n, np.int64)
-        else:
-            regions, stats = region_maps.load_with_stats(exp.map_path(t, s.name))
-            size, unc, dom = stats["size"], stats["uncertainty"], stats["dominant_class"]
-            n = len(size)
-        maps, answers = exp.answers_of(s.name, before_round=t, rows_by_image=rows_by_image)
-        if answers:
-            cov = annotation.covered(maps, answers)
-            cov_px = np.bincount(regions.ravel(), weights=cov.ravel(), minlength=n)
-        else:
-            cov_px = np.zeros(n)
-        pool.append((size, unc, dom, cov_px))
-    return pool
+        rows = [r for r in rows_by_image.get(s.name, []) if r["round"] < t]
+        answers = annotation.answer_luts(rows)
+        tasks.append({"round": t, "map": exp.map_path(t, s.name), "answers": answers,
+                      "maps": {r: exp.map_path(r, s.name) for r in answers}})
+    with exp.executor() as ex:
+        return ex.map(pool_task, tasks, f"round {t} pool", progress)
 
 
-def select_round(exp: Experiment, t: int) -> dict:
-    """Selection stage: writes round_XX/selection.json; returns its summary."""
+def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Selection stage: writes round_XX/selection.json; returns its summary. The per-image pool
+    runs on the executor; scoring and ranking the whole pool run here."""
     c = exp.config
     method = "random" if t == 0 else c.acquisition
-    pool = _round_pool(exp, t)
+    pool = _round_pool(exp, t, progress)
     counts = np.array([len(p[0]) for p in pool])
     offsets = R.offsets(counts)
     size = np.concatenate([p[0] for p in pool]).astype(np.int64)
@@ -78,9 +88,18 @@ def select_round(exp: Experiment, t: int) -> dict:
     return info
 
 
-def annotate_round(exp: Experiment, t: int) -> dict:
-    """Answers stage: the simulated annotator answers the selection; appended to the ledger
-    once (a resumed run finds the round's rows and does not append them again)."""
+def answers_task(task: dict) -> tuple[list[int], list[int]]:
+    """The simulated annotator on one image: (answers, sizes) of the asked regions."""
+    regions = region_maps.load(task["map"])
+    label = task["descriptor"].read_label(task["sample"])
+    answers, sizes = annotation.oracle_answers(regions, label, np.asarray(task["ids"]))
+    return answers.tolist(), sizes.tolist()
+
+
+def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Answers stage: the simulated annotator answers the selection (per image, on the
+    executor); the driver appends the answers to the ledger once (a resumed run finds the
+    round's rows and does not append them again)."""
     sel = json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
     existing = [r for r in exp.ledger.read() if r["round"] == t]
     if existing:
@@ -95,14 +114,14 @@ def annotate_round(exp: Experiment, t: int) -> dict:
             by_image.setdefault(r["image"], []).append(r)
         samples = {s.name: s for s in exp.samples}
         order = {s.name: i for i, s in enumerate(exp.samples)}
+        names = sorted(by_image, key=order.__getitem__)
+        tasks = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
+                  "ids": [r["region"] for r in by_image[n]]} for n in names]
+        with exp.executor() as ex:
+            results = ex.map(answers_task, tasks, f"round {t} answers", progress)
         rows = []
-        for name in sorted(by_image, key=order.__getitem__):
-            asked = by_image[name]
-            regions = exp.load_map(t, name)
-            label = exp.descriptor.read_label(samples[name])
-            ids = np.array([r["region"] for r in asked])
-            answers, sizes = annotation.oracle_answers(regions, label, ids)
-            for r, a, n in zip(asked, answers, sizes):
+        for name, (answers, sizes) in zip(names, results):
+            for r, a, n in zip(by_image[name], answers, sizes):
                 rows.append({"round": t, "image": name, "region": r["region"], "answer": int(a),
                              "size": int(n), "score": r["score"], "cost": r["cost"]})
         exp.ledger.append(rows)
