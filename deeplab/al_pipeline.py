@@ -38,7 +38,7 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
     extra = f", eps={eps:g}" if mode == "adaptive" else ""
 
     def tasks():
-        images = prefetch((s.name, descriptor.read_image(s)) for s in todo)
+        images = prefetch(lambda s: (s.name, descriptor.read_image(s)), todo)
         for k, (s, (name, probs)) in enumerate(zip(todo, predictor.stream(images))):
             assert name == s.name
             yield {"descriptor": descriptor, "sample": s, "probs": probs, "mode": mode, "eps": eps,
@@ -117,7 +117,7 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
 
     def tasks():
         if sieve:
-            images = prefetch((s.name, exp.descriptor.read_image(s)) for s in samples)
+            images = prefetch(lambda s: (s.name, exp.descriptor.read_image(s)), samples)
             probs = (p for _, p in predictor_for_round(exp, t - 1).stream(images))
         else:
             probs = (None for _ in samples)

@@ -165,39 +165,16 @@ def make_executor(kind: str = "local", num_workers: int = 1, address: str | None
     raise ValueError(f"EXECUTOR '{kind}' is unknown; valid: {', '.join(EXECUTORS)}")
 
 
-def prefetch(items: Iterable, depth: int = 4) -> Iterator:
-    """Yields `items` in order, produced by a background thread up to `depth` ahead (image
-    decoding overlaps the model's forward pass)."""
-    import queue
-    import threading
+def prefetch(fn: Callable, items: Iterable, threads: int = 4) -> Iterator:
+    """Yields fn(item) for every item, in order, computed by `threads` background threads up to
+    2 x threads items ahead (decoding images for the model while it runs on earlier ones)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    end, stop = object(), threading.Event()
-
-    def produce():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(end)
-        except BaseException as e:  # re-raised in the consumer
-            q.put(e)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
