@@ -35,11 +35,13 @@ class Predictor:
             gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
             devices = gpus if len(gpus) > 1 else [None]
         self.devices = list(devices)
-        self._fns = [self._replica(model if i == 0 else None, d) for i, d in enumerate(self.devices)]
-        self._fn = self._fns[0]
+        replicas = [self._replica(model if i == 0 else None, d) for i, d in enumerate(self.devices)]
+        self._fn = replicas[0][0]  # the traced function (export_model serves it)
+        self._fns = [run for _, run in replicas]
 
     def _replica(self, model, device):
-        """A probability function on `device` with its own copy of the weights."""
+        """(traced probability function, numpy runner) on `device`, with its own copy of the
+        weights."""
         import contextlib
 
         import keras
@@ -65,7 +67,7 @@ class Predictor:
             with tf.device(device) if device else contextlib.nullcontext():
                 return _probs(images, out_size).numpy()
 
-        return run
+        return _probs, run
 
     @classmethod
     def from_train_dir(cls, logdir, inference_scale: float = 1.0, batch_size: int = 4):
@@ -80,7 +82,7 @@ class Predictor:
         single = images.ndim == 3
         if single:
             images = images[None]
-        out = self._fn(images, np.array(images.shape[1:3], np.int32))
+        out = self._fns[0](images, np.array(images.shape[1:3], np.int32))
         return out[0] if single else out
 
     def _batches(self, items):

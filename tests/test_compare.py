@@ -31,8 +31,8 @@ def _driver(script, tmp, synth_root, **env):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory, synth_root):
-    """A copy of the tiny data set: the drivers write superpixels and val TFRecords beside it,
-    which other test modules must not see."""
+    """A copy of the tiny data set, so that what the drivers leave in it (nothing, checked
+    below) cannot reach the other test modules."""
     import shutil
 
     root = tmp_path_factory.mktemp("compare_data") / "synth"
@@ -197,3 +197,15 @@ def test_compare_refuses_bad_arms_and_seeds(tmp_path, data_root, arms, seeds, me
                          text=True, timeout=120)
     assert out.returncode != 0 and message in out.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_drivers_write_nothing_into_the_data_root(compared, data_root, synth_root):
+    """Superpixel maps and val TFRecords go to the cache under WORK_DIR, never into DATA_DIR."""
+    def files(root):
+        return {p.relative_to(root) for p in Path(root).rglob("*")
+                if p.is_file() and p.relative_to(root).parts[0] != "tfrecord"}
+
+    assert files(data_root) == files(synth_root)
+    work_dir = compared[0].parent
+    assert any(work_dir.glob("cache/*/superpixels/*/train/*/*.npz"))
+    assert any(work_dir.glob("cache/*/tfrecord/val.meta.json"))

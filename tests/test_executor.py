@@ -50,3 +50,21 @@ def test_unknown_executor_and_bad_workers_are_refused():
         executor.make_executor("spark", 2)
     with pytest.raises(ValueError, match="NUM_WORKERS must be >= 1"):
         executor.make_executor("local", 0)
+
+
+def test_large_arrays_travel_through_shared_memory_and_are_freed():
+    import os
+
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    big = [np.random.default_rng(i).random((600, 600)) for i in range(4)]  # 2.9 MB each
+    assert big[0].nbytes >= executor.SHARED_MIN_BYTES
+    tasks = [{"probs": b, "k": i} for i, b in enumerate(big)]
+    with executor.make_executor("local", 2) as ex:
+        got = list(ex.imap(_dict_task, tasks))
+    assert got == [(i, float(b.sum())) for i, b in enumerate(big)]
+    if os.path.isdir("/dev/shm"):  # every block the driver made is unlinked
+        assert not [n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm_")]
+
+
+def _dict_task(task):
+    return task["k"], float(task["probs"].sum())
