@@ -31,14 +31,13 @@ SHARED_MIN_BYTES = 1 << 20
 
 
 class _SharedArray:
-    """A numpy array placed in a shared-memory block by the driver, read in place by a worker."""
+    """A numpy array copied by the driver into a shared-memory block, read in place by a worker.
+    Blocks are reused from task to task (their pages stay mapped: one memcpy per array)."""
 
-    def __init__(self, array):
-        from multiprocessing import shared_memory
-
-        self.shm = shared_memory.SharedMemory(create=True, size=max(1, array.nbytes))
-        self.name, self.shape, self.dtype = self.shm.name, array.shape, array.dtype.str
-        np.ndarray(array.shape, array.dtype, buffer=self.shm.buf)[...] = array
+    def __init__(self, array, shm):
+        self.shm = shm
+        self.name, self.shape, self.dtype = shm.name, array.shape, array.dtype.str
+        np.ndarray(array.shape, array.dtype, buffer=shm.buf)[...] = array
 
     def __getstate__(self):
         return {"name": self.name, "shape": self.shape, "dtype": self.dtype}
@@ -47,29 +46,53 @@ class _SharedArray:
         self.__dict__.update(state)
         self.shm = None
 
-    def release(self):
-        """Driver side, once the task is done."""
-        self.shm.close()
-        self.shm.unlink()
+
+class _Blocks:
+    """The driver's shared-memory blocks: taken for a task's arrays, given back when its result
+    is in, unlinked when the executor closes."""
+
+    def __init__(self):
+        self.free: list = []
+        self.all: list = []
+
+    def take(self, nbytes: int):
+        from multiprocessing import shared_memory
+
+        fits = [b for b in self.free if b.size >= nbytes]
+        if fits:
+            block = min(fits, key=lambda b: b.size)
+            self.free.remove(block)
+            return block
+        block = shared_memory.SharedMemory(create=True, size=max(1, nbytes))
+        self.all.append(block)
+        return block
+
+    def give_back(self, shared: list) -> None:
+        self.free.extend(a.shm for a in shared)
+
+    def close(self) -> None:
+        for block in self.all:
+            block.close()
+            block.unlink()
+        self.free, self.all = [], []
 
 
-def _share(task, shared: list):
+def _share(task, shared: list, blocks: _Blocks):
     """`task` with its large arrays (at the top level or one dict deep) put in shared memory."""
     if isinstance(task, np.ndarray) and task.nbytes >= SHARED_MIN_BYTES:
-        shared.append(_SharedArray(task))
+        shared.append(_SharedArray(task, blocks.take(task.nbytes)))
         return shared[-1]
     if isinstance(task, dict):
-        return {k: _share(v, shared) for k, v in task.items()}
+        return {k: _share(v, shared, blocks) for k, v in task.items()}
     return task
 
 
 def _attach(task, opened: list):
     if isinstance(task, _SharedArray):
-        from multiprocessing import resource_tracker, shared_memory
+        from multiprocessing import shared_memory
 
+        # Spawned workers share the driver's resource tracker; the driver unlinks the block.
         shm = shared_memory.SharedMemory(name=task.name)
-        # The driver owns the block: this process must not unlink it at exit.
-        resource_tracker.unregister(shm._name, "shared_memory")
         opened.append(shm)
         return np.ndarray(task.shape, np.dtype(task.dtype), buffer=shm.buf)
     if isinstance(task, dict):
@@ -157,6 +180,7 @@ class LocalExecutor(Executor):
     def __init__(self, num_workers: int = 1):
         super().__init__(num_workers)
         self._pool = None
+        self._blocks = _Blocks()
 
     def submit(self, fn, task):
         if self.num_workers == 1:
@@ -166,7 +190,7 @@ class LocalExecutor(Executor):
 
             self._pool = mp.get_context("spawn").Pool(self.num_workers)
         shared: list = []
-        return self._pool.apply_async(_timed, (fn, _share(task, shared))), shared
+        return self._pool.apply_async(_timed, (fn, _share(task, shared, self._blocks))), shared
 
     def result(self, handle):
         if isinstance(handle, _Done):
@@ -175,14 +199,14 @@ class LocalExecutor(Executor):
         try:
             return _unpack(async_result.get())
         finally:
-            for block in shared:
-                block.release()
+            self._blocks.give_back(shared)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
             self._pool = None
+        self._blocks.close()
 
 
 class RayExecutor(Executor):
