@@ -317,7 +317,7 @@ def model_options_from(args, num_classes) -> ModelOptions:
 
 
 def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tfrecord_dir", required=True, help="folder holding the TFRecords")
+    p.add_argument("--tfrecord_dir", default=None, help="folder holding the TFRecords (required)")
     p.add_argument("--dataset_dir", default=None, help=argparse.SUPPRESS)
 
 
@@ -326,6 +326,8 @@ def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
     if args.dataset_dir is not None:
         p.error("--dataset_dir is the data root in this project's scripts; pass the folder of "
                 f"TFRecords as --tfrecord_dir {args.dataset_dir}")
+    if args.tfrecord_dir is None:
+        p.error("--tfrecord_dir (the folder of TFRecords) is required")
 
 
 def main(argv=None) -> int:

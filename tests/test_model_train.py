@@ -317,3 +317,11 @@ def test_one_inference_replica_per_device_gives_the_same_probs():
     replicas in turn; results come back in order and equal one replica's."""
     out = subprocess.run([sys.executable, "-c", REPLICAS], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_dataset_dir_flag_points_to_tfrecord_dir():
+    """--dataset_dir is the data root in every script; the trainer and evaluator say so."""
+    out = subprocess.run([sys.executable, "-m", "deeplab.eval", "--checkpoint_dir", "x",
+                          "--dataset_dir", "/data/tfrecord"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "pass the folder of TFRecords as --tfrecord_dir /data/tfrecord" in out.stderr
