@@ -149,10 +149,11 @@ class Executor:
         while pending:
             yield self.result(pending.popleft())
 
-    def map(self, fn: Callable, tasks: list, desc: str = "", progress: bool = True) -> list:
+    def map(self, fn: Callable, tasks: list, desc: str = "", progress: bool = True,
+            unit: str = "img") -> list:
         from tqdm import tqdm
 
-        return list(tqdm(self.imap(fn, tasks), total=len(tasks), desc=desc, unit="img",
+        return list(tqdm(self.imap(fn, tasks), total=len(tasks), desc=desc, unit=unit,
                          disable=not progress))
 
     def close(self) -> None:

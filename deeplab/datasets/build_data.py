@@ -80,6 +80,6 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
     paths = [output_dir / tfrecord.shard_name(split, i, len(ranges)) for i in range(len(ranges))]
     tasks = [{"descriptor": descriptor, "samples": samples[a:b], "path": p, "label_dir": label_dir}
              for p, (a, b) in zip(paths, ranges)]
-    (executor or LocalExecutor()).map(shard_task, tasks, f"tfrecords {split} (shards)", progress)
+    (executor or LocalExecutor()).map(shard_task, tasks, f"tfrecords {split}", progress, unit="shard")
     tfrecord.finish_split(output_dir, split, paths, [s.name for s in samples])
     return paths
