@@ -35,11 +35,15 @@ class DataCache:
         digest = hashlib.sha1(str(data_root).encode()).hexdigest()[:10]
         self.root = Path(cache_root) / f"{dataset}-{digest}"
         self.dataset, self.data_root = dataset, data_root
+        self._marked = False
 
     def _mark_source(self) -> None:
+        if self._marked:
+            return
         source = self.root / "source.json"
         if not source.is_file():
             io_utils.write_json(source, {"dataset": self.dataset, "data_root": str(self.data_root)})
+        self._marked = True
 
     def base_dir(self, method: str, num_superpixels: int | None = 0,
                  superpixel_size_px: float = 256.0, split: str = "train") -> Path:

@@ -282,16 +282,6 @@ class Experiment:
             hint = "bash bash_files/warm_up.sh" if t == 0 else "the driver again"
             raise RuntimeError(f"round {t}: stage '{stage}' has not completed; run {hint}")
 
-    # ------------------------------------------------------------------ answers
-    def answers_of(self, name: str, before_round: int | None = None, rows_by_image=None):
-        """(maps, answers) by round for one image, rounds < before_round (all if None)."""
-        if rows_by_image is None:
-            rows_by_image = self.ledger.by_image()
-        rows = rows_by_image.get(name, [])
-        if before_round is not None:
-            rows = [r for r in rows if r["round"] < before_round]
-        answers = annotation.answer_luts(rows)
-        maps = {t: self.load_map(t, name) for t in answers}
-        return maps, answers
+
 
 

@@ -33,8 +33,7 @@ def base_task(task: dict) -> int:
     image = descriptor.read_image(sample)
     h, w = image.shape[:2]
     n = task["n_segments"] or superpixels.n_segments_for(h, w, task["size_px"])
-    superpixels.check_superpixel_count(h, w, task["method"], n, f"image '{sample.name}'")
-    regions = superpixels.base_superpixels(image, task["method"], n)
+    regions = superpixels.base_superpixels(image, task["method"], n, f"image '{sample.name}'")
     region_maps.save(task["out"], regions)
     if task.get("overlay_dir"):
         io_utils.write_png(Path(task["overlay_dir"]) / f"{sample.name}.png", superpixels.overlay(image, regions))

@@ -148,8 +148,8 @@ def seeds_opencv(hsv: np.ndarray, n_segments: int, num_levels: int = 5, prior: i
     return R.renumber(engine.getLabels().astype(np.int32))[0]
 
 
-def base_superpixels(image: np.ndarray, method: str, n_segments: int) -> np.ndarray:
-    check_superpixel_count(image.shape[0], image.shape[1], method, int(n_segments))
+def base_superpixels(image: np.ndarray, method: str, n_segments: int, what: str = "") -> np.ndarray:
+    check_superpixel_count(image.shape[0], image.shape[1], method, int(n_segments), what)
     if method == "slic":
         return slic(image, n_segments)
     if method == "seeds":

@@ -7,6 +7,7 @@ per shard), then the split's meta file (count, names digest) is written last.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample, read_label_png, check_label_values
@@ -24,8 +25,6 @@ def image_payload(descriptor: DatasetDescriptor, sample: Sample):
 
     data = sample.image_path.read_bytes()
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as im:
             if im.format in ("PNG", "JPEG") and im.mode == "RGB":
                 return data
@@ -74,12 +73,11 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
 
     if not samples:
         raise ValueError(f"split '{split}' is empty: nothing to write to {output_dir}")
-    output_dir = Path(output_dir)
     tfrecord.begin_split(output_dir, split)
-    ranges = tfrecord.shard_ranges(len(samples), num_shards)
-    paths = [output_dir / tfrecord.shard_name(split, i, len(ranges)) for i in range(len(ranges))]
+    layout = tfrecord.shard_layout(output_dir, split, len(samples), num_shards)
     tasks = [{"descriptor": descriptor, "samples": samples[a:b], "path": p, "label_dir": label_dir}
-             for p, (a, b) in zip(paths, ranges)]
+             for p, a, b in layout]
+    paths = [p for p, _, _ in layout]
     (executor or LocalExecutor()).map(shard_task, tasks, f"tfrecords {split}", progress, unit="shard")
     tfrecord.finish_split(output_dir, split, paths, [s.name for s in samples])
     return paths

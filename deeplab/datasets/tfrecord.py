@@ -63,6 +63,13 @@ def shard_ranges(num_examples: int, num_shards: int) -> list[tuple[int, int]]:
             for k in range(num_shards)]
 
 
+def shard_layout(output_dir: Path | str, split: str, num_examples: int,
+                 num_shards: int) -> list[tuple[Path, int, int]]:
+    """(shard path, start, stop) of every shard of a split about to be written."""
+    ranges = shard_ranges(num_examples, num_shards)
+    return [(Path(output_dir) / shard_name(split, i, len(ranges)), a, b) for i, (a, b) in enumerate(ranges)]
+
+
 def names_digest(names: list[str]) -> str:
     return hashlib.sha1("\n".join(names).encode("utf-8")).hexdigest()
 
@@ -232,13 +239,12 @@ def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, outpu
     """
     if num_examples < 1:
         raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
-    output_dir = Path(output_dir)
     begin_split(output_dir, split)
-    ranges = shard_ranges(num_examples, num_shards)
-    paths = [output_dir / shard_name(split, i, len(ranges)) for i in range(len(ranges))]
+    layout = shard_layout(output_dir, split, num_examples, num_shards)
     it = iter(examples)
-    for path, (a, b) in zip(paths, ranges):
+    for path, a, b in layout:
         write_shard(path, itertools.islice(it, b - a), b - a)
+    paths = [path for path, _, _ in layout]
     finish_split(output_dir, split, paths, names)
     return paths
 
