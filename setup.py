@@ -12,6 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["deeplab", "deeplab.*"]),
+    package_data={"deeplab.active": ["annotate_page.html"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",  # Keras 3
@@ -31,7 +32,8 @@ setup(
     extras_require={
         # EXECUTOR=ray: per-image stages on a local Ray or a cluster (RAY_ADDRESS)
         "ray": ["ray>=2.9,<3"],
-        # the tests run the Ray executor too
-        "test": ["pytest>=7", "ray>=2.9,<3"],
+        # the tests run the Ray executor too, and drive the annotation page in a real browser
+        # (headless Chromium with Debian's chromium-driver; .ci/run installs them)
+        "test": ["pytest>=7", "ray>=2.9,<3", "selenium>=4.10,<5"],
     },
 )

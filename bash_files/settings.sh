@@ -1,8 +1,13 @@
 # Settings shared by warm_up.sh and adaptive_superpixel.sh. Every one is a variable that the
 # environment overrides, e.g. `ROUNDS=4 ACQUISITION=uncertainty bash bash_files/warm_up.sh`.
 # The defaults run the embedded synthetic street scenes with the light backbone on a CPU.
-DATASET="${DATASET:-synthetic}"              # synthetic | cityscapes | pascal_voc_seg
+DATASET="${DATASET:-synthetic}"              # synthetic | cityscapes | pascal_voc_seg | folder
 DATA_DIR="${DATA_DIR:-}"                     # data root in the data set's layout (default: datasets/<name>)
+ANNOTATOR="${ANNOTATOR:-oracle}"             # oracle (reads the ground truth) | human (a web page)
+ANNOTATE_HOST="${ANNOTATE_HOST:-127.0.0.1}"  # the page's address; another than 127.0.0.1 needs the printed token
+ANNOTATE_PORT="${ANNOTATE_PORT:-8765}"       # 0: any free port
+PRESELECT="${PRESELECT:-0}"                  # 1: the page pre-selects the model's dominant class
+LEASE_SECS="${LEASE_SECS:-300}"              # a region handed to one person is held for them this long
 WORK_DIR="${WORK_DIR:-work_dirs}"
 JOB_NAME="${JOB_NAME:-demo}"
 ROUNDS="${ROUNDS:-3}"                        # warm-up included
@@ -36,7 +41,8 @@ JOB_DIR="$WORK_DIR/$JOB_NAME"
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
   REGIONS ACQUISITION SIEVE EPS SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
-  INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON"
+  INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON
+  ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS"
 
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
@@ -49,7 +55,9 @@ init_experiment() {
     --init_checkpoint "$INIT_CHECKPOINT" --warm_start "$WARM_START" \
     --fine_tune_batch_norm "$FINE_TUNE_BATCH_NORM" --inference_scale "$INFERENCE_SCALE" \
     --num_workers "$NUM_WORKERS" --executor "$EXECUTOR" --cache_dir "$CACHE_DIR" \
-    --save_interval_secs "$SAVE_INTERVAL_SECS" --deterministic "$DETERMINISTIC"
+    --save_interval_secs "$SAVE_INTERVAL_SECS" --deterministic "$DETERMINISTIC" \
+    --annotator "$ANNOTATOR" --annotate_host "$ANNOTATE_HOST" --annotate_port "$ANNOTATE_PORT" \
+    --preselect "$PRESELECT" --lease_secs "$LEASE_SECS"
 }
 
 # The stages after the region maps, identical in every round.

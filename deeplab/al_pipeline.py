@@ -55,7 +55,9 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
     if todo:
         summary.update({f"regions_per_image_{k}": float(np.mean([r[k] for r in results]))
                         for k in ("before", "after")})
-        summary.update({k: float(np.mean([r[k] for r in results])) for k in ("asa_before", "asa_after")})
+        # ASA needs the ground truth of every image; without it, not available (never 0).
+        summary.update({k: None if any(r[k] is None for r in results) else
+                        float(np.mean([r[k] for r in results])) for k in ("asa_before", "asa_after")})
     return summary
 
 
@@ -143,9 +145,14 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
         build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
                                num_shards=round_shards(len(written)), label_dir=label_dir,
                                progress=progress, executor=ex)
-    totals = {k: sum(r[k] for r in results) for k in results[0] if k != "written"}
+    # Error counts need the ground truth; where an image has none they are not available (None),
+    # never 0.
+    totals = {k: None if any(r[k] is None for r in results) else sum(r[k] for r in results)
+              for k in results[0] if k != "written"}
 
     def share(a, b):
+        if a is None:
+            return None
         return round(a / b, 5) if b else 0.0
 
     return {"images": len(written), "labelled_px": totals["labelled_after"],
@@ -246,6 +253,11 @@ def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
 
     from deeplab.datasets import tfrecord
 
+    if not exp.evaluable:
+        shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
+        why = f"{exp.descriptor.list_file(exp.data_root, 'val')} does not exist"
+        print(f"round {t}: not evaluated ({why}: the data set has no val split)")
+        return {"miou": None, "evaluated": False, "reason": why}
     val = exp.descriptor.list_split(exp.data_root, "val")
     names = [s.name for s in val]
     tfrecord.check_meta(exp.val_tfrecord_dir, "val", names,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeplab.datasets import DATASETS, get_dataset
+from deeplab.datasets import DATASET_NAMES, get_dataset
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS),
-                        help="data set name (default: the embedded synthetic street scenes)")
+    parser.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES,
+                        help="data set name (default: the embedded synthetic street scenes; "
+                             "folder: any folder of images, see datasets/README.md)")
     parser.add_argument("--dataset_dir", default=None,
                         help="data root in the data set's layout (default: datasets/<name>; "
                              "the synthetic set is generated there on first use)")
@@ -41,7 +42,7 @@ def data_cache(args: argparse.Namespace, root: Path):
 
 def resolve_dataset(args: argparse.Namespace):
     """Returns (descriptor, root); generates the synthetic set if it is asked for and missing."""
-    descriptor = get_dataset(args.dataset)
+    descriptor = get_dataset(args.dataset, args.dataset_dir)
     root = Path(args.dataset_dir) if args.dataset_dir else descriptor.default_root()
     if args.dataset == "synthetic" and not (root / "synthetic.json").is_file():
         from deeplab.datasets import synthetic
@@ -109,4 +110,11 @@ def stage_main(doc: str, stage: str, target: str, argv=None) -> int:
     add_round_flags(p)
     args = p.parse_args(argv)
     module, func = target.split(":")
-    return run_stage(args.job_dir, args.round, stage, getattr(importlib.import_module(module), func))
+    try:
+        return run_stage(args.job_dir, args.round, stage, getattr(importlib.import_module(module), func))
+    except KeyboardInterrupt:
+        import sys
+
+        print(f"\nstopped: round {args.round}'s {stage} stage is not complete; what is saved stays "
+              "saved, run the driver again to continue", file=sys.stderr)
+        return 130

@@ -76,8 +76,7 @@ def evaluate(model, tfrecord_dir, split: str, num_classes: int, ignore_label: in
 
 
 def main(argv=None) -> int:
-    from deeplab.datasets import get_dataset
-    from deeplab.train import add_tfrecord_flags, check_tfrecord_flags, load_trained
+    from deeplab.train import add_tfrecord_flags, check_tfrecord_flags, dataset_for_tfrecords, load_trained
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint_dir", required=True, help="a finished train_logdir")
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=None, help="JSON path (default: <checkpoint_dir>/eval_<split>.json)")
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)
-    ds = get_dataset(args.dataset)
+    ds = dataset_for_tfrecords(p, args)
     model, _ = load_trained(args.checkpoint_dir)
     result = evaluate(model, args.tfrecord_dir, args.eval_split, ds.num_classes, ds.ignore_label,
                       args.eval_batch_size)

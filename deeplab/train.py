@@ -319,6 +319,8 @@ def model_options_from(args, num_classes) -> ModelOptions:
 def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tfrecord_dir", default=None, help="folder holding the TFRecords (required)")
     p.add_argument("--dataset_dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", default=None,
+                   help="with --dataset folder: the data set's classes.json (class count, ignore label)")
 
 
 def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
@@ -330,9 +332,22 @@ def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
         p.error("--tfrecord_dir (the folder of TFRecords) is required")
 
 
-def main(argv=None) -> int:
+def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
+    """The descriptor of --dataset (a folder data set: from --classes)."""
     from deeplab.datasets import get_dataset
+    from deeplab.datasets.descriptors import FolderDataset
 
+    if args.dataset == "folder":
+        if not args.classes:
+            p.error("--dataset folder needs --classes DATA_DIR/classes.json")
+        try:
+            return FolderDataset.from_classes(args.classes)
+        except (ValueError, FileNotFoundError) as e:
+            p.error(str(e))
+    return get_dataset(args.dataset)
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_logdir", required=True)
     p.add_argument("--dataset", default="synthetic")
@@ -362,7 +377,7 @@ def main(argv=None) -> int:
     p.add_argument("--strategy", default="auto", choices=STRATEGIES)
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)
-    ds = get_dataset(args.dataset)
+    ds = dataset_for_tfrecords(p, args)
     crop = args.train_crop_size if len(args.train_crop_size) == 2 else args.train_crop_size * 2
     config = TrainConfig(
         train_logdir=args.train_logdir, tfrecord_dir=args.tfrecord_dir, num_classes=ds.num_classes,

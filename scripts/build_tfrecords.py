@@ -40,7 +40,17 @@ def main(argv=None) -> int:
 
     with cli.make_executor(args) as ex:
         for split in args.splits:
+            if not descriptor.has_split(root, split):
+                print(f"{split}: {descriptor.list_file(root, split)} does not exist: no {split} "
+                      "split (a folder data set without it is not evaluated)")
+                continue
             samples = descriptor.list_split(root, split)
+            if args.label_dir is None and not descriptor.labelled(samples):
+                missing = next(s for s in samples if s.label_path is None)
+                print(f"error: {split}: image '{missing.name}' has no label in {root / 'labels'}; "
+                      f"TFRecords of the {split} split need the ground truth of every image",
+                      file=sys.stderr)
+                return 2
             if args.skip_existing:
                 if tfrecord.meta_matches(out, split, [s.name for s in samples]):
                     print(f"{split}: complete TFRecords of {len(samples)} images in {out}, skipped")

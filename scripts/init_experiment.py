@@ -57,7 +57,18 @@ def main(argv=None) -> int:
         # Generates the synthetic set on first use; checks that the data exist.
         cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=str(exp.data_root)))
         train = exp.samples
-        exp.descriptor.list_split(exp.data_root, "val")
+        if config.annotator == "oracle":
+            exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
+        if config.regions == "oracle":
+            exp.require_labels("REGIONS=oracle")
+        if exp.evaluable:
+            val = exp.descriptor.list_split(exp.data_root, "val")
+            if not exp.descriptor.labelled(val):
+                missing = next(s for s in val if s.label_path is None)
+                raise ValueError(f"val image '{missing.name}' has no label: evaluation needs the "
+                                 f"ground truth of every val image (add it to labels/, or remove "
+                                 f"{exp.descriptor.list_file(exp.data_root, 'val')} to run "
+                                 "without evaluation)")
         config.save_or_check()
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -66,7 +77,9 @@ def main(argv=None) -> int:
         else f"{config.clicks_per_round} clicks"
     print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images), "
           f"{config.rounds} rounds x {budget}, {config.regions} regions, "
-          f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}")
+          f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}, "
+          f"answers by {'people in a browser' if config.annotator == 'human' else 'the oracle'}"
+          + ("" if exp.evaluable else "; no val split: rounds are not evaluated"))
     return 0
 
 

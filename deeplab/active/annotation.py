@@ -4,11 +4,12 @@ training labels from it (section 7)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from deeplab import io_utils
 from deeplab.active import regions as R
 
 LEDGER_FIELDS = ("round", "image", "region", "answer", "size", "score", "cost")
@@ -43,28 +44,80 @@ class LedgerError(ValueError):
 
 
 class Ledger:
-    """Append-only JSON-lines file of answers; every append rewrites the file atomically as the
-    old lines plus the new ones, so a crash never leaves a half line.
+    """Append-only JSON-lines file of answers, durable line by line.
+
+    `append` writes the new lines at the end of the file and fsyncs it before returning, so an
+    answer is on disk when it is acknowledged, whatever the number of lines already there. A crash
+    in the middle of a write leaves at most a torn last line (no final newline): `read` reports it
+    on stderr and drops it, and the next `append` cuts it off first, keeping its bytes in
+    `ledger.jsonl.torn` for inspection. A complete line that is not JSON is never dropped: it
+    stops the job (`LedgerError`).
+
+    A row `{"round", "image", "region", "undo": true}` takes back the latest earlier answer of
+    that region (the web page's undo); `read` returns the answers in force. Optional fields:
+    `annotator` (who answered), `source` (`oracle`, `web`, `label_studio`).
 
     `check(rows)`, when given, runs on every read (the job checks the rows against its round
     manifests) and raises to stop a job whose ledger shrank or grew behind its back.
     """
 
+    OPTIONAL = ("annotator", "source")
+
     def __init__(self, path: Path | str, check=None):
         self.path = Path(path)
         self._check = check
+        self._reported: int | None = None
 
-    def read(self) -> list[dict]:
+    # ------------------------------------------------------------------ reading
+    def _complete_text(self) -> str:
+        """The file's text up to its last newline; reports a torn tail after it."""
         if not self.path.is_file():
-            return []
+            return ""
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data) and self._reported != len(data):
+            self._reported = len(data)
+            print(f"WARNING: ledger {self.path}: its last line is torn (a crash while it was "
+                  f"written): dropped {data[cut:][:80]!r} ({len(data) - cut} bytes); that answer "
+                  f"was never acknowledged and is asked again", file=sys.stderr)
+        try:
+            return data[:cut].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise LedgerError(f"ledger {self.path} is not UTF-8 text ({e}); restore it from backup") from e
+
+    def raw(self) -> list[dict]:
+        """Every complete line, retractions included, in file order."""
         rows = []
-        for i, line in enumerate(self.path.read_text().splitlines(), 1):
+        for i, line in enumerate(self._complete_text().split("\n"), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise LedgerError(f"ledger {self.path} line {i} is corrupt ({e}); restore it from backup") from e
+            if not isinstance(row, dict) or not all(
+                    f in row for f in (("round", "image", "region") if row.get("undo") else LEDGER_FIELDS)):
+                raise LedgerError(f"ledger {self.path} line {i} is not an answer ({line[:80]!r}); "
+                                  "restore it from backup")
+            rows.append(row)
+        return rows
+
+    def read(self) -> list[dict]:
+        """The answers in force, oldest first (undone answers removed)."""
+        rows: list[dict | None] = []
+        latest: dict[tuple, int] = {}
+        for row in self.raw():
+            key = (row["round"], row["image"], row["region"])
+            if row.get("undo"):
+                i = latest.pop(key, None)
+                if i is None:
+                    raise LedgerError(f"ledger {self.path}: an undo of region {key[2]} of "
+                                      f"'{key[1]}' (round {key[0]}) follows no answer of it")
+                rows[i] = None
+            else:
+                latest[key] = len(rows)
+                rows.append(row)
+        rows = [r for r in rows if r is not None]
         if self._check is not None:
             self._check(rows)
         return rows
@@ -72,16 +125,43 @@ class Ledger:
     def rounds(self) -> set[int]:
         return {r["round"] for r in self.read()}
 
+    # ------------------------------------------------------------------ writing
     def append(self, rows: list[dict]) -> None:
+        """Appends answers (or undo rows) and fsyncs; returns when they are on disk."""
+        lines = []
         for r in rows:
-            missing = [f for f in LEDGER_FIELDS if f not in r]
+            fields = ("round", "image", "region", "undo") if r.get("undo") else LEDGER_FIELDS
+            missing = [f for f in fields if f not in r]
             if missing:
                 raise ValueError(f"ledger row lacks {missing}: {r}")
-        old = self.path.read_text() if self.path.is_file() else ""
-        if old and not old.endswith("\n"):
-            old += "\n"
-        new = "".join(json.dumps({f: r[f] for f in LEDGER_FIELDS}) + "\n" for r in rows)
-        io_utils.write_text(self.path, old + new)
+            lines.append(json.dumps({f: r[f] for f in fields + self.OPTIONAL if f in r}) + "\n")
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        with open(self.path, "ab+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                cut = tail.rfind(b"\n") + 1
+                if cut < len(tail):  # a torn last line: keep its bytes aside, then cut it off
+                    torn = tail[cut:]
+                    self._complete_text()  # reports it
+                    with open(self.path.with_name(self.path.name + ".torn"), "ab") as keep:
+                        keep.write(torn + b"\n")
+                        keep.flush()
+                        os.fsync(keep.fileno())
+                    f.truncate(size - len(torn))
+            f.write("".join(lines).encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        if created:  # the new file's name is durable too
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def by_image(self, upto_round: int | None = None) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}

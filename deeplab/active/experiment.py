@@ -45,7 +45,9 @@ MODEL_VARIANTS = ("xception_41", "xception_65", "xception_71", "xception_light")
 STAGES = ("regions", "select", "annotate", "data", "train", "eval")
 # Settings that may change between runs of the same job without invalidating it (where and how
 # it runs, not what it computes).
-MUTABLE = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs")
+MUTABLE = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
+           "annotate_host", "annotate_port", "preselect", "lease_secs")
+ANNOTATORS = ("oracle", "human")
 
 
 @dataclasses.dataclass
@@ -88,6 +90,11 @@ class ExperimentConfig:
     executor: str = "local"  # executor.EXECUTORS: where the per-image stages run
     cache_dir: str = ""  # derived data shared by jobs; "": <the job's parent folder>/cache
     deterministic: bool = True  # deterministic kernels: a seed repeats a run bit for bit
+    annotator: str = "oracle"  # ANNOTATORS: the simulated annotator, or people in a browser
+    annotate_host: str = "127.0.0.1"  # the annotation page's address (another: token required)
+    annotate_port: int = 8765  # 0: any free port
+    preselect: bool = False  # the page pre-selects the model's dominant class (may anchor people)
+    lease_secs: float = 300.0  # a region handed to one person is held for them this long
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ExperimentConfig":
@@ -121,7 +128,12 @@ class ExperimentConfig:
         if self.model_variant not in MODEL_VARIANTS:
             raise ValueError(f"MODEL_VARIANT '{self.model_variant}' is unknown; valid: "
                              f"{', '.join(MODEL_VARIANTS)}")
-        get_dataset(self.dataset)
+        if self.annotator not in ANNOTATORS:
+            raise ValueError(f"ANNOTATOR '{self.annotator}' is unknown; valid: {', '.join(ANNOTATORS)}")
+        if not 0 <= self.annotate_port <= 65535 or self.lease_secs <= 0:
+            raise ValueError(f"ANNOTATE_PORT must be in 0..65535 (got {self.annotate_port}) and "
+                             f"LEASE_SECS > 0 (got {self.lease_secs})")
+        get_dataset(self.dataset, self.dataset_dir or None)
         if self.init_checkpoint:
             require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
         if self.executor not in executor.EXECUTORS:
@@ -178,7 +190,7 @@ class Experiment:
     def __init__(self, config: ExperimentConfig):
         self.config = config
         self.job_dir = Path(config.job_dir)
-        self.descriptor: DatasetDescriptor = get_dataset(config.dataset)
+        self.descriptor: DatasetDescriptor = get_dataset(config.dataset, config.dataset_dir or None)
         self.data_root = Path(config.dataset_dir) if config.dataset_dir else self.descriptor.default_root()
         self.cache = DataCache(Path(config.cache_dir) if config.cache_dir else self.job_dir.parent / "cache",
                                config.dataset, self.data_root)
@@ -195,6 +207,20 @@ class Experiment:
         if self._samples is None:
             self._samples = self.descriptor.list_split(self.data_root, "train")
         return self._samples
+
+    def require_labels(self, what: str) -> None:
+        """Raises ValueError unless every train image has its ground truth (`what` needs it)."""
+        missing = [s for s in self.samples if s.label_path is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(self.samples)} train images have no label (first: "
+                f"'{missing[0].name}', {missing[0].image_path}): {what} reads the ground truth. "
+                "Set ANNOTATOR=human to answer the regions yourself, or add the labels")
+
+    @property
+    def evaluable(self) -> bool:
+        """Whether the data set has a val split to evaluate on (a folder may have none)."""
+        return self.descriptor.has_split(self.data_root, "val")
 
     @property
     def val_tfrecord_dir(self) -> Path:

@@ -97,7 +97,7 @@ def round_map_task(task: dict) -> dict:
     if base.shape != probs.shape[:2]:
         raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
                          f"delete {task['base']} and rerun scripts/extract_superpixels.py")
-    label = descriptor.read_label(sample)
+    label = descriptor.read_label(sample) if sample.label_path is not None else None
     if mode == "adaptive":
         res = adaptive.adaptive_superpixels(probs, base, task["eps"])
         regions, stats = res.regions, res.stats
@@ -114,30 +114,31 @@ def round_map_task(task: dict) -> dict:
     if task.get("overlay"):
         overlays.regions_figure(task["overlay"], descriptor.read_image(sample), base, regions, mode,
                                 title=task.get("title", name))
+    # Without ground truth (a folder of unlabelled images) the ASA is not available.
+    asa = (lambda m: None) if label is None else (lambda m: metrics.asa(m, label, descriptor.ignore_label))
     return {"before": int(base.max()) + 1, "after": int((stats.size > 0).sum()),
-            "asa_before": metrics.asa(base, label, descriptor.ignore_label),
-            "asa_after": metrics.asa(regions, label, descriptor.ignore_label)}
+            "asa_before": asa(base), "asa_after": asa(regions)}
 
 
 # ---------------------------------------------------------------------------- round labels
 def labels_task(task: dict) -> dict:
     """Training labels of one image for a round: every answer so far painted, sieved with the
     previous round's probabilities when given (`deeplab.active.labels`) -> the label PNG (only
-    when a pixel is labelled). Returns label-error counts against the ground truth."""
+    when a pixel is labelled). Returns label-error counts against the ground truth (None where
+    the image has none)."""
     descriptor, sample, ignore = task["descriptor"], task["sample"], task["descriptor"].ignore_label
     maps = {t: region_maps.load(p) for t, p in task["maps"].items()}
     answers = task["answers"]
     painted, labels = L.round_labels(maps, answers, task["probs"], knee=task["knee"],
                                      min_size_px=task["min_size_px"], ignore_label=ignore)
-    gt = descriptor.read_label(sample)
-    if gt.shape != painted.shape:
+    gt = descriptor.read_label(sample) if sample.label_path is not None else None
+    if gt is not None and gt.shape != painted.shape:
         raise ValueError(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
     sieved = (painted != ignore) & (labels == ignore)
     out = {"written": bool((labels != ignore).any())}
-    for key, counts in (("before", metrics.label_errors(painted, gt, ignore)),
-                        ("after", metrics.label_errors(labels, gt, ignore)),
-                        ("sieved", metrics.label_errors(painted, gt, ignore, where=sieved))):
-        out[f"wrong_{key}"], out[f"labelled_{key}"] = int(counts[0]), int(counts[1])
+    for key, px in (("before", painted), ("after", labels), ("sieved", np.where(sieved, painted, ignore))):
+        out[f"labelled_{key}"] = int((px != ignore).sum())
+        out[f"wrong_{key}"] = None if gt is None else int(metrics.label_errors(px, gt, ignore)[0])
     if out["written"]:
         io_utils.write_png(task["label_png"], labels)
     ov = task.get("overlay")

@@ -26,6 +26,17 @@ def iou_cells(ev: dict, class_names) -> dict:
             for n, v in zip(class_names, ev["per_class_iou"])}
 
 
+# A figure that needs what the data set does not have (ground truth, a val split).
+NOT_AVAILABLE = "n/a"
+
+
+def _available(info: dict, key: str):
+    """A manifest figure; None (not measurable without ground truth) becomes 'n/a'."""
+    if key in info and info[key] is None:
+        return NOT_AVAILABLE
+    return info.get(key, "")
+
+
 def results_rows(exp: Experiment) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
@@ -34,18 +45,22 @@ def results_rows(exp: Experiment) -> list[dict]:
         m = exp.manifest(t)
         if "eval" not in m:
             break
-        ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
-        row = {"round": t, "clicks": total_clicks(exp, t), "miou": round(100 * ev["miou"], 2)}
-        row.update(iou_cells(ev, names))
         sel, data = m.get("select", {}), m.get("data", {})
+        if m["eval"].get("evaluated", True):
+            ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
+            row = {"round": t, "clicks": total_clicks(exp, t), "miou": round(100 * ev["miou"], 2)}
+            row.update(iou_cells(ev, names))
+        else:  # no val split: the round bought labels but was not measured
+            row = {"round": t, "clicks": total_clicks(exp, t), "miou": NOT_AVAILABLE}
+            row.update({iou_column(n): NOT_AVAILABLE for n in names})
         row.update({
             "regions_per_image": round(sel.get("regions_per_image", float("nan")), 1),
             "mean_region_px": round(sel.get("mean_region_px", float("nan")), 1),
             "labelled_px": data.get("labelled_px", ""),
-            "label_noise_before_sieve": data.get("noise_before", ""),
-            "label_noise_after_sieve": data.get("noise_after", ""),
+            "label_noise_before_sieve": _available(data, "noise_before"),
+            "label_noise_after_sieve": _available(data, "noise_after"),
             "sieved_px": data.get("sieved_px", ""),
-            "sieved_wrong_share": data.get("sieved_wrong_share", ""),
+            "sieved_wrong_share": _available(data, "sieved_wrong_share"),
         })
         rows.append(row)
     return rows
@@ -66,9 +81,12 @@ def write_results(exp: Experiment) -> list[dict]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    measured = [r for r in rows if r["miou"] != NOT_AVAILABLE]
+    if not measured:  # no val split: nothing to plot
+        return rows
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot([r["clicks"] for r in rows], [r["miou"] for r in rows], "o-")
-    for r in rows:
+    ax.plot([r["clicks"] for r in measured], [r["miou"] for r in measured], "o-")
+    for r in measured:
         ax.annotate(f"r{r['round']}", (r["clicks"], r["miou"]), textcoords="offset points", xytext=(4, -10))
     c = exp.config
     ax.set_xlabel("clicks (one per region)")

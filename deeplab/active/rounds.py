@@ -96,21 +96,51 @@ def answers_task(task: dict) -> tuple[list[int], list[int]]:
     return answers.tolist(), sizes.tolist()
 
 
+def read_selection(exp: Experiment, t: int) -> list[dict]:
+    """Round t's chosen regions (selection.json), in the order they were chosen."""
+    exp.require(t, "select")
+    return json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
+
+
+def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
+    """The ledger's answers of round t by (image, region); raises if one was never asked."""
+    asked = {(r["image"], r["region"]) for r in selection}
+    answered = {(r["image"], r["region"]): r for r in exp.ledger.read() if r["round"] == t}
+    stray = [k for k in answered if k not in asked]
+    if stray:
+        raise annotation.LedgerError(
+            f"ledger {exp.ledger.path} holds {len(stray)} answers of round {t} that its selection "
+            f"never asked (first: region {stray[0][1]} of '{stray[0][0]}'): the ledger was edited; "
+            "restore it")
+    return answered
+
+
+def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
+    """The annotate stage's figures once every region of the selection is answered."""
+    rows = list(round_answers(exp, t, selection).values())
+    if len(rows) != len(selection):
+        raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
+    answered = [r for r in rows if r["answer"] != exp.descriptor.ignore_label]
+    return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
+            "labelled_answers": len(answered)}
+
+
 def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
-    """Answers stage: the simulated annotator answers the selection (per image, on the
-    executor); the driver appends the answers to the ledger once (a resumed run finds the
-    round's rows and does not append them again)."""
-    sel = json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
-    existing = [r for r in exp.ledger.read() if r["round"] == t]
-    if existing:
-        if len(existing) != len(sel):
-            raise RuntimeError(
-                f"ledger {exp.ledger.path} holds {len(existing)} answers of round {t} but the "
-                f"selection has {len(sel)}: the ledger was edited; restore it")
-        rows = existing
-    else:
+    """Answers stage. ANNOTATOR=oracle: the simulated annotator answers the selection (per image,
+    on the executor) and the driver appends the answers to the ledger. ANNOTATOR=human: the
+    annotation page (`deeplab.active.web`) serves the round until every region is answered.
+    Either way a resumed run asks only the regions the ledger does not answer yet."""
+    sel = read_selection(exp, t)
+    if exp.config.annotator == "human":
+        from deeplab.active import web
+
+        return web.annotate_round(exp, t)
+    done = round_answers(exp, t, sel)
+    todo = [r for r in sel if (r["image"], r["region"]) not in done]
+    if todo:
+        exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
         by_image: dict[str, list] = {}
-        for r in sel:
+        for r in todo:
             by_image.setdefault(r["image"], []).append(r)
         samples = {s.name: s for s in exp.samples}
         order = {s.name: i for i, s in enumerate(exp.samples)}
@@ -125,6 +155,4 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
                 rows.append({"round": t, "image": name, "region": r["region"], "answer": int(a),
                              "size": int(n), "score": r["score"], "cost": r["cost"]})
         exp.ledger.append(rows)
-    answered = [r for r in rows if r["answer"] != exp.descriptor.ignore_label]
-    return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
-            "labelled_answers": len(answered)}
+    return answers_summary(exp, t, sel)

@@ -5,11 +5,17 @@ Split lists always come from files: `image_list/{split}.txt` in the Cityscapes l
 code writes it, `aachen_000000_000019`, whose city is the name's prefix before the first `_`) and
 `ImageSets/Segmentation/{split}.txt` in the PASCAL VOC layout. Nothing here knows how many
 images a split has.
+
+`DATASET=folder` is any folder of images (`FolderDataset`): `images/` (PNG or JPEG, nested
+folders allowed), optional `labels/` (train-id PNGs with the same relative names), `classes.json`
+and optional `splits/{train,val}.txt`. Its class list comes from the folder, so it is built
+from the data root: `get_dataset("folder", root)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +39,15 @@ class Sample:
       name: unique name inside the split (`city/stem` or the VOC id); used as the TFRecord
         `image/filename` and to name per-image files (superpixel maps, label PNGs).
       image_path: the RGB image.
-      label_path: the ground-truth label file.
+      label_path: the ground-truth label file; None where the data set has none (a folder of
+        images without labels: no oracle, no label-noise figures).
       label_kind: `train_ids` (values 0..C-1, 255) or `cityscapes_label_ids` (converted with
         the official Cityscapes table when read).
     """
 
     name: str
     image_path: Path
-    label_path: Path
+    label_path: Path | None
     label_kind: str = "train_ids"
 
 
@@ -54,9 +61,27 @@ class DatasetDescriptor:
     layout: str  # "cityscapes" or "voc"
     class_names: tuple[str, ...]
     default_dir: str  # sub-folder of datasets/
+    colours: tuple[tuple[int, int, int], ...] | None = None  # per class; None: the default palette
 
     def default_root(self) -> Path:
         return DATASETS_DIR / self.default_dir
+
+    def palette(self) -> np.ndarray:
+        """uint8 [C, 3] class colours: the data set's own, else Cityscapes' for 19 classes, else
+        a qualitative colour map."""
+        if self.colours is not None:
+            return np.array(self.colours, np.uint8)
+        from deeplab.active.overlays import class_colours
+
+        return class_colours(self.num_classes)
+
+    def has_split(self, root: Path | str, split: str) -> bool:
+        """Whether the data root lists `split` (a folder data set may have no val split)."""
+        return self.list_file(root, split).is_file()
+
+    @staticmethod
+    def labelled(samples: list[Sample]) -> bool:
+        return all(s.label_path is not None for s in samples)
 
     # ------------------------------------------------------------------ split lists
     def list_file(self, root: Path | str, split: str) -> Path:
@@ -127,6 +152,9 @@ class DatasetDescriptor:
 
     def read_label(self, sample: Sample) -> np.ndarray:
         """uint8 [H, W] train ids 0..C-1, 255 = ignore; checked."""
+        if sample.label_path is None:
+            raise FileNotFoundError(f"image '{sample.name}' has no label ({sample.image_path}); "
+                                    "this data set has no ground truth for it")
         label = read_label_png(sample.label_path)
         if sample.label_kind == "cityscapes_label_ids":
             label = cityscapes_labels.label_ids_to_train_ids(label)
@@ -197,10 +225,169 @@ DATASETS = {
 }
 
 
-def get_dataset(name: str) -> DatasetDescriptor:
+DATASET_NAMES = tuple(sorted(DATASETS)) + ("folder",)
+
+
+def get_dataset(name: str, root: Path | str | None = None) -> DatasetDescriptor:
+    """The descriptor of a data set by name; `folder` reads its classes from `root`."""
+    if name == "folder":
+        if not root:
+            raise ValueError("DATASET=folder needs DATA_DIR (--dataset_dir): the folder holding "
+                             "images/ and classes.json")
+        return FolderDataset.from_root(root)
     try:
         return DATASETS[name]
     except KeyError:
         raise ValueError(
-            f"unknown data set '{name}'; valid names: {', '.join(sorted(DATASETS))}"
+            f"unknown data set '{name}'; valid names: {', '.join(DATASET_NAMES)}"
         ) from None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderDataset(DatasetDescriptor):
+    """Any folder of images (DATASET=folder):
+
+      images/**.png|jpg|jpeg    the images; nested folders allowed; an image's name is its path
+                                below images/ without the suffix (`site1/img_003`)
+      labels/**.png             optional: train-id PNGs (0..C-1, ignore 255) with the same names
+      classes.json              class names in train-id order, optional colours and ignore label:
+                                ["road", "car", ...] or {"classes": [{"name": "road",
+                                "color": "#804080"}, ...], "ignore_label": 255}
+      splits/train.txt, val.txt optional: one name per line (suffix optional). Without them every
+                                image is in the train pool and there is no evaluation.
+    """
+
+    root: str = ""
+
+    @classmethod
+    def from_root(cls, root: Path | str) -> "FolderDataset":
+        root = Path(root)
+        if not (root / "images").is_dir():
+            raise FileNotFoundError(f"{root / 'images'} does not exist: DATASET=folder expects the "
+                                    "images in DATA_DIR/images/ (PNG or JPEG, nested folders allowed)")
+        return cls.from_classes(root / "classes.json", root)
+
+    @classmethod
+    def from_classes(cls, path: Path | str, root: Path | str | None = None) -> "FolderDataset":
+        """The descriptor from a classes.json (root: its data folder, default the file's)."""
+        path = Path(path)
+        root = Path(root) if root is not None else path.parent
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: write the class names in train-id "
+                                    'order, e.g. ["background", "building", "road"]')
+        try:
+            spec = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); fix the file") from e
+        names, colours, ignore = parse_classes(spec, path)
+        return cls("folder", len(names), ignore, "folder", names, str(root), colours, str(root))
+
+    def default_root(self) -> Path:
+        return Path(self.root)
+
+    def list_file(self, root: Path | str, split: str) -> Path:
+        return Path(root) / "splits" / f"{split}.txt"
+
+    def has_split(self, root: Path | str, split: str) -> bool:
+        return split == "train" or self.list_file(root, split).is_file()
+
+    def all_images(self, root: Path | str) -> dict[str, Path]:
+        """Name -> image file of every image below images/."""
+        base = Path(root) / "images"
+        found: dict[str, Path] = {}
+        for p in sorted(base.rglob("*")):
+            if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+                continue
+            name = p.relative_to(base).with_suffix("").as_posix()
+            if name in found:
+                raise ValueError(f"two images have the name '{name}': {found[name]} and {p}; "
+                                 "rename one of them")
+            found[name] = p
+        return found
+
+    def list_split(self, root: Path | str, split: str) -> list[Sample]:
+        root = Path(root)
+        images = self.all_images(root)
+        if not images:
+            raise ValueError(f"{root / 'images'} holds no PNG or JPEG image")
+        list_path = self.list_file(root, split)
+        if list_path.is_file():
+            names = _listed_names(list_path)
+            if not names:
+                raise ValueError(f"split list {list_path} is empty: list one image per line")
+            missing = [n for n in names if n not in images]
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} images listed in {list_path} are not in "
+                                        f"{root / 'images'} (first: '{missing[0]}')")
+        elif split == "train":
+            other = self.list_file(root, "val")
+            val = set(_listed_names(other)) if other.is_file() else set()
+            names = [n for n in images if n not in val]
+            if not names:
+                raise ValueError(f"every image of {root / 'images'} is in {other}: no image is "
+                                 "left for the train pool; write splits/train.txt")
+        else:
+            raise FileNotFoundError(f"split list {list_path} does not exist: without it the "
+                                    f"folder data set has no '{split}' split")
+        out = []
+        for n in names:
+            label = root / "labels" / f"{n}.png"
+            out.append(Sample(n, images[n], label if label.is_file() else None))
+        return out
+
+
+def _listed_names(list_path: Path) -> list[str]:
+    """The image names of a folder data set's split list (an image suffix is optional)."""
+    names = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
+    return [n[: -len(Path(n).suffix)] if Path(n).suffix.lower() in IMAGE_SUFFIXES else n
+            for n in names]
+
+
+def parse_classes(spec, path) -> tuple[tuple[str, ...], tuple | None, int]:
+    """(names, colours or None, ignore label) of a classes.json, checked."""
+    ignore = 255
+    if isinstance(spec, dict):
+        ignore = spec.get("ignore_label", 255)
+        spec = spec.get("classes")
+    if not isinstance(spec, list) or not spec:
+        raise ValueError(f"{path} must hold a non-empty list of class names (or "
+                         '{"classes": [...]}) in train-id order')
+    names, colours = [], []
+    for i, c in enumerate(spec):
+        if isinstance(c, str):
+            names.append(c)
+            colours.append(None)
+        elif isinstance(c, dict) and isinstance(c.get("name"), str):
+            names.append(c["name"])
+            colours.append(_colour(c.get("color", c.get("colour")), path, c["name"]))
+        else:
+            raise ValueError(f"{path}: class {i} is {c!r}; give a name or "
+                             '{"name": ..., "color": "#rrggbb"}')
+    if any(not n.strip() for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{path}: class names must be non-empty and distinct, got {names}")
+    if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
+        raise ValueError(f"{path}: ignore_label {ignore!r} must be an integer in "
+                         f"{len(names)}..255 (after the {len(names)} class ids)")
+    if len(names) > 255:
+        raise ValueError(f"{path}: {len(names)} classes do not fit 8-bit labels (at most 255)")
+    given = [c for c in colours if c is not None]
+    if given and len(given) != len(colours):
+        raise ValueError(f"{path}: give a colour for every class or for none")
+    return tuple(names), (tuple(colours) if given else None), ignore
+
+
+def _colour(value, path, name) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+        try:
+            return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+        except ValueError:
+            pass
+    elif isinstance(value, list) and len(value) == 3 and all(
+            isinstance(v, int) and 0 <= v <= 255 for v in value):
+        return tuple(value)
+    raise ValueError(f"{path}: colour {value!r} of class '{name}' must be \"#rrggbb\" or [r, g, b]")

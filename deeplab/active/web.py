@@ -1,0 +1,461 @@
+"""The annotation page: people answer a round's queried regions in a browser (ANNOTATOR=human).
+
+`annotate_round(exp, t)` (the answers stage) serves round t on a local web page until every
+queried region is answered, then returns the stage's figures and the driver goes on. The same
+page is `python scripts/annotate_web.py --job_dir ... --round t`.
+
+What it guarantees:
+  - every answer is validated (a queried region of the round, a known class or "unclear",
+    not answered yet, not held by someone else) and appended to the job's ledger with an fsync
+    before the browser hears "saved"; undo appends a retraction (the ledger stays append-only);
+  - the state lives in the ledger: a reloaded page, or a restarted server, continues with the
+    next unanswered region;
+  - two people on the same round never get the same region: a region is handed out with a lease
+    (LEASE_SECS) and only one process serves a round (a lock file);
+  - it binds 127.0.0.1 by default; any other address requires a token, printed at start and
+    checked on every request; it serves the page, JSON and views drawn from the job's own images
+    (addressed by query number), never a file named by the request.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import hmac
+import http.server
+import json
+import os
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+from deeplab import io_utils
+from deeplab.active import region_maps
+from deeplab.active.experiment import Experiment
+from deeplab.active.rounds import answers_summary, read_selection, round_answers
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UNCLEAR_KEY = "x"
+UNDO_KEY = "z"
+# Keyboard shortcuts of the classes, in train-id order ('x' and 'z' are unclear and undo).
+CLASS_KEYS = "1234567890qwertyuiopasdfghjklcvbnm"
+CLIENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+VIEW_RE = re.compile(r"^/view/(\d{1,9})/(zoom|whole)\.png$")
+MAX_BODY = 4096
+
+
+class Refused(Exception):
+    """A request the session turns down; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RoundSession:
+    """One round's answering: the queries, the answers in force (from the ledger) and the
+    leases. Thread-safe; the ledger is written only here while the round is served."""
+
+    def __init__(self, exp: Experiment, t: int, lease_secs: float | None = None,
+                 preselect: bool | None = None, clock=time.monotonic):
+        self.exp, self.t = exp, t
+        self.queries = read_selection(exp, t)
+        self.index = {(q["image"], q["region"]): i for i, q in enumerate(self.queries)}
+        self.budget = int(exp.manifest(t)["select"].get("budget", sum(q["cost"] for q in self.queries)))
+        self.lease_secs = float(exp.config.lease_secs if lease_secs is None else lease_secs)
+        self.preselect = bool(exp.config.preselect if preselect is None else preselect) and t > 0
+        self.ignore = exp.descriptor.ignore_label
+        self.num_classes = exp.descriptor.num_classes
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.leases: dict[int, tuple[str, float]] = {}
+        self.samples = {s.name: s for s in exp.samples}
+        self.answers: dict[int, dict] = {}
+        self.stacks: dict[str, list[int]] = collections.defaultdict(list)
+        for (image, region), row in round_answers(exp, t, self.queries).items():
+            self.answers[self.index[(image, region)]] = row
+        # Undo stacks survive a restart: each person's answers in force, in ledger order.
+        for row in exp.ledger.read():
+            key = (row["image"], row["region"])
+            if row["round"] == t and row.get("annotator") and key in self.index:
+                self.stacks[row["annotator"]].append(self.index[key])
+        self._views: collections.OrderedDict = collections.OrderedDict()
+        if len(self.answers) == len(self.queries):
+            self.done.set()
+
+    # ------------------------------------------------------------------ state
+    def progress(self) -> dict:
+        clicks = sum(r["cost"] for r in self.answers.values())
+        return {"round": self.t, "asked": len(self.queries), "answered": len(self.answers),
+                "clicks": int(clicks), "budget": self.budget, "done": self.done.is_set()}
+
+    def _expire(self, now: float) -> None:
+        for i in [i for i, (_, until) in self.leases.items() if until <= now]:
+            del self.leases[i]
+
+    def _query(self, i: int) -> dict:
+        q = self.queries[i]
+        out = {"index": i, "image": q["image"], "region": q["region"], "size": q["size"],
+               "cost": q["cost"], "suggestion": None}
+        if self.preselect:
+            _, stats = region_maps.load_with_stats(self.exp.map_path(self.t, q["image"]))
+            out["suggestion"] = int(stats["dominant_class"][q["region"]])
+        return out
+
+    def next_for(self, client: str) -> dict:
+        """The region `client` should answer now (leased to them), or None with the progress."""
+        _check_client(client)
+        with self.lock:
+            now = self.clock()
+            self._expire(now)
+            mine = [i for i, (c, _) in self.leases.items() if c == client and i not in self.answers]
+            if mine:
+                i = min(mine)
+            else:
+                free = [i for i in range(len(self.queries))
+                        if i not in self.answers and i not in self.leases]
+                i = free[0] if free else None
+            if i is not None:
+                for j in [j for j, (c, _) in self.leases.items() if c == client and j != i]:
+                    del self.leases[j]
+                self.leases[i] = (client, now + self.lease_secs)
+            out = self.progress()
+            out["held_by_others"] = sum(1 for c, _ in self.leases.values() if c != client)
+        out["query"] = None if i is None else self._query(i)
+        return out
+
+    def answer(self, client: str, index, answer) -> dict:
+        """Validates and records one answer (durable before this returns)."""
+        _check_client(client)
+        i = _int_field(index, "index")
+        a = _int_field(answer, "answer")
+        if not 0 <= i < len(self.queries):
+            raise Refused(404, f"query {i} does not exist in round {self.t} "
+                               f"({len(self.queries)} regions were asked)")
+        if not (0 <= a < self.num_classes or a == self.ignore):
+            raise Refused(400, f"answer {a} is not a class (0..{self.num_classes - 1}) or "
+                               f"{self.ignore} (unclear)")
+        with self.lock:
+            now = self.clock()
+            self._expire(now)
+            if i in self.answers:
+                raise Refused(409, f"region {self.queries[i]['region']} of "
+                                   f"'{self.queries[i]['image']}' is answered already")
+            holder = self.leases.get(i)
+            if holder is not None and holder[0] != client:
+                raise Refused(409, "another annotator holds this region; take the next one")
+            q = self.queries[i]
+            row = {"round": self.t, "image": q["image"], "region": q["region"], "answer": a,
+                   "size": q["size"], "score": q["score"], "cost": q["cost"],
+                   "annotator": client, "source": "web"}
+            self.exp.ledger.append([row])  # fsync'd: durable from here on
+            self.answers[i] = row
+            self.stacks[client].append(i)
+            self.leases.pop(i, None)
+            if len(self.answers) == len(self.queries):
+                self.done.set()
+            return self.progress()
+
+    def undo(self, client: str) -> dict:
+        """Takes back `client`'s last answer of the round and hands that region back to them."""
+        _check_client(client)
+        with self.lock:
+            if self.done.is_set():
+                raise Refused(409, "the round is complete: its answers are final")
+            stack = self.stacks.get(client)
+            if not stack:
+                raise Refused(409, "nothing to undo: you have not answered a region of this round")
+            i = stack.pop()
+            q = self.queries[i]
+            self.exp.ledger.append([{"round": self.t, "image": q["image"], "region": q["region"],
+                                     "undo": True, "annotator": client, "source": "web"}])
+            del self.answers[i]
+            self.leases[i] = (client, self.clock() + self.lease_secs)
+            out = self.progress()
+        out["undone"] = i
+        return out
+
+    # ------------------------------------------------------------------ views
+    def view(self, i: int, kind: str) -> bytes:
+        """PNG of query i: `zoom` (its context, enlarged, outside dimmed) or `whole` (the image
+        with the region outlined and boxed)."""
+        if not 0 <= i < len(self.queries):
+            raise Refused(404, f"query {i} does not exist")
+        with self.lock:
+            cached = self._views.get((i, kind))
+        if cached is not None:
+            return cached
+        q = self.queries[i]
+        image, regions = self._image_and_map(q["image"])
+        png = io_utils.encode_png(render_view(image, regions == q["region"], kind))
+        with self.lock:
+            self._views[(i, kind)] = png
+            while len(self._views) > 64:
+                self._views.popitem(last=False)
+        return png
+
+    def _image_and_map(self, name: str):
+        s = self.samples[name]
+        image = self.exp.descriptor.read_image(s)
+        regions = region_maps.load(self.exp.map_path(self.t, name))
+        if regions.shape != image.shape[:2]:
+            raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
+                               f"{image.shape[:2]}")
+        return image, regions
+
+    def page_info(self) -> dict:
+        d = self.exp.descriptor
+        palette = d.palette()
+        classes = [{"id": c, "name": n, "color": "#%02x%02x%02x" % tuple(int(v) for v in palette[c]),
+                    "key": CLASS_KEYS[c] if c < len(CLASS_KEYS) else ""}
+                   for c, n in enumerate(d.class_names)]
+        return {"round": self.t, "job": self.exp.job_dir.name, "classes": classes,
+                "unclear": {"id": self.ignore, "key": UNCLEAR_KEY}, "undo_key": UNDO_KEY,
+                "preselect": self.preselect}
+
+
+def render_view(image: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
+    """uint8 [h, w, 3]: the region outlined, in its context (`zoom`) or on the whole image."""
+    import cv2
+
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    if kind == "zoom":
+        side = max(48, int(2.5 * max(y1 - y0, x1 - x0)))
+        cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+        top, left = max(0, min(h - side, cy - side // 2)), max(0, min(w - side, cx - side // 2))
+        crop = (slice(top, min(h, top + side)), slice(left, min(w, left + side)))
+        img, m = image[crop], mask[crop]
+        scale = max(1, 480 // max(img.shape[:2]))
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(m.astype(np.uint8), None, fx=scale, fy=scale,
+                       interpolation=cv2.INTER_NEAREST).astype(bool)
+        out = img.astype(np.float32)
+        out[~m] = 0.45 * out[~m] + 0.55 * 40  # dim what is outside the region
+        out = out.astype(np.uint8)
+        _outline(out, m, 2)
+        return out
+    scale = 720 / w  # reduced (area) or enlarged (nearest, crisp) to 720 px wide
+    size = (720, max(1, round(h * scale)))
+    out = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    _outline(out, m, 1)  # a region under a pixel of the reduced image: its box still shows it
+    pad = 6
+    bx0, by0 = int(x0 * scale) - pad, int(y0 * scale) - pad
+    bx1, by1 = int(np.ceil(x1 * scale)) + pad, int(np.ceil(y1 * scale)) + pad
+    cv2.rectangle(out, (bx0, by0), (bx1, by1), (0, 255, 255), 2)
+    return out
+
+
+def _outline(out: np.ndarray, mask: np.ndarray, width: int) -> None:
+    import cv2
+
+    if not mask.any():
+        return
+    m = mask.astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    outer = cv2.dilate(m, kernel, iterations=width + 1).astype(bool) & ~mask
+    inner = outer & ~cv2.dilate(m, kernel, iterations=width).astype(bool)
+    out[outer] = (255, 230, 0)
+    out[inner] = (0, 0, 0)
+
+
+def _check_client(client) -> None:
+    if not isinstance(client, str) or not CLIENT_RE.match(client):
+        raise Refused(400, "client must be 1-64 letters, digits, '.', '_' or '-'")
+
+
+def _int_field(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Refused(400, f"{name} must be an integer, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------- HTTP
+def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765,
+                token: str | None = None) -> http.server.ThreadingHTTPServer:
+    """The page's HTTP server (not started). A token is required on every request when given;
+    serving another address than the loopback without one is refused."""
+    if host not in LOOPBACK and not token:
+        raise ValueError(f"serving {host} (not this machine only) requires a token")
+    page = (Path(__file__).with_name("annotate_page.html").read_text()
+            .replace("__INFO__", json.dumps(session.page_info()).replace("</", "<\\/")))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "annotate"
+        sys_version = ""
+
+        def log_message(self, fmt, *args):  # one quiet line per refused request only
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, obj) -> None:
+            self._send(status, json.dumps(obj).encode(), "application/json")
+
+        def _refuse(self, status: int, message: str) -> None:
+            self._json(status, {"error": message})
+
+        def _allowed(self, query: dict) -> bool:
+            if token is not None:
+                given = self.headers.get("X-Token") or query.get("token", [""])[0]
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    self._refuse(403, "a valid token is required (the URL printed at start)")
+                    return False
+            else:  # loopback only: refuse pages of other sites that reach it by DNS tricks
+                hostname = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+                if hostname not in LOOPBACK:
+                    self._refuse(403, f"host '{hostname}' is not this machine")
+                    return False
+            return True
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if not self._allowed(query):
+                return
+            try:
+                if url.path == "/":
+                    self._send(200, page.encode(), "text/html; charset=utf-8")
+                elif url.path == "/api/next":
+                    self._json(200, session.next_for(query.get("client", [""])[0]))
+                elif url.path == "/api/progress":
+                    self._json(200, session.progress())
+                elif m := VIEW_RE.match(url.path):
+                    self._send(200, session.view(int(m.group(1)), m.group(2)), "image/png")
+                else:
+                    self._refuse(404, "not found")
+            except Refused as e:
+                self._refuse(e.status, str(e))
+
+        def do_POST(self):
+            url = urllib.parse.urlsplit(self.path)
+            if not self._allowed(urllib.parse.parse_qs(url.query)):
+                return
+            try:
+                if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+                    raise Refused(415, "post JSON (Content-Type: application/json)")
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 < length <= MAX_BODY:
+                    raise Refused(400, f"a body of 1..{MAX_BODY} bytes is expected")
+                try:
+                    body = json.loads(self.rfile.read(length))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise Refused(400, "the body is not JSON") from None
+                if not isinstance(body, dict):
+                    raise Refused(400, "the body must be a JSON object")
+                if url.path == "/api/answer":
+                    self._json(200, session.answer(body.get("client"), body.get("index"),
+                                                   body.get("answer")))
+                elif url.path == "/api/undo":
+                    self._json(200, session.undo(body.get("client")))
+                else:
+                    raise Refused(404, "not found")
+            except Refused as e:
+                self._refuse(e.status, str(e))
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+        return Server((host, port), Handler)
+    except OSError as e:
+        raise OSError(f"cannot serve on {host}:{port} ({e.strerror}): another program uses the "
+                      "port; set ANNOTATE_PORT (--port) to a free one, or 0 for any") from None
+
+
+@contextlib.contextmanager
+def round_lock(exp: Experiment, t: int):
+    """Only one process serves a round (two would hand the same region to two people)."""
+    path = exp.round_dir(t) / "annotate.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise RuntimeError(f"round {t} of {exp.job_dir} is being served already ({other}); "
+                               "open that page instead") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def page_url(host: str, port: int, token: str | None) -> str:
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | None = None,
+                token: str | None = None, preselect: bool | None = None,
+                lease_secs: float | None = None, ready=None, linger_secs: float = 1.0) -> dict:
+    """Serves round t until every queried region is answered; returns the stage's figures.
+    `ready(url)`, if given, is called once the page is up (the tests use it)."""
+    c = exp.config
+    host = c.annotate_host if host is None else host
+    port = c.annotate_port if port is None else port
+    if host not in LOOPBACK and not token:
+        token = secrets.token_urlsafe(18)
+    with round_lock(exp, t):
+        session = RoundSession(exp, t, lease_secs, preselect)
+        if session.done.is_set():
+            return answers_summary(exp, t, session.queries)
+        server = make_server(session, host, port, token)
+        url = page_url(host, server.server_address[1], token)
+        p = session.progress()
+        print(f"round {t}: {p['asked'] - p['answered']} of {p['asked']} queried regions to answer "
+              f"({p['budget']} clicks). Open {url} in a browser; every answer is saved when it is "
+              f"given, and this stage goes on when the last one is in (Ctrl-C stops; run it "
+              "again to continue).", flush=True)
+        if host not in LOOPBACK:
+            print(f"serving {host} for other machines: the token {token} is required on every "
+                  "request (it is in the URL above)", flush=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                  daemon=True)
+        thread.start()
+        try:
+            if ready is not None:
+                ready(url)
+            last = -1
+            while not session.done.wait(timeout=2.0):
+                n = session.progress()["answered"]
+                if n != last and sys.stdout.isatty():
+                    print(f"\r  answered {n} of {p['asked']}", end="", flush=True)
+                last = n
+            time.sleep(linger_secs)  # the last answer's reply reaches the browser
+        finally:
+            server.shutdown()
+            server.server_close()
+    print(f"round {t}: every queried region is answered")
+    return answers_summary(exp, t, session.queries)
+
+
+def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """The answers stage with ANNOTATOR=human (the page on ANNOTATE_HOST:ANNOTATE_PORT)."""
+    return serve_round(exp, t, token=os.environ.get("ANNOTATE_TOKEN") or None)
