@@ -21,7 +21,9 @@ def main(argv=None) -> int:
         print("no evaluated round yet")
         return 0
     print(format_results(rows))
-    print(f"\n{exp.job_dir / 'results.csv'}\n{exp.job_dir / 'al_curve.png'}")
+    curve = exp.job_dir / "al_curve.png"
+    print(f"\n{exp.job_dir / 'results.csv'}" + (f"\n{curve}" if curve.is_file() else
+                                                 "\n(no AL curve: no round was evaluated)"))
     return 0
 
 
