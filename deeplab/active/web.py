@@ -379,6 +379,11 @@ def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765
             address_family = family
             daemon_threads = True
 
+            def handle_error(self, request, client_address):
+                # A browser that drops a view it no longer needs is not an error worth a trace.
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
+
         return Server((host, port), Handler)
     except OSError as e:
         raise OSError(f"cannot serve on {host}:{port} ({e.strerror}): another program uses the "

@@ -1,0 +1,264 @@
+"""People answering a round: the annotation page in a real headless Chromium (Selenium with
+Debian's chromium-driver), and folder data sets through the drivers (with the oracle, and
+without labels with answers posted to the page the driver serves)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import make_folder_dataset
+from test_annotation import human_job
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("the browser tests need Chromium and its driver: apt-get install chromium "
+                    "chromium-driver (.ci/run installs them)")
+    options = Options()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(arg)
+    b = webdriver.Chrome(options=options, service=Service(driver))
+    yield b
+    b.quit()
+
+
+def _serve_in_thread(exp, **kw):
+    """serve_round in a thread; returns (url, thread, result dict)."""
+    from deeplab.active import web
+
+    ready, result = threading.Event(), {}
+    box = {}
+
+    def run():
+        try:
+            result["summary"] = web.serve_round(exp, 0, port=0, linger_secs=0.2,
+                                                ready=lambda u: (box.update(url=u), ready.set()), **kw)
+        except BaseException as e:  # reported by the test
+            result["error"] = e
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(60), "the page did not start"
+    assert "error" not in result, result.get("error")
+    return box["url"], thread, result
+
+
+def _wait(cond, timeout=20, what="the page"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
+    from selenium.webdriver.common.by import By
+
+    exp = human_job(tmp_path, synth_root, clicks=6)
+    url, thread, result = _serve_in_thread(exp)
+    queries = json.loads((exp.round_dir(0) / "selection.json").read_text())["regions"]
+    b = browser
+    b.get(url)
+
+    def shown():  # the region on screen: (image, region) parsed from the caption
+        m = re.search(r"Whole image: (\S+) \(region (\d+),", b.find_element(By.ID, "where").text)
+        return m and (m.group(1), int(m.group(2)))
+
+    def answered():
+        return [(r["image"], r["region"], r["answer"]) for r in exp.ledger.read()]
+
+    def progress():
+        return b.find_element(By.ID, "progress-text").text
+
+    def loaded():  # both views decoded, buttons enabled
+        return b.execute_script(
+            "const z = document.getElementById('zoom'), w = document.getElementById('whole');"
+            "return z.complete && z.naturalWidth > 0 && w.complete && w.naturalWidth > 0 &&"
+            " !document.querySelector('#classes button').disabled;")
+
+    _wait(lambda: shown() and loaded())
+    assert "answered 0 of 6" in progress() and "clicks 0 of 6" in progress()
+    buttons = b.find_elements(By.CSS_SELECTOR, "#classes button")
+    assert [x.find_element(By.CLASS_NAME, "name").text for x in buttons][:3] == ["road", "sidewalk", "building"]
+    first = shown()
+    assert first == (queries[0]["image"], queries[0]["region"])
+    shots = os.environ.get("ANNOTATE_SCREENSHOT")
+    b.save_screenshot(str(tmp_path / "page.png"))
+    if shots:  # the README's picture: `ANNOTATE_SCREENSHOT=docs/annotate_page.png pytest -k click`
+        shutil.copy(tmp_path / "page.png", shots)
+    assert (tmp_path / "page.png").stat().st_size > 10000
+
+    # 1. by click: "building" (train id 2)
+    buttons[2].click()
+    _wait(lambda: len(answered()) == 1 and shown() != first and loaded())
+    assert answered() == [(*first, 2)]
+    second = shown()
+    # 2. by keyboard: "2" is sidewalk (train id 1), "x" is unclear (255)
+    body = b.find_element(By.TAG_NAME, "body")
+    body.send_keys("2")
+    _wait(lambda: len(answered()) == 2 and shown() != second and loaded())
+    third = shown()
+    body.send_keys("x")
+    _wait(lambda: len(answered()) == 3 and loaded())
+    assert answered() == [(*first, 2), (*second, 1), (*third, 255)]
+    assert "answered 3 of 6" in progress()
+    # 3. undo ("z") takes the unclear answer back and asks that region again
+    body.send_keys("z")
+    _wait(lambda: len(answered()) == 2 and shown() == third and loaded())
+    raw = exp.ledger.raw()
+    assert raw[-1]["undo"] is True and (raw[-1]["image"], raw[-1]["region"]) == third
+    # 4. reload in the middle: the page continues with the next unanswered region
+    b.refresh()
+    _wait(lambda: shown() and loaded())
+    assert shown() == third and "answered 2 of 6" in progress()
+    # 5. answer the rest by clicking; the stage completes and serve_round returns
+    while True:
+        n = len(answered())
+        if n == 6:
+            break
+        region = shown()
+        b.find_elements(By.CSS_SELECTOR, "#classes button")[n % 4].click()
+        _wait(lambda: len(answered()) == n + 1 and (n + 1 == 6 or (shown() != region and loaded())))
+    _wait(lambda: b.find_element(By.ID, "done").is_displayed())
+    assert "Round 0 is complete: 6 regions answered" in b.find_element(By.ID, "done").text
+    thread.join(30)
+    assert result["summary"] == {"answers": 6, "clicks": 6, "labelled_answers": 6}
+    rows = exp.ledger.read()
+    assert [(r["image"], r["region"]) for r in rows][:2] == [first, second]
+    assert sorted((r["image"], r["region"]) for r in rows) == sorted((q["image"], q["region"]) for q in queries)
+    assert all(r["source"] == "web" and r["annotator"].startswith("a-") for r in rows)
+
+
+def test_two_people_never_get_the_same_region(browser, tmp_path, synth_root):
+    """Two browsers (two annotator ids) on one round: each sees its own region, and the
+    answers of both end up once each."""
+    from selenium.webdriver.common.by import By
+
+    exp = human_job(tmp_path, synth_root, clicks=4)
+    url, thread, result = _serve_in_thread(exp)
+    b = browser
+    b.get(url + "?annotator=person-one")
+    _wait(lambda: "region" in b.find_element(By.ID, "where").text)
+    mine = re.search(r"Whole image: (\S+) \(region (\d+),", b.find_element(By.ID, "where").text).groups()
+    # the second person, through the API as their page does
+    with urllib.request.urlopen(url + "api/next?client=person-two", timeout=10) as r:
+        other = json.loads(r.read())["query"]
+    assert (other["image"], str(other["region"])) != mine
+    req = urllib.request.Request(url + "api/answer", method="POST",
+                                 data=json.dumps({"client": "person-two", "index": other["index"],
+                                                  "answer": 0}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    while len(exp.ledger.read()) < 4:
+        n = len(exp.ledger.read())
+        b.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()
+        _wait(lambda: len(exp.ledger.read()) == n + 1)
+    thread.join(30)
+    rows = exp.ledger.read()
+    assert len({(r["image"], r["region"]) for r in rows}) == 4
+    assert sorted(r["annotator"] for r in rows) == ["person-one"] * 3 + ["person-two"]
+
+
+# ---------------------------------------------------------------------------- the drivers
+def _driver_env(tmp_path, root, **kw):
+    env = dict(os.environ, DATASET="folder", DATA_DIR=str(root), WORK_DIR=str(tmp_path / "work"),
+               JOB_NAME="mine", ROUNDS="2", CLICKS_PER_ROUND="20", SUPERPIXEL_METHOD="slic",
+               TRAIN_STEPS="3", TRAIN_CROP_SIZE="65", TRAIN_BATCH_SIZE="2", NUM_WORKERS="1",
+               TQDM_DISABLE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update({k: str(v) for k, v in kw.items()})
+    return env
+
+
+def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True,
+                               num_train=4, num_val=2)
+    env = _driver_env(tmp_path, root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for script in ("warm_up.sh", "adaptive_superpixel.sh"):
+        out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    job = tmp_path / "work" / "mine"
+    rows = (job / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("round,clicks,miou")
+    for line in rows[1:]:
+        cells = line.split(",")
+        assert 0 <= float(cells[2]) <= 100  # measured on splits/val.txt
+    data = json.loads((job / "round_01" / "manifest.json").read_text())["data"]
+    assert data["noise_before"] is not None and 0 <= data["noise_before"] <= 1
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into DATA_DIR
+
+
+def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root):
+    """No labels, no split lists: warm_up.sh serves round 0's page, the test answers every
+    region by posting to it, and the driver goes on (training; no evaluation, noise n/a)."""
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
+                               num_train=3, num_val=1)
+    env = _driver_env(tmp_path, root, ANNOTATOR="human", ANNOTATE_PORT=0, CLICKS_PER_ROUND=8)
+    proc = subprocess.Popen(["bash", "bash_files/warm_up.sh"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        url = None
+        while url is None:
+            line = proc.stdout.readline()
+            assert line, "the driver ended before serving the page:\n" + "".join(lines)
+            lines.append(line)
+            m = re.search(r"Open (http://127\.0\.0\.1:\d+/) in a browser", line)
+            url = m and m.group(1)
+        answers = []
+        while True:
+            with urllib.request.urlopen(url + "api/next?client=tester", timeout=10) as r:
+                q = json.loads(r.read())["query"]
+            if q is None:
+                break
+            answer = [0, 2, 8, 10, 255][q["index"] % 5]
+            req = urllib.request.Request(url + "api/answer", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"client": "tester", "index": q["index"], "answer": answer}).encode())
+            with urllib.request.urlopen(req, timeout=10) as r:
+                done = json.loads(r.read())["done"]
+            answers.append((q["image"], q["region"], answer))
+            if done:
+                break
+        rest, _ = proc.communicate(timeout=600)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = "".join(lines)
+    assert proc.returncode == 0, log[-4000:]
+    assert len(answers) == 8 and "round 0: every queried region is answered" in log
+    job = tmp_path / "work" / "mine"
+    from deeplab.active.experiment import Experiment
+
+    rows = Experiment.open(job).ledger.read()
+    assert [(r["image"], r["region"], r["answer"]) for r in rows] == answers
+    assert "no val split" in log and "not evaluated" in log
+    table = log[log.index("round  clicks"):]
+    assert re.search(r"^\s+0\s+8\s+n/a\s", table.splitlines()[1]) and table.count("n/a") >= 3
+    data = json.loads((job / "round_00" / "manifest.json").read_text())["data"]
+    assert data["noise_before"] is None and data["labelled_px"] > 0
+    assert (job / "round_00" / "train").is_dir() and not (job / "al_curve.png").exists()
