@@ -1,0 +1,252 @@
+"""Exchange with Label Studio: a round's queries as Label Studio tasks, and a completed Label
+Studio export back into the job's ledger.
+
+Export (`export_round`): one task per queried region. `data.image` is the image's URL for Label
+Studio (by default its local-files URL, `/data/local-files/?d=<path below DATA_DIR>`), the
+`al_*` fields say which query it is, and the region itself is a pre-annotation (`predictions`):
+a `BrushLabels` mask in Label Studio's brush RLE. `label_config.xml` beside the tasks is the
+labeling interface: the image, the region's brush layer, and one single choice among the classes
+and "unclear".
+
+Import (`import_round`): a Label Studio JSON export of those tasks. Every answer must belong to a
+queried region of that round, name a known class (or "unclear", answer 255), appear once and not
+be in the ledger yet; anything else is refused with the task id and the reason, and then nothing
+is written. Tasks nobody answered are left for later (another import, or the web page).
+
+The brush RLE (Label Studio's `thi.ng/rle-pack` layout): a bit stream of a 32-bit value count, a
+5-bit word size - 1, four 4-bit run-length field sizes - 1, then runs: a flag bit (1: one value
+repeated, 0: literal values), a 2-bit index into the field sizes, the run length - 1 in that many
+bits, and the value(s) in word-size bits. The values are the RGBA bytes of the mask image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from deeplab import io_utils
+from deeplab.active import region_maps
+from deeplab.active.experiment import Experiment
+from deeplab.active.rounds import read_selection, round_answers
+
+UNCLEAR = "unclear"
+FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
+RLE_SIZES = (3, 4, 8, 16)
+WORD_BITS = 8
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+
+
+# ---------------------------------------------------------------------------- brush RLE
+def mask_to_rle(mask: np.ndarray) -> list[int]:
+    """Label Studio brush RLE of a bool/0-1 [H, W] mask (the mask in all four RGBA channels, as
+    Label Studio's converter writes it)."""
+    values = np.repeat(np.asarray(mask).astype(bool).ravel().astype(np.uint8) * 255, 4)
+    n = len(values)
+    bits = [f"{n:032b}", f"{WORD_BITS - 1:05b}"] + [f"{s - 1:04b}" for s in RLE_SIZES]
+    if n:
+        change = np.flatnonzero(values[1:] != values[:-1]) + 1
+        starts = np.concatenate([[0], change])
+        lengths = np.diff(np.concatenate([starts, [n]]))
+        for length, value in zip(lengths.tolist(), values[starts].tolist()):
+            word = f"{value:08b}"
+            if length == 1:
+                bits.append("0" + "00" + "000" + word)
+            elif length <= 8:
+                bits.append("1" + "00" + f"{length - 1:03b}" + word)
+            elif length <= 16:
+                bits.append("1" + "01" + f"{length - 1:04b}" + word)
+            elif length <= 256:
+                bits.append("1" + "10" + f"{length - 1:08b}" + word)
+            else:
+                while length > 2 ** 16:
+                    bits.append("1" + "11" + f"{2 ** 16 - 1:016b}" + word)
+                    length -= 2 ** 16
+                bits.append("1" + "11" + f"{length - 1:016b}" + word)
+    stream = "".join(bits)
+    stream += "0" * (8 - len(stream) % 8)  # Label Studio pads with 1..8 zero bits
+    return [int(stream[i:i + 8], 2) for i in range(0, len(stream), 8)]
+
+
+def rle_to_mask(rle, height: int, width: int) -> np.ndarray:
+    """bool [H, W]: the alpha channel of a Label Studio brush RLE, non-zero."""
+    data = np.asarray(rle, np.int64)
+    if data.ndim != 1 or len(data) < 7 or data.min() < 0 or data.max() > 255:
+        raise ValueError("not a brush RLE (a list of bytes)")
+    bits = np.unpackbits(data.astype(np.uint8))
+    pos = 0
+
+    def read(k):
+        nonlocal pos
+        if pos + k > len(bits):
+            raise ValueError("the brush RLE ends early")
+        v = 0
+        for b in bits[pos:pos + k]:
+            v = (v << 1) | int(b)
+        pos += k
+        return v
+
+    n = read(32)
+    word = read(5) + 1
+    sizes = [read(4) + 1 for _ in range(4)]
+    if n != height * width * 4:
+        raise ValueError(f"the brush RLE holds {n} values, not {height}x{width}x4")
+    out = np.zeros(n, np.uint8)
+    i = 0
+    while i < n:
+        repeat = read(1)
+        j = min(n, i + 1 + read(sizes[read(2)]))
+        if repeat:
+            out[i:j] = read(word)
+        else:
+            for k in range(i, j):
+                out[k] = read(word)
+        i = j
+    return out.reshape(height, width, 4)[:, :, 3] > 0
+
+
+# ---------------------------------------------------------------------------- export
+def label_config(exp: Experiment) -> str:
+    """The Label Studio labeling interface of this data set's classes."""
+    d = exp.descriptor
+    if UNCLEAR in d.class_names:
+        raise ValueError(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
+    palette = d.palette()
+    choices = "\n".join(
+        f"    <Choice value={quoteattr(n)} background={quoteattr('#%02x%02x%02x' % tuple(int(v) for v in palette[c]))}/>"
+        for c, n in enumerate(d.class_names))
+    return (f'<View>\n  <Header value="Which class covers most of the region?"/>\n'
+            f'  <Image name="{TO_IMAGE}" value="$image" zoom="true" zoomControl="true"/>\n'
+            f'  <BrushLabels name="{FROM_BRUSH}" toName="{TO_IMAGE}">\n'
+            f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n  </BrushLabels>\n'
+            f'  <Choices name="{FROM_CLASS}" toName="{TO_IMAGE}" choice="single" required="true" '
+            f'showInline="true">\n{choices}\n    <Choice value="{UNCLEAR}"/>\n  </Choices>\n</View>\n')
+
+
+def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str = LOCAL_FILES_PREFIX,
+                 document_root: Path | str | None = None, only_unanswered: bool = True) -> dict:
+    """Writes round t's queries as Label Studio tasks (`out`, JSON) and the labeling config
+    (`label_config.xml` beside it). Image URLs: `image_url_prefix` + the image's path below
+    `document_root` (default: the data root). Returns counts."""
+    out = Path(out)
+    sel = read_selection(exp, t)
+    answered = round_answers(exp, t, sel) if only_unanswered else {}
+    root = Path(document_root or exp.data_root).resolve()
+    samples = {s.name: s for s in exp.samples}
+    tasks, maps = [], {}
+    for i, q in enumerate(sel):
+        if (q["image"], q["region"]) in answered:
+            continue
+        s = samples[q["image"]]
+        try:
+            rel = s.image_path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise ValueError(f"image {s.image_path} is not below the document root {root}: pass "
+                             "--document_root (Label Studio's LOCAL_FILES_DOCUMENT_ROOT)") from None
+        if q["image"] not in maps:
+            maps = {q["image"]: region_maps.load(exp.map_path(t, q["image"]))}
+        regions = maps[q["image"]]
+        h, w = regions.shape
+        tasks.append({
+            "data": {"image": image_url_prefix + rel, "al_job": exp.job_dir.name, "al_round": t,
+                     "al_query": i, "al_image": q["image"], "al_region": q["region"]},
+            "predictions": [{
+                "model_version": f"round {t} query",
+                "result": [{"id": f"q{i}", "type": "brushlabels", "from_name": FROM_BRUSH,
+                            "to_name": TO_IMAGE, "original_width": w, "original_height": h,
+                            "image_rotation": 0,
+                            "value": {"format": "rle", "rle": mask_to_rle(regions == q["region"]),
+                                      "brushlabels": [QUERY_LABEL]}}]}],
+        })
+    io_utils.write_text(out, json.dumps(tasks) + "\n")
+    io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
+    return {"tasks": len(tasks), "answered_before": len(answered), "file": str(out),
+            "label_config": str(out.with_name("label_config.xml"))}
+
+
+# ---------------------------------------------------------------------------- import
+class ImportRefused(ValueError):
+    """A Label Studio export that cannot go into the ledger; lists every refused task."""
+
+
+def _choice(task: dict) -> tuple[str | None, str | None, str]:
+    """(class name, annotator, '') of a task's answer, (None, None, '') if unanswered, or
+    (None, None, reason)."""
+    anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not anns:
+        return None, None, ""
+    if len(anns) > 1:
+        return None, None, f"has {len(anns)} annotations; keep one per task"
+    picks = [r for r in anns[0].get("result") or []
+             if r.get("type") == "choices" and r.get("from_name") == FROM_CLASS]
+    if len(picks) != 1:
+        return None, None, f"its annotation has {len(picks)} '{FROM_CLASS}' choices, not one"
+    values = (picks[0].get("value") or {}).get("choices") or []
+    if len(values) != 1 or not isinstance(values[0], str):
+        return None, None, f"its '{FROM_CLASS}' choice holds {values!r}, not one class"
+    who = anns[0].get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return values[0], "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(who or "ls"))[:64], ""
+
+
+def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
+    """Validates a Label Studio JSON export of round t's tasks and appends its answers to the
+    ledger (all or nothing). Returns counts; raises ImportRefused naming each bad task."""
+    export = Path(export)
+    try:
+        tasks = json.loads(export.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ImportRefused(f"{export} is not a readable JSON file ({e})") from None
+    if not isinstance(tasks, list):
+        raise ImportRefused(f"{export} is not a Label Studio JSON export (a list of tasks); export "
+                            "the project as JSON, not JSON-MIN or CSV")
+    sel = read_selection(exp, t)
+    asked = {(q["image"], q["region"]): q for q in sel}
+    answered = round_answers(exp, t, sel)
+    names = {n: c for c, n in enumerate(exp.descriptor.class_names)}
+    names[UNCLEAR] = exp.descriptor.ignore_label
+    errors, rows, seen, unanswered = [], [], {}, 0
+    for k, task in enumerate(tasks):
+        tid = task.get("id", f"#{k}") if isinstance(task, dict) else f"#{k}"
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict) or "al_image" not in data or "al_region" not in data:
+            errors.append(f"task {tid}: not a task exported by this project (no al_image/al_region)")
+            continue
+        if data.get("al_round") != t:
+            errors.append(f"task {tid}: belongs to round {data.get('al_round')!r}, not round {t}")
+            continue
+        key = (data["al_image"], data["al_region"])
+        if key not in asked:
+            errors.append(f"task {tid}: region {key[1]!r} of {key[0]!r} was not queried in round {t}")
+            continue
+        name, who, reason = _choice(task)
+        if reason:
+            errors.append(f"task {tid}: {reason}")
+            continue
+        if name is None:
+            unanswered += 1
+            continue
+        if name not in names:
+            errors.append(f"task {tid}: '{name}' is not a class of this data set (nor '{UNCLEAR}')")
+            continue
+        if key in seen:
+            errors.append(f"task {tid}: region {key[1]} of '{key[0]}' is answered again (first in "
+                          f"task {seen[key]})")
+            continue
+        if key in answered:
+            errors.append(f"task {tid}: region {key[1]} of '{key[0]}' is answered in the ledger already")
+            continue
+        seen[key] = tid
+        q = asked[key]
+        rows.append({"round": t, "image": key[0], "region": key[1], "answer": names[name],
+                     "size": q["size"], "score": q["score"], "cost": q["cost"], "annotator": who,
+                     "source": "label_studio"})
+    if errors:
+        shown = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
+        raise ImportRefused(f"{export}: {len(errors)} tasks refused, nothing was imported:\n  {shown}")
+    exp.ledger.append(rows)
+    return {"imported": len(rows), "unanswered_tasks": unanswered,
+            "answered": len(answered) + len(rows), "asked": len(sel)}

@@ -1,0 +1,63 @@
+"""Exchange a round's queries with Label Studio.
+
+  # the queries of round 1 as Label Studio tasks (+ label_config.xml beside them)
+  python scripts/label_studio.py export --job_dir work_dirs/mine --round 1 --out tasks_r1.json
+  # ... label them in Label Studio, export the project as JSON, then:
+  python scripts/label_studio.py import --job_dir work_dirs/mine --round 1 --file project-export.json
+  # and run the driver again: the round's answers stage completes from the ledger
+
+Images are referenced as Label Studio local files (`/data/local-files/?d=<path below DATA_DIR>`):
+start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
+LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<DATA_DIR>, or pass --image_url_prefix (and
+--document_root) for images served elsewhere. An import is all or nothing: a task that is not a
+queried region of the round, names an unknown class, or answers a region twice is refused with
+its id and the reason.
+"""
+
+import argparse
+import json
+import sys
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="a round's queries as Label Studio tasks")
+    cli.add_round_flags(ex)
+    ex.add_argument("--out", default=None, help="tasks JSON (default: round_XX/label_studio/tasks.json)")
+    ex.add_argument("--image_url_prefix", default="/data/local-files/?d=")
+    ex.add_argument("--document_root", default=None, help="image paths are relative to it (default: DATA_DIR)")
+    ex.add_argument("--all", action="store_true", help="also the regions already answered")
+    im = sub.add_parser("import", help="a completed Label Studio JSON export into the ledger")
+    cli.add_round_flags(im)
+    im.add_argument("--file", required=True, help="Label Studio export (JSON)")
+    args = p.parse_args(argv)
+
+    from deeplab.active import label_studio
+    from deeplab.active.experiment import Experiment
+
+    try:
+        exp = Experiment.open(args.job_dir)
+        if args.command == "export":
+            out = args.out or exp.round_dir(args.round) / "label_studio" / "tasks.json"
+            info = label_studio.export_round(exp, args.round, out, args.image_url_prefix,
+                                             args.document_root, only_unanswered=not args.all)
+        else:
+            if exp.done(args.round, "annotate"):
+                raise ValueError(f"round {args.round}'s answers stage is complete; its answers are final")
+            info = label_studio.import_round(exp, args.round, args.file)
+            left = info["asked"] - info["answered"]
+            info["next"] = (f"{left} regions are still unanswered: import more, or answer them on the "
+                            "page (the driver serves it)") if left else \
+                "every region is answered: run the driver again to continue"
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
