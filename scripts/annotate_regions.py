@@ -1,4 +1,6 @@
-"""Answers: the simulated annotator labels the selected regions; appended to the ledger once.
+"""Answers: the simulated annotator labels the selected regions (ANNOTATOR=oracle), or people
+answer them on the annotation page this stage serves until every region is answered
+(ANNOTATOR=human, see scripts/annotate_web.py). Each answer is appended to the ledger once.
 
   python scripts/annotate_regions.py --job_dir work_dirs/demo --round 1
 """
