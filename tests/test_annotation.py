@@ -3,7 +3,6 @@
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -470,3 +469,26 @@ def test_label_studio_import_refuses_bad_tasks_with_id_and_reason(tmp_path, synt
     (tmp_path / "min.json").write_text(json.dumps({"image": "x"}))
     with pytest.raises(ls.ImportRefused, match="not JSON-MIN or CSV"):
         ls.import_round(exp, 0, tmp_path / "min.json")
+
+
+def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_root):
+    """The answers stage killed after part of its answers reached the ledger asks only the
+    rest when run again: the ledger ends as if it had never stopped."""
+    from deeplab.active.rounds import annotate_round
+
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True, num_train=3, num_val=1)
+    config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
+                              clicks_per_round=9, superpixel_method="slic", superpixel_size_px=128.0,
+                              seed=2).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    summary = annotate_round(exp, 0, progress=False)
+    assert summary["answers"] == 9
+    whole = exp.ledger.path.read_text()
+    lines = whole.splitlines(keepends=True)
+    exp.ledger.path.write_text("".join(lines[:4]) + lines[4][:10])  # killed while appending
+    assert annotate_round(exp, 0, progress=False) == summary
+    rows = [json.loads(ln) for ln in exp.ledger.path.read_text().splitlines()]
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, map(json.loads, lines)))

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -195,7 +194,8 @@ def _driver_env(tmp_path, root, **kw):
 def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True,
                                num_train=4, num_val=2)
-    env = _driver_env(tmp_path, root)
+    # The modes compare.sh's arms do not run: uncertainty on base regions, sieving, no warm start.
+    env = _driver_env(tmp_path, root, REGIONS="base", ACQUISITION="uncertainty", SIEVE=1, WARM_START=0)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     for script in ("warm_up.sh", "adaptive_superpixel.sh"):
         out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=env,
@@ -207,8 +207,18 @@ def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     for line in rows[1:]:
         cells = line.split(",")
         assert 0 <= float(cells[2]) <= 100  # measured on splits/val.txt
-    data = json.loads((job / "round_01" / "manifest.json").read_text())["data"]
-    assert data["noise_before"] is not None and 0 <= data["noise_before"] <= 1
+    from deeplab.active.experiment import Experiment
+
+    exp = Experiment.open(job)
+    m = exp.manifest(1)
+    assert m["select"]["method"] == "uncertainty" and m["data"]["sieve"] is True
+    assert m["data"]["noise_before"] is not None and 0 <= m["data"]["noise_before"] <= 1
+    scores = [r["score"] for r in json.loads((exp.round_dir(1) / "selection.json").read_text())["regions"]]
+    assert scores == sorted(scores, reverse=True)  # taken by descending mean uncertainty
+    name = exp.samples[0].name
+    assert (exp.load_map(1, name) == exp.load_map(0, name)).all()  # REGIONS=base
+    cfg = json.loads((exp.round_dir(1) / "train" / "train_config.json").read_text())
+    assert cfg["tf_initial_checkpoint"] is None and cfg["deterministic"] is True
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into DATA_DIR
 
 

@@ -7,12 +7,15 @@ folder that is copied, moved or reached through another path stays resumable.
 
 Layout of `$WORK_DIR/$JOB_NAME`:
   config.json                 settings (checked on every resume)
-  ledger.jsonl                every answer, append-only (the truth; labels derive from it)
+  ledger.jsonl                every answer, appended and fsync'd line by line, never rewritten
+                              (the truth; labels derive from it; undo rows retract an answer)
   results.csv, al_curve.png   one row per evaluated round; mIoU against clicks
   round_XX/manifest.json      completed stages with their figures
   round_XX/regions/*.npz      the round's region map and statistics per image (rounds >= 1;
                               round 0 asks the base superpixels)
   round_XX/selection.json     chosen regions
+  round_XX/annotate.lock      held by the process serving the round's annotation page
+  round_XX/label_studio/      the round's queries as Label Studio tasks (when exported)
   round_XX/labels/*.png       training labels (all answers so far, sieved)
   round_XX/tfrecord/          the round's training TFRecords (deleted after its evaluation)
   round_XX/train/             checkpoints, summaries, final weights
