@@ -309,7 +309,7 @@ def test_no_path_from_the_request_is_served(tmp_path, synth_root):
 
 
 def test_one_process_serves_a_round(tmp_path, synth_root):
-    from deeplab.active import web
+    from deeplab.active import label_studio, web
 
     exp = human_job(tmp_path, synth_root)
     code = (f"import time\nfrom deeplab.active import web\nfrom deeplab.active.experiment import Experiment\n"
@@ -320,6 +320,9 @@ def test_one_process_serves_a_round(tmp_path, synth_root):
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(RuntimeError, match="being served already"):
             web.serve_round(exp, 0, port=0)
+        (tmp_path / "empty.json").write_text("[]")
+        with pytest.raises(RuntimeError, match="being served already"):  # nor imported into
+            label_studio.import_round(exp, 0, tmp_path / "empty.json")
     finally:
         proc.kill()
         proc.wait()

@@ -203,6 +203,13 @@ def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
     if not isinstance(tasks, list):
         raise ImportRefused(f"{export} is not a Label Studio JSON export (a list of tasks); export "
                             "the project as JSON, not JSON-MIN or CSV")
+    from deeplab.active.web import round_lock
+
+    with round_lock(exp, t):  # not while the round's page is taking answers
+        return _import(exp, t, export, tasks)
+
+
+def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
     sel = read_selection(exp, t)
     asked = {(q["image"], q["region"]): q for q in sel}
     answered = round_answers(exp, t, sel)
