@@ -69,11 +69,12 @@ def check_seeds(seeds: list[str]) -> list[int]:
 
 
 def arm_settings(name: str) -> str:
-    """Shell assignments of an arm's settings, for the driver to `eval`."""
+    """Shell assignments of an arm's settings, for the driver to `eval`. A comparison is a
+    simulation: its arms are answered by the oracle whatever ANNOTATOR says."""
     if name == REFERENCE:
-        return "REGIONS=base ACQUISITION=random SIEVE=0"
+        return "REGIONS=base ACQUISITION=random SIEVE=0 ANNOTATOR=oracle"
     regions, acq, sieve = ARMS[check_arms([name])[0]]
-    return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve}"
+    return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} ANNOTATOR=oracle"
 
 
 def job_name(arm: str, seed: int) -> str:
