@@ -45,12 +45,13 @@ def main(argv=None) -> int:
                       "split (a folder data set without it is not evaluated)")
                 continue
             samples = descriptor.list_split(root, split)
-            if args.label_dir is None and not descriptor.labelled(samples):
-                missing = next(s for s in samples if s.label_path is None)
-                print(f"error: {split}: image '{missing.name}' has no label in {root / 'labels'}; "
-                      f"TFRecords of the {split} split need the ground truth of every image",
-                      file=sys.stderr)
-                return 2
+            if args.label_dir is None:
+                try:
+                    descriptor.require_labels(samples, split, f"TFRecords of the {split} split",
+                                              "Add the labels, or pass --label_dir")
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
             if args.skip_existing:
                 if tfrecord.meta_matches(out, split, [s.name for s in samples]):
                     print(f"{split}: complete TFRecords of {len(samples)} images in {out}, skipped")

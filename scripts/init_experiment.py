@@ -62,13 +62,10 @@ def main(argv=None) -> int:
         if config.regions == "oracle":
             exp.require_labels("REGIONS=oracle")
         if exp.evaluable:
-            val = exp.descriptor.list_split(exp.data_root, "val")
-            if not exp.descriptor.labelled(val):
-                missing = next(s for s in val if s.label_path is None)
-                raise ValueError(f"val image '{missing.name}' has no label: evaluation needs the "
-                                 f"ground truth of every val image (add it to labels/, or remove "
-                                 f"{exp.descriptor.list_file(exp.data_root, 'val')} to run "
-                                 "without evaluation)")
+            exp.descriptor.require_labels(
+                exp.descriptor.list_split(exp.data_root, "val"), "val", "evaluation",
+                f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
+                "to run without evaluation")
         config.save_or_check()
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,10 +56,9 @@ def make_folder_dataset(src_root, dest, labels=True, splits=True, num_train=6, n
                 lab.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(s.label_path, lab)
             names[split].append(name)
-    palette = ds.palette()
     (dest / "classes.json").write_text(json.dumps({"classes": [
-        {"name": n, "color": "#%02x%02x%02x" % tuple(int(v) for v in palette[c])}
-        for c, n in enumerate(ds.class_names)], "ignore_label": 255}))
+        {"name": n, "color": c} for n, c in zip(ds.class_names, ds.hex_colours())],
+        "ignore_label": 255}))
     if splits:
         (dest / "splits").mkdir(exist_ok=True)
         for split in ("train", "val"):

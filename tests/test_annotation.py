@@ -102,7 +102,7 @@ def test_folder_dataset_layout(tmp_path, synth_root):
     train = ds.list_split(root, "train")
     assert [s.name for s in train] == ["site0/train_000", "site1/train_001", "site0/train_002",
                                        "site1/train_003", "site0/train_004"]
-    assert train[2].image_path.suffix == ".jpg" and ds.labelled(train)
+    assert train[2].image_path.suffix == ".jpg" and all(s.label_path is not None for s in train)
     image, label = ds.load(train[2])
     assert image.shape[:2] == label.shape and image.dtype == np.uint8
     assert ds.has_split(root, "val") and len(ds.list_split(root, "val")) == 2
@@ -110,7 +110,7 @@ def test_folder_dataset_layout(tmp_path, synth_root):
     bare = make_folder_dataset(synth_root, tmp_path / "g", labels=False, splits=False, num_train=3, num_val=2)
     ds = get_dataset("folder", bare)
     assert len(ds.list_split(bare, "train")) == 5 and not ds.has_split(bare, "val")
-    assert not ds.labelled(ds.list_split(bare, "train"))
+    assert all(s.label_path is None for s in ds.list_split(bare, "train"))
     with pytest.raises(FileNotFoundError, match="has no label"):
         ds.read_label(ds.list_split(bare, "train")[0])
 

@@ -75,15 +75,20 @@ class Ledger:
             return ""
         data = self.path.read_bytes()
         cut = data.rfind(b"\n") + 1
-        if cut < len(data) and self._reported != len(data):
-            self._reported = len(data)
-            print(f"WARNING: ledger {self.path}: its last line is torn (a crash while it was "
-                  f"written): dropped {data[cut:][:80]!r} ({len(data) - cut} bytes); that answer "
-                  f"was never acknowledged and is asked again", file=sys.stderr)
+        if cut < len(data):
+            self._report_torn(data[cut:], len(data))
         try:
             return data[:cut].decode("utf-8")
         except UnicodeDecodeError as e:
             raise LedgerError(f"ledger {self.path} is not UTF-8 text ({e}); restore it from backup") from e
+
+    def _report_torn(self, torn: bytes, file_size: int) -> None:
+        """Says once per torn state of the file that its last line is dropped."""
+        if self._reported != file_size:
+            self._reported = file_size
+            print(f"WARNING: ledger {self.path}: its last line is torn (a crash while it was "
+                  f"written): dropped {torn[:80]!r} ({len(torn)} bytes); that answer was never "
+                  "acknowledged and is asked again", file=sys.stderr)
 
     def raw(self) -> list[dict]:
         """Every complete line, retractions included, in file order."""
@@ -147,7 +152,7 @@ class Ledger:
                 cut = tail.rfind(b"\n") + 1
                 if cut < len(tail):  # a torn last line: keep its bytes aside, then cut it off
                     torn = tail[cut:]
-                    self._complete_text()  # reports it
+                    self._report_torn(torn, size)
                     with open(self.path.with_name(self.path.name + ".torn"), "ab") as keep:
                         keep.write(torn + b"\n")
                         keep.flush()

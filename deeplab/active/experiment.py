@@ -213,12 +213,8 @@ class Experiment:
 
     def require_labels(self, what: str) -> None:
         """Raises ValueError unless every train image has its ground truth (`what` needs it)."""
-        missing = [s for s in self.samples if s.label_path is None]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} of {len(self.samples)} train images have no label (first: "
-                f"'{missing[0].name}', {missing[0].image_path}): {what} reads the ground truth. "
-                "Set ANNOTATOR=human to answer the regions yourself, or add the labels")
+        self.descriptor.require_labels(self.samples, "train", what,
+                                       "Set ANNOTATOR=human to answer the regions yourself, or add the labels")
 
     @property
     def evaluable(self) -> bool:
@@ -310,7 +306,3 @@ class Experiment:
         if not self.done(t, stage):
             hint = "bash bash_files/warm_up.sh" if t == 0 else "the driver again"
             raise RuntimeError(f"round {t}: stage '{stage}' has not completed; run {hint}")
-
-
-
-

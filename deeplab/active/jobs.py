@@ -97,7 +97,7 @@ def round_map_task(task: dict) -> dict:
     if base.shape != probs.shape[:2]:
         raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
                          f"delete {task['base']} and rerun scripts/extract_superpixels.py")
-    label = descriptor.read_label(sample) if sample.label_path is not None else None
+    label = descriptor.ground_truth(sample)
     if mode == "adaptive":
         res = adaptive.adaptive_superpixels(probs, base, task["eps"])
         regions, stats = res.regions, res.stats
@@ -115,9 +115,10 @@ def round_map_task(task: dict) -> dict:
         overlays.regions_figure(task["overlay"], descriptor.read_image(sample), base, regions, mode,
                                 title=task.get("title", name))
     # Without ground truth (a folder of unlabelled images) the ASA is not available.
-    asa = (lambda m: None) if label is None else (lambda m: metrics.asa(m, label, descriptor.ignore_label))
+    asa = [None, None] if label is None else \
+        [metrics.asa(m, label, descriptor.ignore_label) for m in (base, regions)]
     return {"before": int(base.max()) + 1, "after": int((stats.size > 0).sum()),
-            "asa_before": asa(base), "asa_after": asa(regions)}
+            "asa_before": asa[0], "asa_after": asa[1]}
 
 
 # ---------------------------------------------------------------------------- round labels
@@ -131,7 +132,7 @@ def labels_task(task: dict) -> dict:
     answers = task["answers"]
     painted, labels = L.round_labels(maps, answers, task["probs"], knee=task["knee"],
                                      min_size_px=task["min_size_px"], ignore_label=ignore)
-    gt = descriptor.read_label(sample) if sample.label_path is not None else None
+    gt = descriptor.ground_truth(sample)
     if gt is not None and gt.shape != painted.shape:
         raise ValueError(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
     sieved = (painted != ignore) & (labels == ignore)

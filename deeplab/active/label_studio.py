@@ -113,10 +113,8 @@ def label_config(exp: Experiment) -> str:
     d = exp.descriptor
     if UNCLEAR in d.class_names:
         raise ValueError(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
-    palette = d.palette()
-    choices = "\n".join(
-        f"    <Choice value={quoteattr(n)} background={quoteattr('#%02x%02x%02x' % tuple(int(v) for v in palette[c]))}/>"
-        for c, n in enumerate(d.class_names))
+    choices = "\n".join(f"    <Choice value={quoteattr(n)} background={quoteattr(colour)}/>"
+                        for n, colour in zip(d.class_names, d.hex_colours()))
     return (f'<View>\n  <Header value="Which class covers most of the region?"/>\n'
             f'  <Image name="{TO_IMAGE}" value="$image" zoom="true" zoomControl="true"/>\n'
             f'  <BrushLabels name="{FROM_BRUSH}" toName="{TO_IMAGE}">\n'
@@ -135,35 +133,44 @@ def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str
     answered = round_answers(exp, t, sel) if only_unanswered else {}
     root = Path(document_root or exp.data_root).resolve()
     samples = {s.name: s for s in exp.samples}
-    tasks, maps = [], {}
+    # The selection is ordered by score, so images interleave: each map is loaded once, for all
+    # of its image's queries, and the tasks keep the selection's order.
+    by_image: dict[str, list[int]] = {}
     for i, q in enumerate(sel):
-        if (q["image"], q["region"]) in answered:
-            continue
-        s = samples[q["image"]]
+        if (q["image"], q["region"]) not in answered:
+            by_image.setdefault(q["image"], []).append(i)
+    tasks = {}
+    for name, queries in by_image.items():
+        s = samples[name]
         try:
             rel = s.image_path.resolve().relative_to(root).as_posix()
         except ValueError:
             raise ValueError(f"image {s.image_path} is not below the document root {root}: pass "
                              "--document_root (Label Studio's LOCAL_FILES_DOCUMENT_ROOT)") from None
-        if q["image"] not in maps:
-            maps = {q["image"]: region_maps.load(exp.map_path(t, q["image"]))}
-        regions = maps[q["image"]]
+        regions = region_maps.load(exp.map_path(t, name))
         h, w = regions.shape
-        tasks.append({
-            "data": {"image": image_url_prefix + rel, "al_job": exp.job_dir.name, "al_round": t,
-                     "al_query": i, "al_image": q["image"], "al_region": q["region"]},
-            "predictions": [{
-                "model_version": f"round {t} query",
-                "result": [{"id": f"q{i}", "type": "brushlabels", "from_name": FROM_BRUSH,
-                            "to_name": TO_IMAGE, "original_width": w, "original_height": h,
-                            "image_rotation": 0,
-                            "value": {"format": "rle", "rle": mask_to_rle(regions == q["region"]),
-                                      "brushlabels": [QUERY_LABEL]}}]}],
-        })
+        for i in queries:
+            tasks[i] = _task(exp, t, i, sel[i], image_url_prefix + rel, regions == sel[i]["region"], h, w)
+    tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
     return {"tasks": len(tasks), "answered_before": len(answered), "file": str(out),
             "label_config": str(out.with_name("label_config.xml"))}
+
+
+def _task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
+    """One Label Studio task: query i's image and its region as a brush pre-annotation."""
+    return {
+        "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,
+                 "al_image": q["image"], "al_region": q["region"]},
+        "predictions": [{
+            "model_version": f"round {t} query",
+            "result": [{"id": f"q{i}", "type": "brushlabels", "from_name": FROM_BRUSH,
+                        "to_name": TO_IMAGE, "original_width": w, "original_height": h,
+                        "image_rotation": 0,
+                        "value": {"format": "rle", "rle": mask_to_rle(mask),
+                                  "brushlabels": [QUERY_LABEL]}}]}],
+    }
 
 
 # ---------------------------------------------------------------------------- import

@@ -11,10 +11,6 @@ from deeplab import io_utils
 from deeplab.active.experiment import Experiment
 
 
-def total_clicks(exp: Experiment, upto_round: int) -> int:
-    return int(sum(r["cost"] for r in exp.ledger.read() if r["round"] <= upto_round))
-
-
 def iou_column(class_name: str) -> str:
     """The results column of a class's IoU (`iou_traffic_light`)."""
     return f"iou_{class_name.replace(' ', '_')}"
@@ -41,17 +37,21 @@ def results_rows(exp: Experiment) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
     names = exp.descriptor.class_names
+    clicks_in: dict[int, int] = {}
+    for r in exp.ledger.read():
+        clicks_in[r["round"]] = clicks_in.get(r["round"], 0) + int(r["cost"])
     for t in range(exp.config.rounds):
         m = exp.manifest(t)
         if "eval" not in m:
             break
         sel, data = m.get("select", {}), m.get("data", {})
+        row = {"round": t, "clicks": sum(v for k, v in clicks_in.items() if k <= t)}
         if m["eval"].get("evaluated", True):
             ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
-            row = {"round": t, "clicks": total_clicks(exp, t), "miou": round(100 * ev["miou"], 2)}
+            row["miou"] = round(100 * ev["miou"], 2)
             row.update(iou_cells(ev, names))
         else:  # no val split: the round bought labels but was not measured
-            row = {"round": t, "clicks": total_clicks(exp, t), "miou": NOT_AVAILABLE}
+            row["miou"] = NOT_AVAILABLE
             row.update({iou_column(n): NOT_AVAILABLE for n in names})
         row.update({
             "regions_per_image": round(sel.get("regions_per_image", float("nan")), 1),

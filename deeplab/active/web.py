@@ -69,7 +69,7 @@ class RoundSession:
         self.exp, self.t = exp, t
         self.queries = read_selection(exp, t)
         self.index = {(q["image"], q["region"]): i for i, q in enumerate(self.queries)}
-        self.budget = int(exp.manifest(t)["select"].get("budget", sum(q["cost"] for q in self.queries)))
+        self.budget = int(exp.manifest(t)["select"]["budget"])
         self.lease_secs = float(exp.config.lease_secs if lease_secs is None else lease_secs)
         self.preselect = bool(exp.config.preselect if preselect is None else preselect) and t > 0
         self.ignore = exp.descriptor.ignore_label
@@ -80,23 +80,34 @@ class RoundSession:
         self.leases: dict[int, tuple[str, float]] = {}
         self.samples = {s.name: s for s in exp.samples}
         self.answers: dict[int, dict] = {}
-        self.stacks: dict[str, list[int]] = collections.defaultdict(list)
-        for (image, region), row in round_answers(exp, t, self.queries).items():
-            self.answers[self.index[(image, region)]] = row
         # Undo stacks survive a restart: each person's answers in force, in ledger order.
-        for row in exp.ledger.read():
-            key = (row["image"], row["region"])
-            if row["round"] == t and row.get("annotator") and key in self.index:
+        self.stacks: dict[str, list[int]] = collections.defaultdict(list)
+        for key, row in round_answers(exp, t, self.queries).items():
+            self.answers[self.index[key]] = row
+            if row.get("annotator"):
                 self.stacks[row["annotator"]].append(self.index[key])
+        self.clicks = sum(int(r["cost"]) for r in self.answers.values())
+        self._first_open = 0  # no query before it is unanswered
         self._views: collections.OrderedDict = collections.OrderedDict()
+        self._image: tuple | None = None  # (name, image, region map) of the last view drawn
         if len(self.answers) == len(self.queries):
             self.done.set()
 
     # ------------------------------------------------------------------ state
     def progress(self) -> dict:
-        clicks = sum(r["cost"] for r in self.answers.values())
         return {"round": self.t, "asked": len(self.queries), "answered": len(self.answers),
-                "clicks": int(clicks), "budget": self.budget, "done": self.done.is_set()}
+                "clicks": self.clicks, "budget": self.budget, "done": self.done.is_set()}
+
+    def _next_free(self) -> int | None:
+        """The first query neither answered nor leased (skips at most the leased and the
+        answered ones past the first unanswered query, not the whole round)."""
+        n = len(self.queries)
+        while self._first_open < n and self._first_open in self.answers:
+            self._first_open += 1
+        i = self._first_open
+        while i < n and (i in self.answers or i in self.leases):
+            i += 1
+        return i if i < n else None
 
     def _expire(self, now: float) -> None:
         for i in [i for i, (_, until) in self.leases.items() if until <= now]:
@@ -118,12 +129,7 @@ class RoundSession:
             now = self.clock()
             self._expire(now)
             mine = [i for i, (c, _) in self.leases.items() if c == client and i not in self.answers]
-            if mine:
-                i = min(mine)
-            else:
-                free = [i for i in range(len(self.queries))
-                        if i not in self.answers and i not in self.leases]
-                i = free[0] if free else None
+            i = min(mine) if mine else self._next_free()
             if i is not None:
                 for j in [j for j, (c, _) in self.leases.items() if c == client and j != i]:
                     del self.leases[j]
@@ -159,6 +165,7 @@ class RoundSession:
                    "annotator": client, "source": "web"}
             self.exp.ledger.append([row])  # fsync'd: durable from here on
             self.answers[i] = row
+            self.clicks += int(q["cost"])
             self.stacks[client].append(i)
             self.leases.pop(i, None)
             if len(self.answers) == len(self.queries):
@@ -178,7 +185,8 @@ class RoundSession:
             q = self.queries[i]
             self.exp.ledger.append([{"round": self.t, "image": q["image"], "region": q["region"],
                                      "undo": True, "annotator": client, "source": "web"}])
-            del self.answers[i]
+            self.clicks -= int(self.answers.pop(i)["cost"])
+            self._first_open = min(self._first_open, i)
             self.leases[i] = (client, self.clock() + self.lease_secs)
             out = self.progress()
         out["undone"] = i
@@ -204,20 +212,22 @@ class RoundSession:
         return png
 
     def _image_and_map(self, name: str):
-        s = self.samples[name]
-        image = self.exp.descriptor.read_image(s)
+        """The image and its round map, decoded once for the views drawn from it in a row."""
+        last = self._image
+        if last is not None and last[0] == name:
+            return last[1], last[2]
+        image = self.exp.descriptor.read_image(self.samples[name])
         regions = region_maps.load(self.exp.map_path(self.t, name))
         if regions.shape != image.shape[:2]:
             raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
                                f"{image.shape[:2]}")
+        self._image = (name, image, regions)
         return image, regions
 
     def page_info(self) -> dict:
         d = self.exp.descriptor
-        palette = d.palette()
-        classes = [{"id": c, "name": n, "color": "#%02x%02x%02x" % tuple(int(v) for v in palette[c]),
-                    "key": CLASS_KEYS[c] if c < len(CLASS_KEYS) else ""}
-                   for c, n in enumerate(d.class_names)]
+        classes = [{"id": c, "name": n, "color": colour, "key": CLASS_KEYS[c] if c < len(CLASS_KEYS) else ""}
+                   for c, (n, colour) in enumerate(zip(d.class_names, d.hex_colours()))]
         return {"round": self.t, "job": self.exp.job_dir.name, "classes": classes,
                 "unclear": {"id": self.ignore, "key": UNCLEAR_KEY}, "undo_key": UNDO_KEY,
                 "preselect": self.preselect}

@@ -79,9 +79,18 @@ class DatasetDescriptor:
         """Whether the data root lists `split` (a folder data set may have no val split)."""
         return self.list_file(root, split).is_file()
 
+    def hex_colours(self) -> list[str]:
+        """The palette as `#rrggbb` strings (the web page, Label Studio's config)."""
+        return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in self.palette()]
+
     @staticmethod
-    def labelled(samples: list[Sample]) -> bool:
-        return all(s.label_path is not None for s in samples)
+    def require_labels(samples: list[Sample], split: str, what: str, fix: str) -> None:
+        """Raises ValueError naming the first image of `samples` without a label."""
+        missing = [s for s in samples if s.label_path is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(samples)} {split} images have no label (first: "
+                f"'{missing[0].name}', {missing[0].image_path}): {what} reads the ground truth. {fix}")
 
     # ------------------------------------------------------------------ split lists
     def list_file(self, root: Path | str, split: str) -> Path:
@@ -160,6 +169,11 @@ class DatasetDescriptor:
             label = cityscapes_labels.label_ids_to_train_ids(label)
         check_label_values(label, self.num_classes, self.ignore_label, sample.label_path)
         return label
+
+    def ground_truth(self, sample: Sample) -> np.ndarray | None:
+        """`read_label`, or None for an image without a label (figures that need it are then
+        not available)."""
+        return None if sample.label_path is None else self.read_label(sample)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
         """Reads and checks one (image, label) pair."""
@@ -260,8 +274,6 @@ class FolderDataset(DatasetDescriptor):
                                 image is in the train pool and there is no evaluation.
     """
 
-    root: str = ""
-
     @classmethod
     def from_root(cls, root: Path | str) -> "FolderDataset":
         root = Path(root)
@@ -283,10 +295,10 @@ class FolderDataset(DatasetDescriptor):
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e}); fix the file") from e
         names, colours, ignore = parse_classes(spec, path)
-        return cls("folder", len(names), ignore, "folder", names, str(root), colours, str(root))
+        return cls("folder", len(names), ignore, "folder", names, str(root), colours)
 
     def default_root(self) -> Path:
-        return Path(self.root)
+        return Path(self.default_dir)  # the data root itself
 
     def list_file(self, root: Path | str, split: str) -> Path:
         return Path(root) / "splits" / f"{split}.txt"
