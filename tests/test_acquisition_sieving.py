@@ -57,6 +57,75 @@ def test_oracle_answers_are_dominant_value_including_ignore():
     assert ans.tolist() == [255, 5, 6] and size.tolist() == [3, 3, 2]  # ties -> smaller value
 
 
+def test_oracle_answers_what_the_click_labels():
+    """A merged region half labelled A by an earlier round is answered by its unlabelled part."""
+    regions = np.zeros((4, 6), np.int32)
+    label = np.zeros((4, 6), np.uint8)  # A = 0 on the left 4 columns
+    label[:, 4:] = 1  # B = 1 on the right 2 columns
+    unlabelled = np.zeros((4, 6), bool)
+    unlabelled[:, 3:] = True  # columns 0-2 carry an earlier answer
+    whole, size = annotation.oracle_answers(regions, label, np.array([0]))
+    assert whole.tolist() == [0] and size.tolist() == [24]
+    ans, size = annotation.oracle_answers(regions, label, np.array([0]), unlabelled)
+    assert ans.tolist() == [1] and size.tolist() == [24]  # size stays the region's
+    # a region with nothing left unlabelled is answered over all its pixels
+    ans, _ = annotation.oracle_answers(regions, label, np.array([0]), np.zeros((4, 6), bool))
+    assert ans.tolist() == [0]
+
+
+def test_answers_task_takes_earlier_answers_into_account(tmp_path):
+    from deeplab.active import region_maps, rounds
+
+    base = np.repeat(np.arange(3, dtype=np.int32), 2)[None].repeat(4, 0)  # 3 columns of 2 px
+    merged = np.zeros_like(base)  # round 1: one region over everything
+    label = np.zeros((4, 6), np.uint8)
+    label[:, 4:] = 1
+    label[:, 2:4] = 2  # columns: 0 0 2 2 1 1
+    paths = {0: tmp_path / "b.npz", 1: tmp_path / "m.npz"}
+    region_maps.save(paths[0], base)
+    region_maps.save(paths[1], merged)
+
+    class Descriptor:
+        ignore_label = 255
+
+        @staticmethod
+        def read_label(_sample):
+            return label
+
+    task = {"descriptor": Descriptor, "sample": None, "map": paths[1], "ids": [0], "maps": paths}
+    assert rounds.answers_task(dict(task, earlier=[]))[0] == [0]  # ties: smaller class
+    # round 0 labelled the left column 0: of the rest, 2 and 1 tie -> 1
+    earlier = [{"round": 0, "image": "x", "region": 0, "answer": 0}]
+    assert rounds.answers_task(dict(task, earlier=earlier))[0] == [1]
+    # a 255 answer labels nothing, so its pixels still count
+    earlier = [{"round": 0, "image": "x", "region": 0, "answer": 255}]
+    assert rounds.answers_task(dict(task, earlier=earlier))[0] == [0]
+
+
+def test_sieve_knee_ignores_pixels_owned_by_earlier_answers():
+    """The curve of a region is taken over the pixels its answer owns: low-confidence pixels
+    of an earlier answer (another class) do not move its threshold."""
+    h, w = 40, 40
+    regions = np.zeros((h, w), np.int32)
+    probs = np.zeros((h, w, 2), np.float32)
+    probs[..., 0] = np.sqrt(np.linspace(0, 1, h * w)).reshape(h, w) * 0.9 + 0.05  # concave: a knee
+    probs[:, :16, 0] = 0.01  # an earlier answer of class 1 owns these pixels
+    probs[..., 1] = 1 - probs[..., 0]
+    owned = np.ones((h, w), bool)
+    owned[:, :16] = False
+    everything = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=100)
+    own = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=100, owned=owned)
+    # over every pixel, the foreign strip flattens the curve's start: threshold 0.01, all kept
+    assert (everything == 0).all()
+    dropped = own[owned] == 255
+    assert 0.1 < dropped.mean() < 0.6  # over its own pixels the knee drops the unlikely ones
+    slow = slow_sieve(regions, [0], [0], probs, knee=20, min_size=100, owned=owned)
+    np.testing.assert_array_equal(own[owned], slow[owned])
+    # the owned part (960 px) is what min_size is compared with
+    small = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=1000, owned=owned)
+    assert (small[owned] == 0).all()
+
+
 def test_paint_first_answer_wins_and_255_labels_nothing():
     m0 = np.array([[0, 0, 1, 1]])
     m1 = np.array([[0, 1, 1, 2]])
@@ -79,12 +148,13 @@ def test_ledger_is_append_only(tmp_path):
 
 
 # ------------------------------------------------------------------ sieving
-def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512):
+def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512, owned=None):
+    """Section 8 region by region; with `owned`, each region's curve over its owned pixels."""
     out = np.full(regions.shape, 255, np.uint8)
     for rid, lab in zip(ids, answers):
         if lab == 255:
             continue
-        ys, xs = np.nonzero(regions == rid)
+        ys, xs = np.nonzero((regions == rid) & (True if owned is None else owned))
         out[ys, xs] = lab
         n = len(ys)
         if n < min_size:
@@ -178,21 +248,28 @@ def test_sieve_rejects_bad_input():
 def slow_round_labels(maps, answers, probs, knee, min_size):
     """Sections 7-8 pixel by pixel: the first answer (oldest round) a pixel's regions got, kept
     only if sieving that round's answers in that round's map keeps the pixel."""
-    sieved = {t: slow_sieve(maps[t], ids, ans, probs, knee=knee, min_size=min_size)
-              for t, (ids, ans) in answers.items()} if probs is not None else None
     h, w = next(iter(maps.values())).shape
     painted = np.full((h, w), 255, np.uint8)
-    labels = np.full((h, w), 255, np.uint8)
+    owner = np.full((h, w), -1)
     for y in range(h):
         for x in range(w):
             for t in sorted(answers):
                 ids, ans = answers[t]
                 hit = [a for i, a in zip(ids, ans) if i == maps[t][y, x] and a != 255]
                 if hit:
-                    painted[y, x] = hit[0]
-                    keep = sieved is None or sieved[t][y, x] != 255
-                    labels[y, x] = hit[0] if keep else 255
+                    painted[y, x], owner[y, x] = hit[0], t
                     break
+    if probs is None:
+        return painted, painted.copy()
+    # Each round's answers are sieved over the pixels they own (the knee of a region is never
+    # computed over pixels that carry an earlier answer).
+    sieved = {t: slow_sieve(maps[t], ids, ans, probs, knee=knee, min_size=min_size, owned=owner == t)
+              for t, (ids, ans) in answers.items()}
+    labels = painted.copy()
+    for y in range(h):
+        for x in range(w):
+            if owner[y, x] >= 0 and sieved[owner[y, x]][y, x] == 255:
+                labels[y, x] = 255
     return painted, labels
 
 

@@ -1,6 +1,7 @@
 """Training labels of one image for a round (algorithms.md sections 7-8): every answer painted
 oldest round first (a pixel keeps the first answer it got), then, from round 1 on, each
-answer's pixels sieved with the previous round's model in the map it was asked in."""
+answer's pixels sieved with the previous round's model in the map it was asked in, over the
+pixels that answer owns."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarra
     keep = np.zeros(painted.shape, bool)
     for t, (ids, ans) in answers.items():
         sieved = sieving.sieve_labels(maps[t], ids, ans, probs, knee=knee, min_size_px=min_size_px,
-                                      ignore_label=ignore_label)
+                                      ignore_label=ignore_label, owned=owner == t)
         # A pixel is judged by the answer it carries: the one of the round that owns it.
         keep |= (owner == t) & (sieved != ignore_label)
     return painted, np.where(keep, painted, np.uint8(ignore_label)).astype(np.uint8)

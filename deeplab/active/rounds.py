@@ -91,8 +91,15 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
 def answers_task(task: dict) -> tuple[list[int], list[int]]:
     """The simulated annotator on one image: (answers, sizes) of the asked regions."""
     regions = region_maps.load(task["map"])
-    label = task["descriptor"].read_label(task["sample"])
-    answers, sizes = annotation.oracle_answers(regions, label, np.asarray(task["ids"]))
+    d = task["descriptor"]
+    label = d.read_label(task["sample"])
+    unlabelled = None
+    if task.get("earlier"):  # the pixels earlier rounds' answers label are not this click's
+        answers = annotation.answer_luts(task["earlier"])
+        maps = {r: region_maps.load(task["maps"][r]) for r in answers}
+        painted, _ = annotation.paint(maps, answers, d.ignore_label)
+        unlabelled = painted == d.ignore_label
+    answers, sizes = annotation.oracle_answers(regions, label, np.asarray(task["ids"]), unlabelled)
     return answers.tolist(), sizes.tolist()
 
 
@@ -145,8 +152,11 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         samples = {s.name: s for s in exp.samples}
         order = {s.name: i for i, s in enumerate(exp.samples)}
         names = sorted(by_image, key=order.__getitem__)
+        earlier = exp.ledger.by_image(upto_round=t - 1) if t > 0 else {}
         tasks = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
-                  "ids": [r["region"] for r in by_image[n]]} for n in names]
+                  "ids": [r["region"] for r in by_image[n]], "earlier": earlier.get(n, []),
+                  "maps": {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])}}
+                 for n in names]
         with exp.executor() as ex:
             results = ex.map(answers_task, tasks, f"round {t} answers", progress)
         rows = []

@@ -32,7 +32,8 @@ def knee_threshold(y: np.ndarray) -> float:
 
 
 def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarray, probs: np.ndarray, *,
-                 knee: int = 20, min_size_px: int = 512, ignore_label: int = 255) -> np.ndarray:
+                 knee: int = 20, min_size_px: int = 512, ignore_label: int = 255,
+                 owned: np.ndarray | None = None) -> np.ndarray:
     """Labels of the answered regions of one map after sieving.
 
     Args:
@@ -43,6 +44,9 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
       knee: sub-sampling divisor (every `max(1, n // knee)`-th sorted value is kept).
       min_size_px: regions smaller than this keep all their pixels.
       ignore_label: the "unlabelled" value.
+      owned: bool [H, W] the pixels these answers label (None: every pixel of the regions).
+        A region's curve, its size against `min_size_px` and its threshold are taken over its
+        owned pixels only: pixels an earlier answer labels carry that answer and its threshold.
 
     Returns:
       uint8 [H, W]: the answer on kept pixels of answered regions, `ignore_label` elsewhere.
@@ -71,6 +75,10 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
     labels = lut[regions]
     flat_labels = labels.ravel()
     pix = np.flatnonzero(flat_labels != ignore_label)
+    if owned is not None:
+        if owned.shape != regions.shape:
+            raise ValueError(f"owned mask {owned.shape} and region map {regions.shape} sizes disagree")
+        pix = pix[owned.ravel()[pix]]
     if not len(pix):
         return labels
     conf = probs.reshape(-1, c)[pix, flat_labels[pix]]

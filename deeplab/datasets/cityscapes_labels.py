@@ -77,3 +77,18 @@ TRAIN_ID_COLOURS = (
     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
     (0, 80, 100), (0, 0, 230), (119, 11, 32),
 )
+
+# Cityscapes' 7 categories (the `category` column of cityscapesscripts' table, void left out),
+# and the category of each train id: a coarser label space without the 19 classes'
+# distinctions (the stand-in backbone of deeplab/standin.py is pretrained on it).
+CATEGORY_NAMES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+_CATEGORY_OF_TRAIN_NAME = {
+    "road": 0, "sidewalk": 0, "building": 1, "wall": 1, "fence": 1, "pole": 2,
+    "traffic light": 2, "traffic sign": 2, "vegetation": 3, "terrain": 3, "sky": 4,
+    "person": 5, "rider": 5, "car": 6, "truck": 6, "bus": 6, "train": 6, "motorcycle": 6,
+    "bicycle": 6,
+}
+# uint8 lookup table: train id -> category id; 255 (ignore) and unknown values stay 255.
+TRAIN_ID_TO_CATEGORY = np.full(256, 255, dtype=np.uint8)
+for _tid, _name in enumerate(TRAIN_CLASS_NAMES):
+    TRAIN_ID_TO_CATEGORY[_tid] = _CATEGORY_OF_TRAIN_NAME[_name]

@@ -1,0 +1,36 @@
+"""Builds the ImageNet stand-in backbone (deeplab/standin.py) unless it exists; prints its path.
+
+  python scripts/build_standin.py --model_variant xception_light      # -> models/standin_xception_light_<key>.npz
+
+Progress goes to stderr, the path alone to stdout, so a driver can take it:
+  INIT_CHECKPOINT="$(python scripts/build_standin.py --model_variant "$MODEL_VARIANT")"
+"""
+
+import argparse
+import dataclasses
+import sys
+
+
+def main(argv=None) -> int:
+    from deeplab.standin import StandinConfig, build
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = StandinConfig()
+    for f in dataclasses.fields(StandinConfig):
+        p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
+    p.add_argument("--work_dir", default="work_dirs", help="scenes and training state: WORK_DIR/standin/<key>/")
+    p.add_argument("--models_dir", default=None, help="where the .npz goes (default: models/)")
+    args = vars(p.parse_args(argv))
+    work_dir, models_dir = args.pop("work_dir"), args.pop("models_dir")
+    try:
+        config = StandinConfig(**args)
+        path = build(config, work_dir, **({"models_dir": models_dir} if models_dir else {}))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
