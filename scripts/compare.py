@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     r.add_argument("--arms", required=True)
     r.add_argument("--seeds", required=True)
     r.add_argument("--title", default="")
+    r.add_argument("--onednn", default="1", help="TF_ENABLE_ONEDNN_OPTS of the arms' runs (P5)")
     args = p.parse_args(argv)
     try:
         if args.command == "check":
@@ -39,7 +40,8 @@ def main(argv=None) -> int:
             print(compare.share_warm_up(args.source, args.job_dir))
         else:
             md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
-                                      compare.check_seeds(args.seeds.split()), args.title)
+                                      compare.check_seeds(args.seeds.split()), args.title,
+                                      args.onednn)
             print(md)
             for name in ("comparison.csv", "comparison.png", "comparison.md"):
                 print(f"{args.compare_dir}/{name}")

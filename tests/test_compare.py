@@ -15,11 +15,15 @@ import pytest
 
 from deeplab.active import compare, superpixels
 from deeplab.active.experiment import Experiment
+from deeplab.active.results import iou_column
 
 ROOT = Path(__file__).parents[1]
 TINY = {"ROUNDS": "2", "CLICKS_PER_ROUND": "5%", "TRAIN_STEPS": "6", "TRAIN_CROP_SIZE": "65",
         "TRAIN_BATCH_SIZE": "4", "BASE_LEARNING_RATE": "0.01", "SUPERPIXEL_METHOD": "slic",
-        "NUM_WORKERS": "1", "EPS": "0.02"}
+        "NUM_WORKERS": "1", "EPS": "0.02",
+        # compare.sh builds its stand-in backbone when missing: a tiny one here
+        "STANDIN_FLAGS": "--num_images 6 --num_val 2 --steps 3 --height 64 --width 128 "
+                         "--crop_size 65 --batch_size 2"}
 ARMS = "full random paper oracle"
 
 
@@ -48,7 +52,7 @@ def compared(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("compare")
     # Every arm trains its own warm-up round here, to show that they are bit-identical.
     out = _driver("compare.sh", tmp, synth_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1")
+                  SHARE_WARM_UP="0", WARM_START="1", STANDIN_DIR=str(tmp / "models"))
     return tmp / "cmp", out
 
 
@@ -74,6 +78,35 @@ def test_compare_writes_csv_png_md(compared):
         assert f"| {arm} |" in md
     assert "Fully supervised reference" in md and "% of the reference" in md
     assert (cmp_dir / "comparison.png").stat().st_size > 10_000
+    # the setting's properties, each with a verdict; P5 from the numerics jobs (oneDNN off)
+    for pid in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {pid} |"))
+        assert line.rstrip().endswith(("PASS |", "FAIL |")), line
+    assert "(oneDNN 1) vs" in md and "(oneDNN 0)" in md
+    for arm in ("full", "random"):
+        job = Experiment.open(cmp_dir / "numerics_onednn0" / f"{arm}_s3")
+        assert job.done(0, "eval") and job.config.rounds == 1
+    assert "| paper - random |" in md and "of 1)" in md
+    lines = (cmp_dir / "wall_clock.txt").read_text().split()
+    assert len(lines) >= 2 and int(lines[1]) >= int(lines[0])
+
+
+def test_every_round_starts_from_the_stand_in_backbone(compared):
+    """compare.sh built the stand-in (backbone only) and every arm's rounds load it."""
+    cmp_dir, out = compared
+    built = sorted((cmp_dir.parent / "models").glob("standin_xception_light_*.npz"))
+    assert len(built) == 1
+    with np.load(built[0]) as z:
+        keys = list(z.files)
+    assert keys and all(k.startswith("xception_65/") for k in keys)  # no ASPP, decoder, logits
+    meta = json.loads(built[0].with_suffix(".json").read_text())
+    assert meta["categories"][0] == "flat" and len(meta["categories"]) == 7
+    for arm in ("full", "random", "paper"):
+        exp = Experiment.open(cmp_dir / f"{arm}_s3")
+        assert exp.config.init_checkpoint == str(built[0])
+    cfg = json.loads((cmp_dir / "full_s3" / "round_00" / "train" / "train_config.json").read_text())
+    assert cfg["tf_initial_checkpoint"] == str(built[0])
+    assert f"initial checkpoint {built[0]}: loaded {len(keys)} variables" in out.stdout
 
 
 def test_arms_run_their_modes(compared):
@@ -141,7 +174,7 @@ def test_compare_resumes_without_redoing_work(compared, data_root):
     before = (cmp_dir / "comparison.csv").read_text()
     ledger = (cmp_dir / "paper_s3" / "ledger.jsonl").read_text()
     out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1")
+                  SHARE_WARM_UP="0", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
     assert "train done" not in out.stdout and "already complete" in out.stdout
     assert (cmp_dir / "comparison.csv").read_text() == before
     assert (cmp_dir / "paper_s3" / "ledger.jsonl").read_text() == ledger
@@ -196,3 +229,52 @@ def test_drivers_write_nothing_into_the_data_root(compared, data_root, synth_roo
     work_dir = compared[0].parent
     assert any(work_dir.glob("cache/*/superpixels/*/train/*/*.npz"))
     assert any(work_dir.glob("cache/*/tfrecord/val.meta.json"))
+
+
+def _row(arm, seed, t, clicks, miou, **extra):
+    return {"arm": arm, "seed": seed, "round": t, "clicks": clicks, "miou": miou,
+            "labelled_px": extra.get("px", ""), "label_noise_after_sieve": extra.get("noise", ""),
+            **{k: v for k, v in extra.items() if k not in ("px", "noise")}}
+
+
+def test_paired_differences_by_seed():
+    rows = []
+    for seed, (r0, p1, r1) in enumerate([(20.0, 25.0, 22.0), (18.0, 21.0, 22.0), (22.0, 26.0, 23.0)]):
+        rows += [_row("random", seed, 0, 10, r0), _row("paper", seed, 0, 10, r0),
+                 _row("random", seed, 1, 20, r1), _row("paper", seed, 1, 20, p1)]
+    d = {(x["pair"], x["round"]): x for x in compare.paired_differences(rows)}
+    assert d[("paper - random", 0)]["mean"] == 0 and d[("paper - random", 0)]["positive"] == 0
+    x = d[("paper - random", 1)]
+    diffs = np.array([3.0, -1.0, 3.0])
+    assert x["mean"] == pytest.approx(diffs.mean())
+    assert x["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert (x["positive"], x["negative"], x["seeds"]) == (2, 1, 3)
+    assert ("paper - class_balanced", 1) not in d  # an arm that did not run
+
+
+def test_properties_on_constructed_rows():
+    names = [f"c{i}" for i in range(14)]
+    iou = {iou_column(n): (50.0 if i < 12 else 0.5) for i, n in enumerate(names)}
+    rows = [_row("full", s, "", 1000, 40.0 + s, **iou) for s in range(3)]
+    for s in range(3):
+        rows += [_row("random", s, 0, 10, 30.0 + s, px=500, noise=0.02),
+                 _row("random", s, 1, 20, 32.0 + s, px=900, noise=0.03),
+                 _row("paper", s, 0, 10, 30.0 + s, px=500, noise=0.02),
+                 _row("paper", s, 1, 20, 30.5 - s, px=1200, noise=0.05)]
+    summary = compare.summarize(rows)
+    numerics = [dict(_row("full", 0, "", 1000, 40.6), onednn="0"),
+                dict(_row("random", 0, 0, 10, 31.5), onednn="0")]
+    props = {p["id"]: p for p in compare.properties(rows, summary, names, 1000, numerics, (140.0, 2))}
+    assert props["P1"]["pass"] and "31.00 / 41.00" in props["P1"]["figure"]  # 75.6 %
+    assert props["P2"]["pass"] and props["P2"]["figure"] == "10.00"
+    assert props["P3"]["pass"] and "10 of 1000 = 1.00 %" in props["P3"]["figure"]
+    # paper: round 1 mean 29.5 < round 0 mean 31 - s.e. 0.577
+    assert not props["P4"]["pass"] and "paper round 1" in props["P4"]["figure"]
+    assert not props["P5"]["pass"]  # warm-up 30.00 vs 31.50 differs by 1.5 > 1
+    assert "reference s0: 40.00 (oneDNN 1) vs 40.60 (oneDNN 0)" in props["P5"]["figure"]
+    assert props["P6"]["pass"] and "0.58 vs 2.50" in props["P6"]["figure"]  # std 1 over 3 seeds
+    assert props["P7"]["figure"] == "12 of 14" and props["P7"]["pass"]
+    assert props["P8"]["pass"] and "2 runs" in props["P8"]["figure"]
+    md = compare.format_markdown(summary, rows, names, list(props.values()))
+    assert "| P4 |" in md and "FAIL" in md and "## Paired differences" in md
+    assert "| paper | 1 | 60.0 | 0.0500 |" in md  # 1200 px / 20 clicks

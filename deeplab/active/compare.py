@@ -158,6 +158,11 @@ def _mean_std(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def standard_error(std: float, n: int) -> float:
+    """std / sqrt(n): the standard error of a mean over n seeds (0 for one seed)."""
+    return std / math.sqrt(n) if n > 1 else 0.0
+
+
 def summarize(rows: list[dict]) -> dict:
     """{arm: {round ('' for the reference): (clicks mean, mIoU mean, mIoU std, seeds)}}."""
     groups: dict = {}
@@ -173,15 +178,45 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> str:
-    """comparison.md: mIoU mean +/- std per arm and round, % of the reference, reference IoUs."""
+# Pairs whose paired difference comparison.md reports (the paper's ordering and its parts).
+PAIRS = (("paper", "random"), ("paper", "class_balanced"), ("class_balanced", "random"),
+         ("paper", "adaptive"))
+
+
+def paired_differences(rows: list[dict], pairs=PAIRS) -> list[dict]:
+    """Per pair (a, b) and round: the per-seed differences mIoU(a) - mIoU(b) over the seeds both
+    arms finished (arms of one seed share their warm-up round, so they are compared paired):
+    {pair, round, clicks, mean, se, seeds, positive, negative}."""
+    miou = {(r["arm"], r["seed"], r["round"]): (r["miou"], r["clicks"]) for r in rows if r["round"] != ""}
+    out = []
+    for a, b in pairs:
+        rounds = sorted({t for (arm, _, t) in miou if arm == a})
+        for t in rounds:
+            seeds = sorted(s for (arm, s, tt) in miou if arm == a and tt == t and (b, s, t) in miou)
+            if not seeds:
+                continue
+            d = np.array([miou[(a, s, t)][0] - miou[(b, s, t)][0] for s in seeds], np.float64)
+            m, sd = _mean_std(d)
+            out.append({"pair": f"{a} - {b}", "round": t,
+                        "clicks": float(np.mean([miou[(a, s, t)][1] for s in seeds])),
+                        "mean": m, "se": standard_error(sd, len(d)), "seeds": len(d),
+                        "positive": int((d > 0).sum()), "negative": int((d < 0).sum())})
+    return out
+
+
+def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
+                    properties: list[dict] | None = None) -> str:
+    """comparison.md: mIoU mean +/- standard error per arm and round (and % of the reference),
+    the paired differences, the benchmark's properties P1-P8, labelled pixels per click, the
+    reference's per-class IoU."""
     ref = summary.get(REFERENCE, {}).get("")
     arms = [a for a in summary if a != REFERENCE]
     rounds = sorted({t for a in arms for t in summary[a]})
     lines = ["# Comparison", ""]
     if ref:
-        lines.append(f"Fully supervised reference (`{REFERENCE}`: same model and schedule, every "
-                     f"ground-truth pixel): mIoU {ref[1]:.2f} +/- {ref[2]:.2f} over {ref[3]} seed(s).")
+        lines.append(f"Fully supervised reference (`{REFERENCE}`: same model, schedule, init and seed, "
+                     f"every ground-truth pixel): mIoU {ref[1]:.2f} +/- "
+                     f"{standard_error(ref[2], ref[3]):.2f} (s.e.) over {ref[3]} seed(s).")
         lines.append("")
     head = ["arm"] + [f"round {t} ({_clicks_text(summary, arms, t)} clicks)" for t in rounds]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -192,15 +227,34 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
             if v is None:
                 cells.append("")
                 continue
-            cell = f"{v[1]:.2f} +/- {v[2]:.2f}"
+            cell = f"{v[1]:.2f} +/- {standard_error(v[2], v[3]):.2f}"
             if ref and ref[1] > 0:
                 cell += f" ({100 * v[1] / ref[1]:.0f} %)"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _label_limited(summary, ref, arms, rounds)
     n_seeds = sorted({v[3] for a in arms for v in summary[a].values()})
-    lines += ["", f"mIoU (%) mean +/- sample std over {'/'.join(map(str, n_seeds))} seed(s)"
+    lines += ["", f"mIoU (%) mean +/- standard error (sample std / sqrt(seeds)) over "
+              f"{'/'.join(map(str, n_seeds))} seed(s)"
               + ("; in brackets, % of the reference's mean." if ref else ".")]
+    diffs = paired_differences(rows)
+    if diffs:
+        lines += ["", "## Paired differences", "",
+                  "mIoU(a) - mIoU(b) per seed (arms of a seed share the warm-up round), mean +/- "
+                  "standard error; in brackets, seeds with a > b / a < b.", "",
+                  "| pair | " + " | ".join(f"round {t}" for t in rounds) + " |",
+                  "|---|" + "---|" * len(rounds)]
+        for pair in dict.fromkeys(d["pair"] for d in diffs):
+            by_t = {d["round"]: d for d in diffs if d["pair"] == pair}
+            cells = [f"{by_t[t]['mean']:+.2f} +/- {by_t[t]['se']:.2f} ({by_t[t]['positive']}/"
+                     f"{by_t[t]['negative']} of {by_t[t]['seeds']})" if t in by_t else "" for t in rounds]
+            lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    if properties:
+        lines += ["", "## Properties of the setting", "",
+                  "| | property | measured | |", "|---|---|---|---|"]
+        for p in properties:
+            verdict = "n/a" if p["pass"] is None else ("PASS" if p["pass"] else "FAIL")
+            lines.append(f"| {p['id']} | {p['what']} | {p['figure']} | {verdict} |")
+    lines += _pixels_per_click(rows, arms)
     ref_rows = [r for r in rows if r["arm"] == REFERENCE]
     if ref_rows and class_names:
         lines += ["", "Per-class IoU (%) of the reference, mean over seeds:", "",
@@ -212,19 +266,27 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str]) -> 
     return "\n".join(lines) + "\n"
 
 
-def _label_limited(summary, ref, arms, rounds) -> list[str]:
-    """Whether labels decide the result: the reference far above the warm-up round (>= 15
-    points) and the seed spread of every arm's last round small against that gap (<= 1/5)."""
-    warm = [summary[a][0][1] for a in arms if 0 in summary[a]]
-    if not ref or not warm or not rounds:
+def _pixels_per_click(rows: list[dict], arms: list[str]) -> list[str]:
+    """Labelled pixels per click and label noise of each arm's last round, mean over seeds."""
+    out = []
+    for a in arms:
+        mine = [r for r in rows if r["arm"] == a and r["round"] != ""]
+        if not mine:
+            continue
+        last = max(r["round"] for r in mine)
+        rs = [r for r in mine if r["round"] == last and r["labelled_px"] not in ("", None)]
+        if not rs:
+            continue
+        px = np.mean([float(r["labelled_px"]) / float(r["clicks"]) for r in rs])
+        noise = [float(r["label_noise_after_sieve"]) for r in rs
+                 if r["label_noise_after_sieve"] not in ("", None, "n/a")]
+        out.append(f"| {a} | {last} | {px:.1f} | {np.mean(noise):.4f} |" if noise
+                   else f"| {a} | {last} | {px:.1f} | n/a |")
+    if not out:
         return []
-    gap = ref[1] - float(np.mean(warm))
-    last = max(rounds)
-    spread = max((summary[a][last][2] for a in arms if last in summary[a]), default=0.0)
-    ok = gap >= 15 and spread <= gap / 5
-    return ["", f"Label-limited check: reference - warm-up round = {gap:.2f} points (target >= 15); "
-            f"largest std of a round-{last} arm = {spread:.2f} (target <= {gap / 5:.2f}): "
-            f"{'met' if ok else 'NOT met: labels do not decide this setting; see README'}."]
+    return ["", "Labelled pixels per click and label noise (share of labelled pixels whose label is "
+            "wrong, after sieving) in each arm's last round, mean over seeds:", "",
+            "| arm | round | labelled px / click | label noise |", "|---|---|---|---|"] + out
 
 
 def _clicks_text(summary, arms, t) -> str:
@@ -234,7 +296,8 @@ def _clicks_text(summary, arms, t) -> str:
 
 
 def plot(summary: dict, path: Path | str, title: str = "") -> None:
-    """comparison.png: mIoU against clicks, mean +/- std band per arm, the reference as a line."""
+    """comparison.png: mIoU against clicks, mean +/- standard-error band per arm, the
+    reference as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,18 +310,20 @@ def plot(summary: dict, path: Path | str, title: str = "") -> None:
         pts = [v for t, v in sorted(by_round.items())]
         x = np.array([p[0] for p in pts])
         y = np.array([p[1] for p in pts])
-        s = np.array([p[2] for p in pts])
+        se = np.array([standard_error(p[2], p[3]) for p in pts])
         (line,) = ax.plot(x, y, "o-", label=f"{arm} (n={max(p[3] for p in pts)})", lw=1.6, ms=4)
-        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.18, lw=0)
+        ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.18, lw=0)
     ref = summary.get(REFERENCE, {}).get("")
     if ref:
         ax.axhline(ref[1], color="k", ls="--", lw=1.2,
                    label=f"fully supervised {ref[1]:.1f} (n={ref[3]})")
-        if ref[2] > 0:
-            ax.axhspan(ref[1] - ref[2], ref[1] + ref[2], color="k", alpha=0.08, lw=0)
+        se = standard_error(ref[2], ref[3])
+        if se > 0:
+            ax.axhspan(ref[1] - se, ref[1] + se, color="k", alpha=0.08, lw=0)
     ax.set_xlabel("clicks (one per region, cumulative)")
     ax.set_ylabel("mIoU (%) on val")
-    ax.set_title(title or "mIoU against clicks (mean +/- std over seeds)", fontsize=10)
+    ax.set_title((title + "\n" if title else "") + "mean over seeds; bands: +/- one standard error",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
@@ -267,7 +332,158 @@ def plot(summary: dict, path: Path | str, title: str = "") -> None:
     plt.close(fig)
 
 
-def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], title: str = "") -> str:
+# ---------------------------------------------------------------------------- properties
+# What makes a ranking mean something (README, "The benchmark setting"): thresholds of P1-P8.
+P1_SHARE = 0.60  # warm-up round >= this share of the reference
+P2_GAP = 8.0  # reference - warm-up >= this many mIoU points
+P3_ROUND_SHARE = 0.01  # one round asks <= this share of the pool's base superpixels
+P5_TOLERANCE = 1.0  # mIoU points between oneDNN on and off
+P6_SHARE = 0.25  # s.e. of a last-round mean <= this share of (reference - warm-up)
+P7_CLASSES = 12  # classes the reference learns above 1 % IoU (the earlier setting: 11)
+P8_MINUTES = 150.0  # wall time of the default comparison on 2 cores
+NUMERICS_PREFIX = "numerics_onednn"  # {compare}/numerics_onednn{0|1}/{arm}_s{seed}: the P5 jobs
+WALL_CLOCK = "wall_clock.txt"  # one "start end" line (epoch seconds) per compare.sh run
+
+
+def _warm_up_by_seed(rows: list[dict]) -> dict[int, float]:
+    out = {}
+    for r in rows:
+        if r["arm"] != REFERENCE and r["round"] == 0:
+            out.setdefault(r["seed"], r["miou"])
+    return out
+
+
+def numerics_rows(compare_dir: Path | str) -> list[dict]:
+    """Rows of the P5 jobs (the warm-up round and the reference with the other oneDNN
+    setting), each with its `onednn` value."""
+    out = []
+    for folder in sorted(Path(compare_dir).glob(f"{NUMERICS_PREFIX}*")):
+        value = folder.name[len(NUMERICS_PREFIX):]
+        jobs = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+        arms = sorted({j.rsplit("_s", 1)[0] for j in jobs})
+        seeds = sorted({int(j.rsplit("_s", 1)[1]) for j in jobs})
+        rows, _ = collect(folder, arms, seeds)
+        out += [dict(r, onednn=value) for r in rows]
+    return out
+
+
+def wall_minutes(compare_dir: Path | str) -> tuple[float, int] | None:
+    """(minutes, runs) summed over the compare.sh runs recorded in wall_clock.txt."""
+    path = Path(compare_dir) / WALL_CLOCK
+    if not path.is_file():
+        return None
+    total, runs = 0.0, 0
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            total += int(parts[1]) - int(parts[0])
+            runs += 1
+    return total / 60.0, runs
+
+
+def properties(rows: list[dict], summary: dict, class_names: list[str], pool_base: int | None,
+               numerics: list[dict] | None = None, wall: tuple[float, int] | None = None,
+               onednn_main: str = "1") -> list[dict]:
+    """P1-P8 with their figures and verdicts (None: not measurable from what ran)."""
+    ref = summary.get(REFERENCE, {}).get("")
+    warm = _warm_up_by_seed(rows)
+    w = float(np.mean(list(warm.values()))) if warm else None
+    out = []
+
+    def add(pid, what, figure, ok):
+        out.append({"id": pid, "what": what, "figure": figure, "pass": ok})
+
+    if ref and w is not None:
+        add("P1", f"past the cold start: warm-up >= {100 * P1_SHARE:.0f} % of the reference",
+            f"{w:.2f} / {ref[1]:.2f} = {100 * w / ref[1]:.1f} %", w >= P1_SHARE * ref[1])
+        gap = ref[1] - w
+        add("P2", f"labels still matter: reference - warm-up >= {P2_GAP:g} points", f"{gap:.2f}",
+            gap >= P2_GAP)
+    else:
+        gap = None
+        add("P1", "past the cold start", "needs the reference and a warm-up round", None)
+        add("P2", "labels still matter", "needs the reference and a warm-up round", None)
+    per_round = []
+    by_job: dict = {}
+    for r in rows:
+        if r["arm"] != REFERENCE and r["clicks"] != "":
+            by_job.setdefault((r["arm"], r["seed"]), []).append((r["round"], r["clicks"]))
+    for pts in by_job.values():
+        pts.sort()
+        per_round += [b - a for (_, a), (_, b) in zip([(0, 0)] + pts[:-1], pts)]
+    if pool_base and per_round:
+        share = max(per_round) / pool_base
+        add("P3", f"acquisition matters: one round asks <= {100 * P3_ROUND_SHARE:g} % of the pool's "
+            "base superpixels", f"{max(per_round)} of {pool_base} = {100 * share:.2f} %",
+            share <= P3_ROUND_SHARE + 1e-12)
+    else:
+        add("P3", "acquisition matters", "no round ran", None)
+    worst = None
+    for arm, by_round in summary.items():
+        if arm == REFERENCE:
+            continue
+        ts = sorted(by_round)
+        for prev, t in zip(ts, ts[1:]):
+            _, m0, s0, n0 = by_round[prev]
+            margin = by_round[t][1] - (m0 - standard_error(s0, n0))
+            if worst is None or margin < worst[0]:
+                worst = (margin, arm, t, by_round[t][1], m0, standard_error(s0, n0))
+    if worst:
+        margin, arm, t, m1, m0, se0 = worst
+        add("P4", "more labels never hurt on average: every round's mean >= the previous mean - 1 s.e.",
+            f"tightest: {arm} round {t}: {m1:.2f} vs {m0:.2f} - {se0:.2f}", margin >= 0)
+    else:
+        add("P4", "more labels never hurt on average", "needs two rounds", None)
+    if numerics:
+        diffs, texts = [], []
+        main_ref = {r["seed"]: r["miou"] for r in rows if r["arm"] == REFERENCE}
+        for r in numerics:
+            if r["arm"] == REFERENCE and r["seed"] in main_ref:
+                a, b = main_ref[r["seed"]], r["miou"]
+                what = "reference"
+            elif r["arm"] != REFERENCE and r["round"] == 0 and r["seed"] in warm:
+                a, b = warm[r["seed"]], r["miou"]
+                what = "warm-up"
+            else:
+                continue
+            diffs.append(abs(a - b))
+            texts.append(f"{what} s{r['seed']}: {a:.2f} (oneDNN {onednn_main}) vs {b:.2f} "
+                         f"(oneDNN {r['onednn']})")
+        if diffs:
+            add("P5", f"robust to numerics: oneDNN on vs off within {P5_TOLERANCE:g} point",
+                "; ".join(texts), max(diffs) <= P5_TOLERANCE)
+    if not any(p["id"] == "P5" for p in out):
+        add("P5", "robust to numerics", "not run (NUMERICS_CHECK=0, or the check jobs did not finish)", None)
+    last = [(standard_error(v[2], v[3]), arm) for arm, by_round in summary.items() if arm != REFERENCE
+            for t, v in by_round.items() if t == max(by_round)]
+    if last and gap is not None:
+        se, arm = max(last)
+        add("P6", f"last-round s.e. <= {P6_SHARE:g} x (reference - warm-up)",
+            f"largest: {arm} {se:.2f} vs {P6_SHARE * gap:.2f}", se <= P6_SHARE * gap)
+    else:
+        add("P6", "last-round standard errors", "needs the reference and the rounds", None)
+    ref_rows = [r for r in rows if r["arm"] == REFERENCE]
+    if ref_rows and class_names:
+        learned = []
+        for n in class_names:
+            vals = [r[iou_column(n)] for r in ref_rows if r[iou_column(n)] != ""]
+            if vals and np.mean(vals) > 1.0:
+                learned.append(n)
+        add("P7", f"the reference learns >= {P7_CLASSES} classes above 1 % IoU",
+            f"{len(learned)} of {len(class_names)}", len(learned) >= P7_CLASSES)
+    else:
+        add("P7", "classes the reference learns", "needs the reference", None)
+    if wall:
+        minutes, runs = wall
+        add("P8", f"the comparison runs in <= {P8_MINUTES:g} min", f"{minutes:.1f} min "
+            f"({runs} run{'s' if runs != 1 else ''} of compare.sh)", minutes <= P8_MINUTES)
+    else:
+        add("P8", "wall time", "not recorded", None)
+    return out
+
+
+def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], title: str = "",
+                 onednn_main: str = "1") -> str:
     """Writes comparison.csv, .png and .md under compare_dir; returns the markdown."""
     compare_dir = Path(compare_dir)
     rows, names = collect(compare_dir, arms, seeds)
@@ -282,7 +498,22 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     io_utils.write_text(compare_dir / "comparison.csv", buf.getvalue())
     summary = summarize(rows)
     plot(summary, compare_dir / "comparison.png", title)
-    md = format_markdown(summary, rows, names)
+    props = properties(rows, summary, names, pool_base(compare_dir, arms, seeds),
+                       numerics_rows(compare_dir), wall_minutes(compare_dir), onednn_main)
+    md = format_markdown(summary, rows, names, props)
     io_utils.write_text(compare_dir / "comparison.md", md)
     return md
 
+
+def pool_base(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> int | None:
+    """Base superpixels of the train split (the pool), from the first job that has round 0."""
+    for arm in arms:
+        if arm == REFERENCE:
+            continue
+        for seed in seeds:
+            job = Path(compare_dir) / job_name(arm, seed)
+            if (job / "config.json").is_file():
+                exp = Experiment.open(job)
+                if exp.done(0, "select"):
+                    return exp.base_regions_total()
+    return None
