@@ -52,7 +52,7 @@ export $SETTINGS TF_CPP_MIN_LOG_LEVEL
 for seed in $SEEDS; do
   first=""  # the first arm of this seed: the others share its warm-up round
   for arm in $ARMS; do
-    eval "$(py scripts/compare.py arm --name "$arm")"
+    eval "$(py scripts/compare.py arm --name "$arm" --reference_dir "$COMPARE_DIR/full_s$seed")"
     SEED="$seed" JOB_NAME="$COMPARE_NAME/${arm}_s${seed}"
     JOB_DIR="$WORK_DIR/$JOB_NAME"
     echo "=== $COMPARE_NAME: arm $arm, seed $seed ($JOB_DIR)"

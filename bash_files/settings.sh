@@ -18,6 +18,7 @@ REGIONS="${REGIONS:-adaptive}"               # adaptive | base | oracle (queried
 ACQUISITION="${ACQUISITION:-class_balanced}" # class_balanced | uncertainty | random
 SIEVE="${SIEVE:-1}"                          # 1 | 0
 EPS="${EPS:-0.1}"                            # adaptive merge: JS distance below which neighbours merge
+MERGE_MODEL="${MERGE_MODEL:-}"               # a training folder whose model merges instead of the previous round's (a bound)
 SEED="${SEED:-0}"
 MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_65 for the paper
 TRAIN_STEPS="${TRAIN_STEPS:-300}"
@@ -39,7 +40,7 @@ PYTHON="${PYTHON:-python}"
 JOB_DIR="$WORK_DIR/$JOB_NAME"
 # Every setting above, for a driver that runs the others (compare.sh exports them).
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
-  REGIONS ACQUISITION SIEVE EPS SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
+  REGIONS ACQUISITION SIEVE EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
   INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON
   ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS"
@@ -48,7 +49,7 @@ init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
     --dataset_dir "$DATA_DIR" --rounds "$ROUNDS" --clicks_per_round "$CLICKS_PER_ROUND" \
     --superpixel_method "$SUPERPIXEL_METHOD" --num_superpixels "$NUM_SUPERPIXELS" \
-    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --eps "$EPS" --seed "$SEED" \
+    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --eps "$EPS" --merge_model "$MERGE_MODEL" --seed "$SEED" \
     --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
     --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
     --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \

@@ -21,12 +21,14 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
                            base_dir: Path | str, out_dir: Path | str, mode: str = "adaptive",
                            eps: float = 0.1, oracle_dir: Path | str | None = None,
                            overlay_dir: Path | str | None = None, max_overlays: int = 4,
-                           progress: bool = True, executor: Executor | None = None) -> dict:
+                           progress: bool = True, executor: Executor | None = None,
+                           merge_predictor=None) -> dict:
     """Streams the model over `samples` and writes, per image, the round's region map and its
     statistics (`{out_dir}/{name}.npz`: regions, size, uncertainty, dominant_class).
 
     mode `adaptive` merges the base map (section 3); `base` keeps it; `oracle` uses the
-    ground-truth components. The model runs here (images decoded ahead by a thread); each
+    ground-truth components; with `merge_predictor` (adaptive only), the merge uses its
+    probabilities and the statistics `predictor`'s. The model runs here (images decoded ahead by a thread); each
     image's probabilities go to the executor's workers as soon as they exist, with a bounded
     number in flight. Images already written are skipped (resume). Returns a summary with
     regions per image and ASA before and after.
@@ -38,10 +40,19 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
     extra = f", eps={eps:g}" if mode == "adaptive" else ""
 
     def tasks():
+        import itertools
+
         images = prefetch(lambda s: (s.name, descriptor.read_image(s)), todo)
-        for k, (s, (name, probs)) in enumerate(zip(todo, predictor.stream(images))):
+        if merge_predictor is None:
+            merging = itertools.repeat((None, None))
+        else:  # the same decoded images through both models, in step
+            images, again = itertools.tee(images)
+            merging = merge_predictor.stream(again)
+        for k, (s, (name, probs), (_, merge_probs)) in enumerate(
+                zip(todo, predictor.stream(images), merging)):
             assert name == s.name
             yield {"descriptor": descriptor, "sample": s, "probs": probs, "mode": mode, "eps": eps,
+                   "merge_probs": merge_probs,
                    "base": region_maps.path(base_dir, name), "out": region_maps.path(out_dir, name),
                    "oracle": region_maps.path(oracle_dir, name) if oracle_dir else None,
                    "overlay": Path(overlay_dir) / f"{name}_{mode}.png"
@@ -72,10 +83,16 @@ def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
     if t < 1:
         raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
     exp.require(t - 1, "train")
+    merge_predictor = None
+    if exp.config.merge_model:
+        from deeplab.inference import Predictor
+
+        merge_predictor = Predictor.from_train_dir(exp.config.merge_model, exp.config.inference_scale)
     summary = generate_round_regions(
         exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
         exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
-        exp.round_dir(t) / "overlays" if write_overlays else None, executor=exp.executor())
+        exp.round_dir(t) / "overlays" if write_overlays else None, executor=exp.executor(),
+        merge_predictor=merge_predictor)
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
     if warning:
         import sys

@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     c.add_argument("--seeds", required=True)
     a = sub.add_parser("arm", help="print an arm's settings as shell assignments")
     a.add_argument("--name", required=True)
+    a.add_argument("--reference_dir", default="", help="the seed's reference job (merge_bound)")
     s = sub.add_parser("share", help="give a job the finished warm-up round of another")
     s.add_argument("--source", required=True)
     s.add_argument("--job_dir", required=True)
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
             compare.check_arms(args.arms.split())
             compare.check_seeds(args.seeds.split())
         elif args.command == "arm":
-            print(compare.arm_settings(args.name))
+            print(compare.arm_settings(args.name, args.reference_dir))
         elif args.command == "share":
             print(compare.share_warm_up(args.source, args.job_dir))
         else:

@@ -24,7 +24,7 @@ TINY = {"ROUNDS": "2", "CLICKS_PER_ROUND": "5%", "TRAIN_STEPS": "6", "TRAIN_CROP
         # compare.sh builds its stand-in backbone when missing: a tiny one here
         "STANDIN_FLAGS": "--num_images 6 --num_val 2 --steps 3 --height 64 --width 128 "
                          "--crop_size 65 --batch_size 2"}
-ARMS = "full random paper oracle"
+ARMS = "full random paper oracle merge_bound"
 
 
 def _driver(script, tmp, synth_root, **env):
@@ -111,7 +111,7 @@ def test_every_round_starts_from_the_stand_in_backbone(compared):
 
 def test_arms_run_their_modes(compared):
     cmp_dir, _ = compared
-    for arm in ("random", "paper", "oracle"):
+    for arm in ("random", "paper", "oracle", "merge_bound"):
         exp = Experiment.open(cmp_dir / f"{arm}_s3")
         regions, acq, sieve = compare.ARMS[arm]
         c = exp.config
@@ -142,6 +142,30 @@ def test_arms_run_their_modes(compared):
         r = m["regions"]
         collapsed = regions == "adaptive" and r["regions_per_image_after"] < 0.25 * r["regions_per_image_before"]
         assert ("warning" in r) == collapsed
+
+
+def test_merge_bound_merges_with_the_reference_model(compared):
+    """merge_bound: round 1's adaptive map is the merge by the reference's probabilities, its
+    statistics (what the score reads) the previous round's model's."""
+    from deeplab.active import adaptive, region_maps
+    from deeplab.active import regions as R
+    from deeplab.inference import Predictor
+
+    cmp_dir, _ = compared
+    exp = Experiment.open(cmp_dir / "merge_bound_s3")
+    assert Path(exp.config.merge_model) == cmp_dir / "full_s3" / "round_00" / "train"
+    sample = exp.samples[0]
+    # the pipeline's first batch (4 images in order), so the floats are computed alike
+    batch = [(s.name, exp.descriptor.read_image(s)) for s in exp.samples[:4]]
+    ref_probs = next(Predictor.from_train_dir(exp.config.merge_model).stream(batch))[1]
+    own_probs = next(Predictor.from_train_dir(exp.round_dir(0) / "train").stream(batch))[1]
+    base = exp.load_map(0, sample.name)
+    regions, stats = region_maps.load_with_stats(exp.map_path(1, sample.name))
+    expected = adaptive.adaptive_superpixels(ref_probs, base, exp.config.eps).regions
+    np.testing.assert_array_equal(regions, expected)
+    own = R.region_statistics(own_probs, regions)
+    np.testing.assert_allclose(stats["uncertainty"], own.uncertainty, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(stats["dominant_class"], own.dominant_class)
 
 
 def test_identical_labels_give_identical_weights_across_processes(compared):

@@ -20,6 +20,7 @@ import dataclasses
 import io
 import json
 import math
+import shlex
 import shutil
 from pathlib import Path
 
@@ -37,11 +38,14 @@ ARMS = {
     "adaptive": ("adaptive", "class_balanced", 0),  # the paper's score on adaptive, no sieving
     "paper": ("adaptive", "class_balanced", 1),  # adaptive + class-balanced + sieving
     "oracle": ("oracle", "class_balanced", 0),  # ground-truth regions: region-quality bound
+    # `paper` with its regions merged by the reference's model (same seed): merge-quality bound
+    "merge_bound": ("adaptive", "class_balanced", 1),
 }
 REFERENCE = "full"
 # Settings that round 0 does not read: jobs that differ only in these share their warm-up round.
 NOT_IN_ROUND_0 = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
-                  "regions", "acquisition", "sieve", "eps", "knee", "min_size_px", "warm_start")
+                  "regions", "acquisition", "sieve", "eps", "knee", "min_size_px", "warm_start",
+                  "merge_model")
 
 
 def check_arms(names: list[str]) -> list[str]:
@@ -53,6 +57,10 @@ def check_arms(names: list[str]) -> list[str]:
         raise ValueError(f"ARMS: unknown arm(s) {', '.join(bad)}; valid: {', '.join([REFERENCE, *ARMS])}")
     if len(set(names)) != len(names):
         raise ValueError(f"ARMS lists an arm twice: {' '.join(names)}")
+    if "merge_bound" in names and (REFERENCE not in names
+                                   or names.index(REFERENCE) > names.index("merge_bound")):
+        raise ValueError(f"ARMS: merge_bound merges with the reference's model, so '{REFERENCE}' "
+                         "must come before it in ARMS")
     return names
 
 
@@ -68,13 +76,19 @@ def check_seeds(seeds: list[str]) -> list[int]:
     return out
 
 
-def arm_settings(name: str) -> str:
+def arm_settings(name: str, reference_dir: str = "") -> str:
     """Shell assignments of an arm's settings, for the driver to `eval`. A comparison is a
-    simulation: its arms are answered by the oracle whatever ANNOTATOR says."""
+    simulation: its arms are answered by the oracle whatever ANNOTATOR says. `merge_bound`
+    merges with the model of `reference_dir` (the seed's `full` job)."""
     if name == REFERENCE:
-        return "REGIONS=base ACQUISITION=random SIEVE=0 ANNOTATOR=oracle"
-    regions, acq, sieve = ARMS[check_arms([name])[0]]
-    return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} ANNOTATOR=oracle"
+        return "REGIONS=base ACQUISITION=random SIEVE=0 ANNOTATOR=oracle MERGE_MODEL="
+    regions, acq, sieve = ARMS[name] if name in ARMS else ARMS[check_arms([name])[0]]
+    merge = ""
+    if name == "merge_bound":
+        if not reference_dir:
+            raise ValueError("merge_bound needs the reference job's folder (--reference_dir)")
+        merge = shlex.quote(str(Path(reference_dir) / "round_00" / "train"))
+    return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} ANNOTATOR=oracle MERGE_MODEL={merge}"
 
 
 def job_name(arm: str, seed: int) -> str:

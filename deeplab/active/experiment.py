@@ -86,6 +86,10 @@ class ExperimentConfig:
     fine_tune_batch_norm: bool = True
     inference_scale: float = 1.0
     eps: float = 0.1
+    # A finished training folder whose model's probabilities merge the adaptive regions instead
+    # of the previous round's (the merge-quality bound of compare.sh's `merge_bound` arm: the
+    # reference's model); scores and sieving still use the previous round's model.
+    merge_model: str = ""
     knee: int = 20
     min_size_px: int = 0  # 0: twice the mean base superpixel size
     num_workers: int = 1
@@ -139,6 +143,14 @@ class ExperimentConfig:
         get_dataset(self.dataset, self.dataset_dir or None)
         if self.init_checkpoint:
             require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
+        if self.merge_model:
+            if self.regions != "adaptive":
+                raise ValueError(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
+                                 "adaptive regions are merged")
+            weights = Path(self.merge_model) / "final_weights.npz"
+            if not weights.is_file():
+                raise FileNotFoundError(f"MERGE_MODEL {self.merge_model} holds no finished training "
+                                        f"({weights} does not exist): train it first")
         if self.executor not in executor.EXECUTORS:
             raise ValueError(f"EXECUTOR '{self.executor}' is unknown; valid: "
                              f"{', '.join(executor.EXECUTORS)}")

@@ -98,7 +98,11 @@ def round_map_task(task: dict) -> dict:
         raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
                          f"delete {task['base']} and rerun scripts/extract_superpixels.py")
     label = descriptor.ground_truth(sample)
-    if mode == "adaptive":
+    merge_probs = task.get("merge_probs")
+    if mode == "adaptive" and merge_probs is not None:  # merged by another model (a bound)
+        regions = adaptive.adaptive_superpixels(merge_probs, base, task["eps"]).regions
+        stats = R.region_statistics(probs, regions)
+    elif mode == "adaptive":
         res = adaptive.adaptive_superpixels(probs, base, task["eps"])
         regions, stats = res.regions, res.stats
     elif mode == "base":
