@@ -9,7 +9,7 @@
 # + sieving), oracle (class-balanced on ground-truth regions), full (the reference).
 # The defaults are the benchmark setting past the cold start (README, "Comparing methods"):
 # a larger generated pool, every round from the stand-in backbone (scripts/build_standin.py,
-# built once when missing), 1 % of the pool per round; comparison.md reports the setting's
+# built once when missing), 0.3 % of the pool per round; comparison.md reports the setting's
 # properties P1-P8. Every variable of bash_files/settings.sh is a setting here too.
 # Re-running resumes.
 set -euo pipefail
@@ -21,9 +21,9 @@ SEEDS="${SEEDS:-0 1 2}"
 ARMS="${ARMS:-full random class_balanced adaptive paper}"
 SHARE_WARM_UP="${SHARE_WARM_UP:-1}"             # 0: every arm trains its own (identical) warm-up round
 ROUNDS="${ROUNDS:-3}"
-CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1%}"      # of the train split's base superpixels
-TRAIN_STEPS="${TRAIN_STEPS:-400}"
-BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"
+CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-0.3%}"    # of the train split's base superpixels (P3: <= 1 %)
+TRAIN_STEPS="${TRAIN_STEPS:-600}"
+BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"  # from the stand-in: 0.07 wrecks sparse-label training
 STANDIN="${STANDIN:-1}"                         # 1: every round starts from the stand-in backbone
 SYNTH_TRAIN="${SYNTH_TRAIN:-400}"               # the embedded pool (DATASET=synthetic, no DATA_DIR)
 SYNTH_VAL="${SYNTH_VAL:-100}"
@@ -38,6 +38,7 @@ py scripts/compare.py check --arms "$ARMS" --seeds "$SEEDS"
 mkdir -p "$COMPARE_DIR"
 start="$(date +%s)"  # every run's wall time is appended (P8 sums them over resumed runs)
 trap 'echo "$start $(date +%s)" >> "$COMPARE_DIR/wall_clock.txt"' EXIT
+trap 'exit 130' INT TERM  # so that the EXIT trap records a run that is stopped
 if [ "$DATASET" = synthetic ] && [ -z "$DATA_DIR" ]; then
   DATA_DIR="datasets/synthetic_${SYNTH_TRAIN}_${SYNTH_VAL}"
   py scripts/make_synthetic.py --dataset_dir "$DATA_DIR" --num_train "$SYNTH_TRAIN" --num_val "$SYNTH_VAL"
@@ -92,5 +93,5 @@ if [ "$NUMERICS_CHECK" = 1 ]; then
   done
 fi
 py scripts/compare.py report --compare_dir "$COMPARE_DIR" --arms "$ARMS" --seeds "$SEEDS" \
-  --onednn "$ONEDNN" \
+  --onednn "$ONEDNN" --running_since "$start" \
   --title "$COMPARE_NAME: $DATASET, $MODEL_VARIANT, $TRAIN_STEPS steps/round, $CLICKS_PER_ROUND clicks/round"

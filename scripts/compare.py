@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", required=True)
     r.add_argument("--title", default="")
     r.add_argument("--onednn", default="1", help="TF_ENABLE_ONEDNN_OPTS of the arms' runs (P5)")
+    r.add_argument("--running_since", type=int, default=None,
+                   help="epoch second this compare.sh run started (P8 counts it)")
     args = p.parse_args(argv)
     try:
         if args.command == "check":
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         else:
             md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
                                       compare.check_seeds(args.seeds.split()), args.title,
-                                      args.onednn)
+                                      args.onednn, args.running_since)
             print(md)
             for name in ("comparison.csv", "comparison.png", "comparison.md"):
                 print(f"{args.compare_dir}/{name}")

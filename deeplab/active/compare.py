@@ -381,12 +381,17 @@ def numerics_rows(compare_dir: Path | str) -> list[dict]:
     return out
 
 
-def wall_minutes(compare_dir: Path | str) -> tuple[float, int] | None:
-    """(minutes, runs) summed over the compare.sh runs recorded in wall_clock.txt."""
+def wall_minutes(compare_dir: Path | str, running_since: int | None = None) -> tuple[float, int] | None:
+    """(minutes, runs) summed over the compare.sh runs recorded in wall_clock.txt, plus the
+    run in progress (started at epoch second `running_since`; it records itself on exit)."""
+    import time
+
     path = Path(compare_dir) / WALL_CLOCK
-    if not path.is_file():
-        return None
     total, runs = 0.0, 0
+    if running_since:
+        total, runs = time.time() - running_since, 1
+    if not path.is_file():
+        return (total / 60.0, runs) if runs else None
     for line in path.read_text().splitlines():
         parts = line.split()
         if len(parts) == 2 and all(p.isdigit() for p in parts):
@@ -497,7 +502,7 @@ def properties(rows: list[dict], summary: dict, class_names: list[str], pool_bas
 
 
 def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], title: str = "",
-                 onednn_main: str = "1") -> str:
+                 onednn_main: str = "1", running_since: int | None = None) -> str:
     """Writes comparison.csv, .png and .md under compare_dir; returns the markdown."""
     compare_dir = Path(compare_dir)
     rows, names = collect(compare_dir, arms, seeds)
@@ -513,7 +518,7 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     summary = summarize(rows)
     plot(summary, compare_dir / "comparison.png", title)
     props = properties(rows, summary, names, pool_base(compare_dir, arms, seeds),
-                       numerics_rows(compare_dir), wall_minutes(compare_dir), onednn_main)
+                       numerics_rows(compare_dir), wall_minutes(compare_dir, running_since), onednn_main)
     md = format_markdown(summary, rows, names, props)
     io_utils.write_text(compare_dir / "comparison.md", md)
     return md
