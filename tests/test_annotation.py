@@ -495,3 +495,26 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
     assert annotate_round(exp, 0, progress=False) == summary
     rows = [json.loads(ln) for ln in exp.ledger.path.read_text().splitlines()]
     assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, map(json.loads, lines)))
+
+
+def test_zoom_view_hatches_what_earlier_rounds_labelled():
+    """The page asks for the class of the region's part a click will label: pixels an earlier
+    answer labels are hatched in the zoom view (inside the region only), as the oracle answers."""
+    from deeplab.active.web import render_view
+
+    image = np.full((40, 60, 3), 100, np.uint8)
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 10:40] = True
+    labelled = np.zeros((40, 60), bool)
+    labelled[:, :25] = True  # the left part of the region and outside it
+    plain = render_view(image, mask, "zoom")
+    hatched = render_view(image, mask, "zoom", labelled)
+    changed = (hatched != plain).any(-1)
+    assert changed.any() and (hatched[changed] > plain[changed]).all()  # brighter stripes
+    assert (hatched[changed] >= 200).all()  # 0.35 * 100 + 0.65 * 255
+    ys, xs = np.nonzero(changed)
+    # plain: the region is undimmed grey 100, outside dimmed; stripes only on undimmed pixels
+    assert (plain[ys, xs] == 100).all()
+    assert xs.max() < changed.shape[1] / 2  # only on the labelled (left) side of the region
+    np.testing.assert_array_equal(render_view(image, mask, "whole", labelled),
+                                  render_view(image, mask, "whole"))

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import region_maps
+from deeplab.active import annotation, region_maps
 from deeplab.active.experiment import Experiment
 from deeplab.active.rounds import answers_summary, read_selection, round_answers
 
@@ -89,7 +89,10 @@ class RoundSession:
         self.clicks = sum(int(r["cost"]) for r in self.answers.values())
         self._first_open = 0  # no query before it is unanswered
         self._views: collections.OrderedDict = collections.OrderedDict()
-        self._image: tuple | None = None  # (name, image, region map) of the last view drawn
+        self._image: tuple | None = None  # (name, image, region map, labelled) of the last view drawn
+        # Earlier rounds' answers (finished, never changed): what is already labelled is shown
+        # hatched, since a click names the class of the part it will label (as the oracle does).
+        self._earlier = exp.ledger.by_image(upto_round=t - 1) if t > 0 else {}
         if len(self.answers) == len(self.queries):
             self.done.set()
 
@@ -203,8 +206,8 @@ class RoundSession:
         if cached is not None:
             return cached
         q = self.queries[i]
-        image, regions = self._image_and_map(q["image"])
-        png = io_utils.encode_png(render_view(image, regions == q["region"], kind))
+        image, regions, labelled = self._image_and_map(q["image"])
+        png = io_utils.encode_png(render_view(image, regions == q["region"], kind, labelled))
         with self.lock:
             self._views[(i, kind)] = png
             while len(self._views) > 64:
@@ -215,14 +218,19 @@ class RoundSession:
         """The image and its round map, decoded once for the views drawn from it in a row."""
         last = self._image
         if last is not None and last[0] == name:
-            return last[1], last[2]
+            return last[1:]
         image = self.exp.descriptor.read_image(self.samples[name])
         regions = region_maps.load(self.exp.map_path(self.t, name))
         if regions.shape != image.shape[:2]:
             raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
                                f"{image.shape[:2]}")
-        self._image = (name, image, regions)
-        return image, regions
+        labelled = None
+        if self._earlier.get(name):
+            answers = annotation.answer_luts(self._earlier[name])
+            maps = {r: region_maps.load(self.exp.map_path(r, name)) for r in answers}
+            labelled = annotation.paint(maps, answers, self.ignore)[0] != self.ignore
+        self._image = (name, image, regions, labelled)
+        return image, regions, labelled
 
     def page_info(self) -> dict:
         d = self.exp.descriptor
@@ -233,8 +241,11 @@ class RoundSession:
                 "preselect": self.preselect}
 
 
-def render_view(image: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
-    """uint8 [h, w, 3]: the region outlined, in its context (`zoom`) or on the whole image."""
+def render_view(image: np.ndarray, mask: np.ndarray, kind: str,
+                labelled: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [h, w, 3]: the region outlined, in its context (`zoom`) or on the whole image.
+    `labelled` (bool [H, W]): pixels an earlier answer labels, hatched inside the region in
+    the zoom view."""
     import cv2
 
     h, w = mask.shape
@@ -252,6 +263,12 @@ def render_view(image: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
                        interpolation=cv2.INTER_NEAREST).astype(bool)
         out = img.astype(np.float32)
         out[~m] = 0.45 * out[~m] + 0.55 * 40  # dim what is outside the region
+        if labelled is not None:
+            done = cv2.resize(labelled[crop].astype(np.uint8), None, fx=scale, fy=scale,
+                              interpolation=cv2.INTER_NEAREST).astype(bool) & m
+            yy, xx = np.indices(done.shape)
+            stripes = done & (((yy + xx) // 3) % 3 == 0)
+            out[stripes] = 0.35 * out[stripes] + 0.65 * 255  # hatched: already labelled
         out = out.astype(np.uint8)
         _outline(out, m, 2)
         return out
