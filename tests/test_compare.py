@@ -302,3 +302,33 @@ def test_properties_on_constructed_rows():
     md = compare.format_markdown(summary, rows, names, list(props.values()))
     assert "| P4 |" in md and "FAIL" in md and "## Paired differences" in md
     assert "| paper | 1 | 60.0 | 0.0500 |" in md  # 1200 px / 20 clicks
+
+
+def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
+    """The annotation page of round 1 draws each query with what round 0 labelled hatched."""
+    from deeplab import io_utils
+    from deeplab.active import annotation
+    from deeplab.active.web import RoundSession, render_view
+
+    cmp_dir, _ = compared
+    exp = Experiment.open(cmp_dir / "paper_s3")
+    session = RoundSession(exp, 1)
+    earlier = exp.ledger.by_image(upto_round=0)
+    checked = {"hatched": 0, "beside": 0, "plain": 0}
+    for i, q in enumerate(session.queries):
+        regions = exp.load_map(1, q["image"])
+        labelled = None
+        if q["image"] in earlier:
+            answers = annotation.answer_luts(earlier[q["image"]])
+            painted, _ = annotation.paint({0: exp.load_map(0, q["image"])}, answers)
+            labelled = painted != 255
+        kind = "plain" if labelled is None else \
+            "hatched" if (labelled & (regions == q["region"])).any() else "beside"
+        if checked[kind] >= 2:
+            continue
+        checked[kind] += 1
+        image = exp.descriptor.read_image(session.samples[q["image"]])
+        expected = io_utils.encode_png(render_view(image, regions == q["region"], "zoom", labelled))
+        assert session.view(i, "zoom") == expected, (i, kind)
+    # some query's image carries round 0's answers (the hatching itself: test_annotation.py)
+    assert checked["hatched"] + checked["beside"], checked
