@@ -228,6 +228,16 @@ def paint(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.n
     return labels, owner
 
 
+def labelled_by(rows: list[dict], load_map, ignore_label: int = 255) -> np.ndarray | None:
+    """bool [H, W]: the pixels that one image's answers `rows` label (section 7), with
+    `load_map(round)` giving each round's region map; None without rows."""
+    if not rows:
+        return None
+    answers = answer_luts(rows)
+    painted, _ = paint({t: load_map(t) for t in answers}, answers, ignore_label)
+    return painted != ignore_label
+
+
 def covered(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """bool [H, W]: pixels inside any region answered so far (255 answers included), the
     footprint used for eligibility, so that no area is asked twice."""

@@ -93,12 +93,10 @@ def answers_task(task: dict) -> tuple[list[int], list[int]]:
     regions = region_maps.load(task["map"])
     d = task["descriptor"]
     label = d.read_label(task["sample"])
-    unlabelled = None
-    if task.get("earlier"):  # the pixels earlier rounds' answers label are not this click's
-        answers = annotation.answer_luts(task["earlier"])
-        maps = {r: region_maps.load(task["maps"][r]) for r in answers}
-        painted, _ = annotation.paint(maps, answers, d.ignore_label)
-        unlabelled = painted == d.ignore_label
+    # the pixels earlier rounds' answers label are not this click's
+    labelled = annotation.labelled_by(task.get("earlier"), lambda r: region_maps.load(task["maps"][r]),
+                                      d.ignore_label)
+    unlabelled = None if labelled is None else ~labelled
     answers, sizes = annotation.oracle_answers(regions, label, np.asarray(task["ids"]), unlabelled)
     return answers.tolist(), sizes.tolist()
 

@@ -224,11 +224,8 @@ class RoundSession:
         if regions.shape != image.shape[:2]:
             raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
                                f"{image.shape[:2]}")
-        labelled = None
-        if self._earlier.get(name):
-            answers = annotation.answer_luts(self._earlier[name])
-            maps = {r: region_maps.load(self.exp.map_path(r, name)) for r in answers}
-            labelled = annotation.paint(maps, answers, self.ignore)[0] != self.ignore
+        labelled = annotation.labelled_by(self._earlier.get(name), lambda r: self.exp.load_map(r, name),
+                                          self.ignore)
         self._image = (name, image, regions, labelled)
         return image, regions, labelled
 
