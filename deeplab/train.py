@@ -10,7 +10,9 @@ without labelled pixels contributes 0), logits-bias gradients x2. Runs under tf.
 MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy with several GPUs, the
 default strategy otherwise. Resumes from the newest checkpoint in train_logdir, which is saved
 every `save_interval_steps` steps and every `save_interval_secs` seconds (DeepLab's default,
-1200 s: a crash costs at most that much work). Writes
+1200 s: a crash costs at most that much work); a resumed run continues the input stream where
+its checkpoint was, so with `deterministic` it ends with the weights of an uninterrupted run,
+bit for bit. Writes
 TensorBoard summaries, `model_options.json`, `train_config.json`, and at the end
 `final_weights.npz` (DeepLab-named) and `train_done.json`.
 """
@@ -174,7 +176,13 @@ def train(config: TrainConfig) -> dict:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # slots exist before tf.function traces
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        # The random generators' states (dropout's) are model variables that a Checkpoint of
+        # the Keras model does not track: kept beside it so a resumed run draws what an
+        # uninterrupted one would.
+        random_states = [v for v in model.non_trainable_variables
+                         if v.path.endswith("seed_generator_state")]
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                                   random_states=random_states)
     chief = _is_chief(strategy)
     # Every worker takes part in saving; only the chief writes into train_logdir.
     ckpt_dir = logdir / "ckpt" if chief else Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
@@ -189,8 +197,11 @@ def train(config: TrainConfig) -> dict:
     kernels = regularized_kernels(model)
     bias_ids = {id(v) for v in model.trainable_variables if v.path.endswith("bias")}
     seed = 0 if config.seed is None else config.seed
+    start = int(step.numpy())
 
     def dataset_fn(ctx):
+        # A resumed run continues the input stream where the checkpoint was: every step took
+        # train_batch_size examples, spread evenly over the input pipelines.
         ds = data_generator.build_dataset(
             config.tfrecord_dir, config.train_split,
             batch_size=ctx.get_per_replica_batch_size(config.train_batch_size), is_training=True,
@@ -199,7 +210,8 @@ def train(config: TrainConfig) -> dict:
             scale_factor_step_size=config.scale_factor_step_size,
             ignore_label=config.ignore_label, seed=seed + 1000 * ctx.input_pipeline_id,
             deterministic=config.deterministic, num_input_pipelines=ctx.num_input_pipelines,
-            input_pipeline_id=ctx.input_pipeline_id)
+            input_pipeline_id=ctx.input_pipeline_id,
+            skip_examples=start * config.train_batch_size // ctx.num_input_pipelines)
         return ds
 
     dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
@@ -229,7 +241,6 @@ def train(config: TrainConfig) -> dict:
 
     writer = tf.summary.create_file_writer(str(logdir / "summaries"))
     iterator = iter(dist_ds)
-    start = int(step.numpy())
     losses, t0, t_log = [], time.perf_counter(), time.perf_counter()
     from tqdm import tqdm
 

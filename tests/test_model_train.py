@@ -329,3 +329,40 @@ def test_dataset_dir_flag_points_to_tfrecord_dir(capsys):
         deeplab_eval.main(["--checkpoint_dir", "x", "--dataset_dir", "/data/tfrecord"])
     assert e.value.code == 2
     assert "pass the folder of TFRecords as --tfrecord_dir /data/tfrecord" in capsys.readouterr().err
+
+
+def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path, synth_tfrecords):
+    """A real training, SIGKILLed once a checkpoint exists and run again, ends with the weights of
+    an uninterrupted run, bit for bit: the input stream continues where the checkpoint was."""
+    import signal
+    import time
+
+    steps = 32
+    flags = ["--tfrecord_dir", str(synth_tfrecords), "--model_variant", "xception_light",
+             "--batch_norm_decay", "0.9", "--training_number_of_steps", str(steps),
+             "--base_learning_rate", "0.01", "--train_crop_size", "65,65",
+             "--train_batch_size", "4", "--save_interval_steps", "4", "--seed", "0",
+             "--deterministic", "true"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+
+    def command(logdir):
+        return [sys.executable, "-m", "deeplab.train", "--train_logdir", str(logdir)] + flags
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(whole), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    # The manager's `checkpoint` file names a checkpoint once it is complete.
+    while not (killed / "ckpt" / "checkpoint").is_file() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "train_done.json").exists(), "the training ended before the kill"
+    resumed = subprocess.run(command(killed), check=True, env=env, capture_output=True, text=True)
+    assert "resumed from" in resumed.stdout
+    with np.load(whole / "final_weights.npz") as a, np.load(killed / "final_weights.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            assert a[k].tobytes() == b[k].tobytes(), k

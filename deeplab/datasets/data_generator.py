@@ -80,7 +80,8 @@ def build_dataset(tfrecord_dir: Path | str, split: str, *, batch_size: int, is_t
                   scale_factor_step_size=0.25, ignore_label=255, seed: int = 0,
                   deterministic: bool = False, repeat: bool | None = None,
                   shuffle_buffer: int = 256, num_parallel_calls=tf.data.AUTOTUNE,
-                  num_input_pipelines: int = 1, input_pipeline_id: int = 0) -> tf.data.Dataset:
+                  num_input_pipelines: int = 1, input_pipeline_id: int = 0,
+                  skip_examples: int = 0) -> tf.data.Dataset:
     """The input pipeline of one split.
 
     Training yields `(image float32 [B, ch, cw, 3], label int32 [B, ch, cw])`, repeated,
@@ -90,6 +91,11 @@ def build_dataset(tfrecord_dir: Path | str, split: str, *, batch_size: int, is_t
 
     With several input pipelines (one per worker under tf.distribute), each reads its own
     subset of the shards when there are at least as many shards as pipelines.
+
+    `skip_examples` (training): leave out the stream's first examples without decoding or
+    augmenting them, so a resumed training continues the stream where its checkpoint was: the
+    examples that follow are the ones an uninterrupted run would have drawn (shuffles are
+    seeded and augmentation is a function of the example's index).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -108,6 +114,8 @@ def build_dataset(tfrecord_dir: Path | str, split: str, *, batch_size: int, is_t
         if repeat:
             ds = ds.repeat()
         ds = ds.enumerate()
+        if skip_examples:
+            ds = ds.skip(skip_examples)
 
         def train_map(index, serialized):
             ex = tfrecord.parse_example(serialized)
