@@ -159,10 +159,16 @@ def test_init_refuses_the_oracle_without_labels(tmp_path, synth_root, capsys):
 
 
 # ---------------------------------------------------------------------------- the round session
-def human_job(tmp_path, synth_root, clicks=5, **kw):
-    """A folder data set without labels, ANNOTATOR=human, round 0 selected (no model needed)."""
+def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
+    """A folder data set without labels, ANNOTATOR=human, round 0 selected (no model needed).
+    `class_names`: the first classes renamed."""
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
                                num_train=3, num_val=1)
+    if class_names:
+        classes = json.loads((root / "classes.json").read_text())
+        for c, name in zip(classes["classes"], class_names):
+            c["name"] = name
+        (root / "classes.json").write_text(json.dumps(classes))
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
                               rounds=2, clicks_per_round=clicks, superpixel_method="slic",
                               superpixel_size_px=128.0, annotator="human", seed=1, **kw).validate()
@@ -306,6 +312,166 @@ def test_no_path_from_the_request_is_served(tmp_path, synth_root):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _serve_idle(exp, idle_secs):
+    from deeplab.active.web import RoundSession, make_server
+
+    server = make_server(RoundSession(exp, 0), "127.0.0.1", 0, None, idle_secs=idle_secs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_no_other_site_frames_drives_or_starves_the_page(tmp_path, synth_root):
+    """Every response forbids framing; state changes only by POST; what a browser marks as
+    coming from another site is refused (a top-level navigation to the page excepted)."""
+    exp = human_job(tmp_path, synth_root)
+    server = _serve(exp, "127.0.0.1")
+    port = server.server_address[1]
+    post = {"Content-Type": "application/json"}
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for path in ("/", "/api/progress", "/view/0/zoom.png", "/nothing"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            assert r.getheader("X-Frame-Options") == "DENY", path
+            csp = r.getheader("Content-Security-Policy")
+            assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, path
+            assert "script-src 'sha256-" in csp
+        # no GET hands out a region
+        status, body = _request("127.0.0.1", port, "/api/next?client=x")
+        assert status == 405 and b"POST" in body
+        status, body = _request("127.0.0.1", port, "/api/progress")
+        assert json.loads(body)["answered"] == 0
+        one = json.dumps({"client": "x"})
+        status, body = _request("127.0.0.1", port, "/api/next", "POST", one, post)
+        assert status == 200 and json.loads(body)["held_by_others"] == 0
+        # another site, as a browser marks it
+        answer = json.dumps({"client": "x", "index": 0, "answer": 1})
+        for headers in ({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"},
+                        {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"},
+                        {"Origin": "http://127.0.0.2:9000"}, {"Origin": "null"}):
+            assert _request("127.0.0.1", port, "/api/answer", "POST", answer, {**post, **headers})[0] == 403
+            assert _request("127.0.0.1", port, "/api/next", "POST", json.dumps({"client": "y"}),
+                            {**post, **headers})[0] == 403
+            assert _request("127.0.0.1", port, "/view/0/zoom.png", headers=headers)[0] == 403
+        assert exp.ledger.read() == []
+        frame = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}
+        assert _request("127.0.0.1", port, "/", headers=frame)[0] == 403
+        top = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+        assert _request("127.0.0.1", port, "/", headers=top)[0] == 200
+        # the page itself
+        own = {**post, "Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
+        assert _request("127.0.0.1", port, "/api/answer", "POST", answer, own)[0] == 200
+        assert len(exp.ledger.read()) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_class_names_cannot_break_the_page(tmp_path, synth_root):
+    names = ["<!--<script>", "</script><img src=x onerror=alert(1)>", "a&b \"c\" 'd'"]
+    exp = human_job(tmp_path, synth_root, class_names=names)
+    server = _serve(exp, "127.0.0.1")
+    try:
+        status, body = _request("127.0.0.1", server.server_address[1], "/")
+        page = body.decode()
+        start = page.index('<script id="info" type="application/json">') + 42
+        data = page[start:page.index("</script>", start)]
+        assert "<" not in data and ">" not in data
+        assert [c["name"] for c in json.loads(data)["classes"]][:3] == names
+        assert page.count("<script") == 2 and page.count("</script>") == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth_root, capfd):
+    exp = human_job(tmp_path, synth_root)
+    server = _serve_idle(exp, idle_secs=0.5)
+    port = server.server_address[1]
+    try:
+        for headers, body in (({"Content-Length": "abc"}, "{}"), ({"Content-Length": "-5"}, "{}"),
+                              ({}, "[" * 4000), ({}, '{"client": ' * 1000)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.putrequest("POST", "/api/answer")
+            conn.putheader("Content-Type", "application/json")
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            if "Content-Length" not in headers:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body.encode())
+            r = conn.getresponse()
+            assert r.status == 400, (headers, body[:20])
+            assert "error" in json.loads(r.read())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"NONSENSE\r\n\r\n")
+            reply = b""
+            while chunk := raw.recv(4096):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.0 400") and b"error" in reply
+        # an idle connection is closed by the server
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            t0 = time.monotonic()
+            assert idle.recv(10) == b""
+            assert time.monotonic() - t0 < 5
+        assert exp.ledger.read() == []
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synth_root):
+    from deeplab.active.web import SESSION_COOKIE
+
+    exp = human_job(tmp_path, synth_root)
+    server = _serve(exp, "127.0.0.1")
+    port = server.server_address[1]
+
+    def cookie_of_page():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        r.read()
+        set_cookie = r.getheader("Set-Cookie")
+        assert "HttpOnly" in set_cookie and "SameSite" in set_cookie
+        return set_cookie.split(";")[0]
+
+    def post(path, body, cookie=None):
+        headers = {"Content-Type": "application/json", **({"Cookie": cookie} if cookie else {})}
+        status, reply = _request("127.0.0.1", port, path, "POST", json.dumps(body), headers)
+        return status, json.loads(reply)
+
+    try:
+        mine, theirs = cookie_of_page(), cookie_of_page()
+        assert mine != theirs and mine.startswith(SESSION_COOKIE + "=")
+        q = post("/api/next", {"client": "me"}, mine)[1]["query"]
+        assert post("/api/answer", {"client": "me", "index": q["index"], "answer": 2}, mine)[0] == 200
+        row = exp.ledger.read()[0]
+        assert row["session"] and row["session"] not in mine  # a digest, not the cookie
+        # another session, even naming me, and a request without a session, undo nothing
+        assert post("/api/undo", {"client": "me"}, theirs)[0] == 409
+        assert post("/api/undo", {"client": "me"})[0] == 403
+        assert post("/api/undo", {"client": "me"}, f"{SESSION_COOKIE}=short")[0] == 403
+        assert len(exp.ledger.read()) == 1
+        status, reply = post("/api/undo", {"client": "me"}, mine)
+        assert status == 200 and reply["undone"] == q["index"] and exp.ledger.read() == []
+    finally:
+        server.shutdown()
+        server.server_close()
+    # A Label Studio import's answers are on no browser session's stack.
+    from deeplab.active.web import RoundSession
+
+    exp.ledger.append([{**_row(0), "image": q["image"], "region": q["region"],
+                        "annotator": "label-studio", "source": "label_studio"}])
+    s = RoundSession(exp, 0)
+    from deeplab.active.web import Refused
+
+    for who in ("label-studio", "me"):
+        with pytest.raises(Refused, match="nothing to undo"):
+            s.undo(who, session="0" * 24)
 
 
 def test_one_process_serves_a_round(tmp_path, synth_root):

@@ -2,6 +2,7 @@
 Debian's chromium-driver), and folder data sets through the drivers (with the oracle, and
 without labels with answers posted to the page the driver serves)."""
 
+import contextlib
 import json
 import os
 import re
@@ -60,6 +61,14 @@ def _serve_in_thread(exp, **kw):
     assert ready.wait(60), "the page did not start"
     assert "error" not in result, result.get("error")
     return box["url"], thread, result
+
+
+def _post(url, path, body):
+    """POSTs JSON to the page's API as its script does; returns the decoded reply."""
+    req = urllib.request.Request(url + path, method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
 
 
 def _wait(cond, timeout=20, what="the page"):
@@ -162,8 +171,7 @@ def test_two_people_never_get_the_same_region(browser, tmp_path, synth_root):
     _wait(lambda: "region" in b.find_element(By.ID, "where").text)
     mine = re.search(r"Whole image: (\S+) \(region (\d+),", b.find_element(By.ID, "where").text).groups()
     # the second person, through the API as their page does
-    with urllib.request.urlopen(url + "api/next?client=person-two", timeout=10) as r:
-        other = json.loads(r.read())["query"]
+    other = _post(url, "api/next", {"client": "person-two"})["query"]
     assert (other["image"], str(other["region"])) != mine
     req = urllib.request.Request(url + "api/answer", method="POST",
                                  data=json.dumps({"client": "person-two", "index": other["index"],
@@ -241,8 +249,7 @@ def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root)
             url = m and m.group(1)
         answers = []
         while True:
-            with urllib.request.urlopen(url + "api/next?client=tester", timeout=10) as r:
-                q = json.loads(r.read())["query"]
+            q = _post(url, "api/next", {"client": "tester"})["query"]
             if q is None:
                 break
             answer = [0, 2, 8, 10, 255][q["index"] % 5]
@@ -272,3 +279,84 @@ def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root)
     data = json.loads((job / "round_00" / "manifest.json").read_text())["data"]
     assert data["noise_before"] is None and data["labelled_px"] > 0
     assert (job / "round_00" / "train").is_dir() and not (job / "al_curve.png").exists()
+
+
+# ---------------------------------------------------------------------------- other sites
+def _other_origin(html):
+    """A second origin (127.0.0.2, another site than the page's 127.0.0.1) serving `html`."""
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.2:{server.server_address[1]}/"
+
+
+def test_another_site_can_neither_frame_the_page_nor_lease_its_regions(browser, tmp_path, synth_root):
+    """A page on another origin frames the annotation page and points 45 <img> at the API that
+    used to hand out regions by GET: the frame stays empty, nothing is leased or answered."""
+    from selenium.webdriver.common.by import By
+
+    exp = human_job(tmp_path, synth_root, clicks=4)
+    url, thread, result = _serve_in_thread(exp)
+    imgs = "".join(f'<img src="{url}api/next?client=x{i}">' for i in range(45))
+    attack = (f'<html><body><iframe id="f" name="f" src="{url}" width="900" height="600"></iframe>'
+              f'{imgs}<script>fetch("{url}api/next", {{method: "POST", mode: "no-cors", '
+              f'headers: {{"Content-Type": "text/plain"}}, body: JSON.stringify({{client: "fx"}})}});'
+              f'</script></body></html>')
+    other, other_url = _other_origin(attack)
+    b = browser
+    try:
+        b.get(other_url)
+        _wait(lambda: b.execute_script("return document.readyState") == "complete", what="the other site")
+        time.sleep(1.0)
+        b.switch_to.frame("f")
+        assert b.find_elements(By.ID, "classes") == [], "the page rendered inside another site's frame"
+        for el in b.find_elements(By.TAG_NAME, "button")[:3]:
+            with contextlib.suppress(Exception):
+                el.click()
+        b.switch_to.default_content()
+        # The real annotator still gets the first region; nobody else holds one.
+        p = _post(url, "api/next", {"client": "real-person"})
+        assert p["query"] is not None and p["query"]["index"] == 0 and p["held_by_others"] == 0
+        assert exp.ledger.read() == []
+        _post(url, "api/answer", {"client": "real-person", "index": 0, "answer": 1})
+    finally:
+        b.switch_to.default_content()
+        other.shutdown()
+        other.server_close()
+    b.get(url)  # opened itself, the page works: its own script runs under its policy
+    _wait(lambda: "region" in b.find_element(By.ID, "where").text)
+    while not result and len(exp.ledger.read()) < 4:
+        n = len(exp.ledger.read())
+        b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+        _wait(lambda: len(exp.ledger.read()) == n + 1 or result)
+    thread.join(30)
+    assert "summary" in result
+
+
+def test_class_names_show_as_text(browser, tmp_path, synth_root):
+    from selenium.webdriver.common.by import By
+
+    names = ["<!--<script>", "</script><b id=injected>x</b>"]
+    exp = human_job(tmp_path, synth_root, clicks=1, class_names=names)
+    url, thread, result = _serve_in_thread(exp)
+    b = browser
+    b.get(url)
+    _wait(lambda: "region" in b.find_element(By.ID, "where").text)
+    shown = [x.text for x in b.find_elements(By.CSS_SELECTOR, "#classes button .name")]
+    assert shown[:2] == names and b.find_elements(By.ID, "injected") == []
+    b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+    thread.join(30)
+    assert exp.ledger.read()[0]["answer"] == 0

@@ -14,14 +14,24 @@ What it guarantees:
     (LEASE_SECS) and only one process serves a round (a lock file);
   - it binds 127.0.0.1 by default; any other address requires a token, printed at start and
     checked on every request; it serves the page, JSON and views drawn from the job's own images
-    (addressed by query number), never a file named by the request.
+    (addressed by query number), never a file named by the request;
+  - no other site can frame it (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`; no
+    inline script but the page's own, by hash), drive it or starve it: a request the browser
+    marks as coming from elsewhere (`Sec-Fetch-Site` other than same-origin, or an `Origin`
+    that is not the page's) is refused with 403, except a top-level navigation to the page;
+    no GET changes state (a region is handed out by a POST);
+  - undo takes back only answers given in the same browser session: the page's session is an
+    HttpOnly cookie the server issues, and the ledger keeps its digest with each answer;
+  - a malformed request gets a 400 with a one-line reason; idle connections time out.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import fcntl
+import hashlib
 import hmac
 import http.server
 import json
@@ -50,6 +60,20 @@ CLASS_KEYS = "1234567890qwertyuiopasdfghjklcvbnm"
 CLIENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 VIEW_RE = re.compile(r"^/view/(\d{1,9})/(zoom|whole)\.png$")
 MAX_BODY = 4096
+SESSION_COOKIE = "annotate_session"
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+IDLE_SECS = 30.0  # a connection that sends nothing this long is closed
+
+
+def session_digest(cookie: str) -> str:
+    """What the ledger keeps of a browser session's cookie (never the cookie itself)."""
+    return hashlib.sha256(cookie.encode()).hexdigest()[:24]
+
+
+def _undo_key(session: str | None, client: str) -> tuple[str, str]:
+    """Whose undo stack an answer is on: its browser session's, or (answers given through
+    the Python API without one) its annotator's. The page's undo uses session keys only."""
+    return ("session", session) if session else ("client", client)
 
 
 class Refused(Exception):
@@ -80,12 +104,13 @@ class RoundSession:
         self.leases: dict[int, tuple[str, float]] = {}
         self.samples = {s.name: s for s in exp.samples}
         self.answers: dict[int, dict] = {}
-        # Undo stacks survive a restart: each person's answers in force, in ledger order.
-        self.stacks: dict[str, list[int]] = collections.defaultdict(list)
+        # Undo stacks survive a restart: each browser session's answers in force, in ledger
+        # order (answers imported from Label Studio or given by the oracle are on none).
+        self.stacks: dict[tuple, list[int]] = collections.defaultdict(list)
         for key, row in round_answers(exp, t, self.queries).items():
             self.answers[self.index[key]] = row
-            if row.get("annotator"):
-                self.stacks[row["annotator"]].append(self.index[key])
+            if row.get("source") == "web" and (row.get("session") or row.get("annotator")):
+                self.stacks[_undo_key(row.get("session"), row.get("annotator"))].append(self.index[key])
         self.clicks = sum(int(r["cost"]) for r in self.answers.values())
         self._first_open = 0  # no query before it is unanswered
         self._views: collections.OrderedDict = collections.OrderedDict()
@@ -142,8 +167,9 @@ class RoundSession:
         out["query"] = None if i is None else self._query(i)
         return out
 
-    def answer(self, client: str, index, answer) -> dict:
-        """Validates and records one answer (durable before this returns)."""
+    def answer(self, client: str, index, answer, session: str | None = None) -> dict:
+        """Validates and records one answer (durable before this returns). `session`: the
+        digest of the browser session giving it (`session_digest`), which alone can undo it."""
         _check_client(client)
         i = _int_field(index, "index")
         a = _int_field(answer, "answer")
@@ -166,28 +192,37 @@ class RoundSession:
             row = {"round": self.t, "image": q["image"], "region": q["region"], "answer": a,
                    "size": q["size"], "score": q["score"], "cost": q["cost"],
                    "annotator": client, "source": "web"}
+            if session:
+                row["session"] = session
             self.exp.ledger.append([row])  # fsync'd: durable from here on
             self.answers[i] = row
             self.clicks += int(q["cost"])
-            self.stacks[client].append(i)
+            self.stacks[_undo_key(session, client)].append(i)
             self.leases.pop(i, None)
             if len(self.answers) == len(self.queries):
                 self.done.set()
             return self.progress()
 
-    def undo(self, client: str) -> dict:
-        """Takes back `client`'s last answer of the round and hands that region back to them."""
+    def undo(self, client: str, session: str | None = None) -> dict:
+        """Takes back the last answer of the round given in browser session `session` (through
+        the Python API without one: `client`'s answers given without a session) and hands that
+        region back to them."""
         _check_client(client)
         with self.lock:
             if self.done.is_set():
                 raise Refused(409, "the round is complete: its answers are final")
-            stack = self.stacks.get(client)
+            stack = self.stacks.get(_undo_key(session, client))
             if not stack:
-                raise Refused(409, "nothing to undo: you have not answered a region of this round")
-            i = stack.pop()
+                raise Refused(409, "nothing to undo: no answer of this round was given in this "
+                                   "browser session")
+            i = stack[-1]
             q = self.queries[i]
-            self.exp.ledger.append([{"round": self.t, "image": q["image"], "region": q["region"],
-                                     "undo": True, "annotator": client, "source": "web"}])
+            row = {"round": self.t, "image": q["image"], "region": q["region"],
+                   "undo": True, "annotator": client, "source": "web"}
+            if session:
+                row["session"] = session
+            self.exp.ledger.append([row])
+            stack.pop()
             self.clicks -= int(self.answers.pop(i)["cost"])
             self._first_open = min(self._first_open, i)
             self.leases[i] = (client, self.clock() + self.lease_secs)
@@ -301,36 +336,85 @@ def _check_client(client) -> None:
 
 def _int_field(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Refused(400, f"{name} must be an integer, got {value!r}")
+        raise Refused(400, f"{name} must be an integer, got {str(value)[:40]!r}")
     return value
+
+
+def _json_for_html(obj) -> str:
+    """JSON that can sit inside a <script> data block whatever its strings hold (a class
+    named `<!--<script>` or `</script>` cannot end or change the block)."""
+    return (json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(page: str) -> str:
+    """The page's policy: its own inline script and style (by hash) and nothing else inline;
+    images and requests to itself only; no frame may hold it."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    styles = re.findall(r"<style>(.*?)</style>", page, re.S)
+    return ("default-src 'none'; script-src " + " ".join(map(_csp_hash, scripts)) +
+            "; style-src " + " ".join(map(_csp_hash, styles)) +
+            "; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 
 
 # ---------------------------------------------------------------------------- HTTP
 def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765,
-                token: str | None = None) -> http.server.ThreadingHTTPServer:
+                token: str | None = None,
+                idle_secs: float = IDLE_SECS) -> http.server.ThreadingHTTPServer:
     """The page's HTTP server (not started). A token is required on every request when given;
     serving another address than the loopback without one is refused."""
     if host not in LOOPBACK and not token:
         raise ValueError(f"serving {host} (not this machine only) requires a token")
     page = (Path(__file__).with_name("annotate_page.html").read_text()
-            .replace("__INFO__", json.dumps(session.page_info()).replace("</", "<\\/")))
+            .replace("__INFO__", _json_for_html(session.page_info())))
+    csp = content_security_policy(page)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "annotate"
         sys_version = ""
+        timeout = idle_secs  # idle or slow connections are closed, not kept as threads
 
         def log_message(self, fmt, *args):  # one quiet line per refused request only
             pass
 
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
+        def _send(self, status: int, body: bytes, ctype: str, cookie: str | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("X-Frame-Options", "DENY")
+            self.send_header("Content-Security-Policy", csp)
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            if cookie:
+                self.send_header("Set-Cookie", f"{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; "
+                                               "SameSite=Lax")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def send_error(self, code, message=None, explain=None):
+            # Malformed request lines and headers: a JSON reason like every other refusal.
+            self.close_connection = True
+            if self.request_version == "HTTP/0.9":  # an unparsable request line: answer in 1.0
+                self.request_version = "HTTP/1.0"
+            with contextlib.suppress(OSError):
+                self._refuse(code, message or explain or "malformed request")
+
+        def _session(self) -> str | None:
+            """The digest of this browser session's cookie, if it sent a well-formed one."""
+            for part in (self.headers.get("Cookie") or "").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == SESSION_COOKIE and SESSION_RE.match(value):
+                    return session_digest(value)
+            return None
 
         def _json(self, status: int, obj) -> None:
             self._send(status, json.dumps(obj).encode(), "application/json")
@@ -349,52 +433,103 @@ def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765
                 if hostname not in LOOPBACK:
                     self._refuse(403, f"host '{hostname}' is not this machine")
                     return False
+            # Fetch Metadata resource isolation: what a browser says comes from another site
+            # (another origin: another host, port or scheme) is refused, except a top-level
+            # navigation to the page itself.
+            site = self.headers.get("Sec-Fetch-Site")
+            origin = self.headers.get("Origin")
+            own = "http://" + (self.headers.get("Host") or "")
+            navigation = (self.command == "GET" and urllib.parse.urlsplit(self.path).path == "/"
+                          and self.headers.get("Sec-Fetch-Mode") == "navigate"
+                          and self.headers.get("Sec-Fetch-Dest") in ("document", None))
+            foreign = (site is not None and site not in ("same-origin", "none")) or (
+                origin is not None and origin != own)
+            if foreign and not navigation:
+                self._refuse(403, "requests from another site are refused: open the page itself")
+                return False
             return True
+
+        def _guarded(self, handle) -> None:
+            """Runs one request's handler: a refusal or an unexpected error is one JSON line
+            to the client and one line on the console, never a dropped connection."""
+            try:
+                handle()
+            except Refused as e:
+                self._refuse(e.status, str(e))
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as e:  # noqa: BLE001 - reported, the server goes on
+                print(f"annotation page: {self.command} {self.path[:80]} failed: "
+                      f"{type(e).__name__}: {e}", file=sys.stderr)
+                self._refuse(500, f"internal error ({type(e).__name__}: {e})")
+
+        def _body(self) -> dict:
+            if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+                raise Refused(415, "post JSON (Content-Type: application/json)")
+            text = self.headers.get("Content-Length") or "0"
+            if not text.strip().isdigit():
+                raise Refused(400, f"Content-Length {text[:20]!r} is not a number of bytes")
+            length = int(text)
+            if not 0 < length <= MAX_BODY:
+                raise Refused(400, f"a body of 1..{MAX_BODY} bytes is expected")
+            raw = self.rfile.read(length)
+            if len(raw) < length:
+                raise Refused(400, f"the body ended after {len(raw)} of {length} bytes")
+            try:
+                body = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise Refused(400, "the body is not JSON (or nests too deep)") from None
+            if not isinstance(body, dict):
+                raise Refused(400, "the body must be a JSON object")
+            return body
 
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
             query = urllib.parse.parse_qs(url.query)
             if not self._allowed(query):
                 return
-            try:
+
+            def handle():
                 if url.path == "/":
-                    self._send(200, page.encode(), "text/html; charset=utf-8")
-                elif url.path == "/api/next":
-                    self._json(200, session.next_for(query.get("client", [""])[0]))
+                    # A browser session of its own for undo: issued with the page, kept by it.
+                    cookie = None if self._session() else secrets.token_urlsafe(24)
+                    self._send(200, page.encode(), "text/html; charset=utf-8", cookie=cookie)
+                elif url.path in ("/api/next", "/api/answer", "/api/undo"):
+                    raise Refused(405, f"{url.path} changes what is handed out: POST it (JSON)")
                 elif url.path == "/api/progress":
                     self._json(200, session.progress())
                 elif m := VIEW_RE.match(url.path):
                     self._send(200, session.view(int(m.group(1)), m.group(2)), "image/png")
                 else:
-                    self._refuse(404, "not found")
-            except Refused as e:
-                self._refuse(e.status, str(e))
+                    raise Refused(404, "not found")
+
+            self._guarded(handle)
+
+        def do_HEAD(self):
+            self.do_GET()
 
         def do_POST(self):
             url = urllib.parse.urlsplit(self.path)
             if not self._allowed(urllib.parse.parse_qs(url.query)):
                 return
-            try:
-                if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
-                    raise Refused(415, "post JSON (Content-Type: application/json)")
-                length = int(self.headers.get("Content-Length") or 0)
-                if not 0 < length <= MAX_BODY:
-                    raise Refused(400, f"a body of 1..{MAX_BODY} bytes is expected")
-                try:
-                    body = json.loads(self.rfile.read(length))
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise Refused(400, "the body is not JSON") from None
-                if not isinstance(body, dict):
-                    raise Refused(400, "the body must be a JSON object")
-                if url.path == "/api/answer":
+
+            def handle():
+                body = self._body()
+                if url.path == "/api/next":
+                    self._json(200, session.next_for(body.get("client")))
+                elif url.path == "/api/answer":
                     self._json(200, session.answer(body.get("client"), body.get("index"),
-                                                   body.get("answer")))
+                                                   body.get("answer"), session=self._session()))
                 elif url.path == "/api/undo":
-                    self._json(200, session.undo(body.get("client")))
+                    mine = self._session()
+                    if mine is None:
+                        raise Refused(403, "undo takes back answers of this browser session "
+                                           "only: reload the page")
+                    self._json(200, session.undo(body.get("client"), session=mine))
                 else:
                     raise Refused(404, "not found")
-            except Refused as e:
-                self._refuse(e.status, str(e))
+
+            self._guarded(handle)
 
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
