@@ -8,6 +8,7 @@ ANNOTATE_HOST="${ANNOTATE_HOST:-127.0.0.1}"  # the page's address; another than 
 ANNOTATE_PORT="${ANNOTATE_PORT:-8765}"       # 0: any free port
 PRESELECT="${PRESELECT:-0}"                  # 1: the page pre-selects the model's dominant class
 LEASE_SECS="${LEASE_SECS:-300}"              # a region handed to one person is held for them this long
+DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
 WORK_DIR="${WORK_DIR:-work_dirs}"
 JOB_NAME="${JOB_NAME:-demo}"
 ROUNDS="${ROUNDS:-3}"                        # warm-up included
@@ -43,7 +44,7 @@ SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_
   REGIONS ACQUISITION SIEVE EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
   INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON
-  ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS"
+  ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS DROP_MISSING_ANSWERED"
 
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
@@ -58,7 +59,8 @@ init_experiment() {
     --num_workers "$NUM_WORKERS" --executor "$EXECUTOR" --cache_dir "$CACHE_DIR" \
     --save_interval_secs "$SAVE_INTERVAL_SECS" --deterministic "$DETERMINISTIC" \
     --annotator "$ANNOTATOR" --annotate_host "$ANNOTATE_HOST" --annotate_port "$ANNOTATE_PORT" \
-    --preselect "$PRESELECT" --lease_secs "$LEASE_SECS"
+    --preselect "$PRESELECT" --lease_secs "$LEASE_SECS" \
+    --drop_missing_answered "$DROP_MISSING_ANSWERED" --work_dir "$WORK_DIR"
 }
 
 # The stages after the region maps, identical in every round.

@@ -83,6 +83,33 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round", type=int, required=True, help="round index (0 = warm-up)")
 
 
+# Errors a user can fix (missing or corrupt files, settings the data cannot hold, a ledger that
+# disagrees with the job, a port in use): one line naming the file or value and the fix.
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ArithmeticError, LookupError)
+DEBUG_ENV = "AL_DEBUG"
+
+
+def guarded(fn, *args, what: str = "error") -> int:
+    """Runs `fn(*args)` (a script's work, returning its exit status): an expected error is
+    one line on stderr and exit status 2, without a traceback unless AL_DEBUG=1."""
+    import os
+    import sys
+
+    try:
+        return fn(*args)
+    except EXPECTED_ERRORS as e:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = str(e).strip() or type(e).__name__
+        print(f"{what}: {message} ({DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _shown(info: dict) -> dict:
+    """A stage's figures as printed: long lists (the answers' digests) by their length."""
+    return {k: (f"[{len(v)} items]" if isinstance(v, list) and len(v) > 8 else v) for k, v in info.items()}
+
+
 def run_stage(job_dir, t: int, stage: str, fn) -> int:
     """Runs one stage of round t unless its manifest says it is complete; records it."""
     import json
@@ -96,9 +123,10 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
     if exp.done(t, stage):
         print(f"round {t}: {stage} already complete, skipped")
         return 0
+    exp.check_answered_images()
     info = fn(exp, t)
     exp.mark(t, stage, info)
-    print(f"round {t}: {stage} done {json.dumps(info)}")
+    print(f"round {t}: {stage} done {json.dumps(_shown(info))}")
     return 0
 
 
@@ -111,7 +139,8 @@ def stage_main(doc: str, stage: str, target: str, argv=None) -> int:
     args = p.parse_args(argv)
     module, func = target.split(":")
     try:
-        return run_stage(args.job_dir, args.round, stage, getattr(importlib.import_module(module), func))
+        return guarded(run_stage, args.job_dir, args.round, stage,
+                       getattr(importlib.import_module(module), func), what=f"round {args.round}: {stage}")
     except KeyboardInterrupt:
         import sys
 

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
             p.error("--job_dir needs --round")
         from deeplab.al_pipeline import round_regions
 
-        return cli.run_stage(args.job_dir, args.round, "regions", round_regions)
+        return cli.guarded(cli.run_stage, args.job_dir, args.round, "regions", round_regions,
+                           what=f"round {args.round}: regions")
     if not args.checkpoint_dir or not args.output_dir:
         p.error("standalone mode needs --checkpoint_dir and --output_dir")
     descriptor, root = cli.resolve_dataset(args)

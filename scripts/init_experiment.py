@@ -8,6 +8,7 @@ Called first by the drivers, so that bad settings stop them before any work:
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 
 def _int(text):
@@ -30,6 +31,21 @@ def _clicks(text):
             f"superpixels (0.5%), got '{text}'") from None
 
 
+def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None:
+    """The job folder lies inside WORK_DIR (a JOB_NAME such as `../x` may not leave it) and
+    never inside the data root (nothing is written into DATA_DIR)."""
+    job = job_dir.resolve()
+    if work_dir is not None:
+        work = Path(work_dir).resolve()
+        if job == work or work not in job.parents:
+            raise ValueError(f"the job folder {job_dir} is not inside WORK_DIR {work_dir}: "
+                             "JOB_NAME must name a folder under WORK_DIR (no '..', not absolute)")
+    root = data_root.resolve()
+    if job == root or root in job.parents:
+        raise ValueError(f"the job folder {job_dir} lies inside DATA_DIR {data_root}: nothing is "
+                         "written into the data; choose a WORK_DIR and JOB_NAME outside it")
+
+
 def main(argv=None) -> int:
     from deeplab.active.experiment import ExperimentConfig, Experiment
     from deeplab.cli import parse_bool
@@ -46,12 +62,16 @@ def main(argv=None) -> int:
                            help="clicks per round, or P%% of the train split's base superpixels")
         else:
             p.add_argument(f"--{f.name}", type=kind, default=f.default)
+    p.add_argument("--work_dir", default=None,
+                   help="WORK_DIR: the job folder must lie inside it (JOB_NAME may not leave it)")
     args = p.parse_args(argv)
     settings = vars(args)
+    work_dir = settings.pop("work_dir")
     settings["clicks_per_round"], settings["clicks_percent"] = args.clicks_per_round
     try:
         config = ExperimentConfig(**settings).validate()
         exp = Experiment(config)
+        _check_job_dir(Path(config.job_dir), work_dir, exp.data_root)
         from deeplab import cli
 
         # Generates the synthetic set on first use; checks that the data exist.
@@ -66,8 +86,9 @@ def main(argv=None) -> int:
                 exp.descriptor.list_split(exp.data_root, "val"), "val", "evaluation",
                 f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
                 "to run without evaluation")
+        exp.check_splits()
         config.save_or_check()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     budget = f"clicks on {config.clicks_percent:g}% of the base superpixels" if config.clicks_percent \

@@ -9,13 +9,19 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.active.experiment import Experiment
-    from deeplab.active.results import format_results, write_results
+    from deeplab import cli
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True)
     args = p.parse_args(argv)
-    exp = Experiment.open(args.job_dir)
+    return cli.guarded(_record, args.job_dir, what="results")
+
+
+def _record(job_dir) -> int:
+    from deeplab.active.experiment import Experiment
+    from deeplab.active.results import format_results, write_results
+
+    exp = Experiment.open(job_dir)
     rows = write_results(exp)
     if not rows:
         print("no evaluated round yet")

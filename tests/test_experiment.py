@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -365,3 +366,108 @@ def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, s
     # A list that grew: the records no longer cover it.
     with pytest.raises(ValueError, match="hold 13 images.*list has 12"):
         tfrecord.check_meta(exp.val_tfrecord_dir, "val", [s.name for s in val[:12]], fix="rebuild")
+
+
+def test_edited_ledger_line_stops_the_job_naming_it(finished_job, tmp_path):
+    from deeplab.active.annotation import LedgerError
+
+    exp = _copy_job(finished_job, tmp_path / "w" / "job")
+    lines = exp.ledger.path.read_text().splitlines(keepends=True)
+    assert exp.manifest(0)["annotate"]["rows_sha256"]
+    k = 3  # a line of round 0 (finished): its class changed, the count and clicks unchanged
+    row = json.loads(lines[k - 1])
+    assert row["round"] == 0
+    for field, value in (("answer", (row["answer"] + 1) % 19), ("score", row["score"] + 0.5),
+                         ("region", row["region"] + 1000)):
+        edited = lines[:k - 1] + [json.dumps({**row, field: value}) + "\n"] + lines[k:]
+        exp.ledger.path.write_text("".join(edited))
+        with pytest.raises(LedgerError, match=rf"line {k} \(round 0, region .*the ledger was edited"):
+            exp.ledger.read()
+    exp.ledger.path.write_text("".join(lines))
+    assert len(exp.ledger.read()) == len(lines)
+
+
+def _folder_job(tmp_path, synth_root, **kw):
+    """A folder data set with labels (oracle answers), round 0 selected and answered."""
+    from conftest import make_folder_dataset
+    from deeplab.active import rounds
+
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=False,
+                               num_train=4, num_val=1)
+    config = ExperimentConfig(job_dir=str(tmp_path / "work" / "job"), dataset="folder",
+                              dataset_dir=str(root), rounds=2, clicks_per_round=12,
+                              superpixel_method="slic", superpixel_size_px=128.0, seed=1,
+                              **kw).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    for stage, fn in (("select", rounds.select_round), ("annotate", rounds.annotate_round)):
+        assert cli.run_stage(exp.job_dir, 0, stage, lambda e, t: fn(e, t, progress=False)) == 0
+    return exp, root
+
+
+def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, capsys):
+    from deeplab import al_pipeline
+
+    exp, root = _folder_job(tmp_path, synth_root)
+    rows = exp.ledger.read()
+    gone = rows[0]["image"]
+    mine = [r for r in rows if r["image"] == gone]
+    for p in list((root / "images").rglob(f"{Path(gone).name}.*")) + [root / "labels" / f"{gone}.png"]:
+        p.unlink()
+    data = lambda e, t: al_pipeline.round_data(e, t, progress=False)  # noqa: E731
+    with pytest.raises(ValueError, match=rf"1 answered images are no longer.*'{gone}'.*"
+                                         rf"{len(mine)} answers.*DROP_MISSING_ANSWERED=1"):
+        cli.run_stage(exp.job_dir, 0, "data", data)
+    assert not exp.done(0, "data")
+    # the driver's way: one line, no traceback
+    out = subprocess.run([sys.executable, "scripts/build_round_data.py", "--job_dir", str(exp.job_dir),
+                          "--round", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "DROP_MISSING_ANSWERED=1" in out.stderr.strip().splitlines()[-1]
+    # explicitly dropped: the job goes on and says what that forfeits
+    config = json.loads((exp.job_dir / "config.json").read_text())
+    (exp.job_dir / "config.json").write_text(json.dumps({**config, "drop_missing_answered": True}))
+    capsys.readouterr()
+    assert cli.run_stage(exp.job_dir, 0, "data", data) == 0
+    err = capsys.readouterr().err
+    assert f"{len(mine)} answers, {sum(r['cost'] for r in mine)} clicks are left out" in err
+
+
+def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, synth_root, capsys):
+    import importlib.util
+
+    from conftest import make_folder_dataset
+
+    spec = importlib.util.spec_from_file_location("init_experiment", ROOT / "scripts" / "init_experiment.py")
+    init = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(init)
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True,
+                               num_train=4, num_val=2)
+    train_list = (root / "splits" / "train.txt").read_text().split()
+    val_list = (root / "splits" / "val.txt").read_text().split()
+    work = tmp_path / "work"
+
+    def init_with(job, **flags):
+        argv = ["--job_dir", str(job), "--dataset", "folder", "--dataset_dir", str(root),
+                "--work_dir", str(work), "--superpixel_method", "slic"]
+        for k, v in flags.items():
+            argv += [f"--{k}", str(v)]
+        code = init.main(argv)
+        return code, capsys.readouterr().err
+
+    (root / "splits" / "train.txt").write_text("\n".join(train_list + train_list[:1] * 2) + "\n")
+    code, err = init_with(work / "a")
+    assert code == 2 and f"more than once (first: '{train_list[0]}'" in err
+    (root / "splits" / "train.txt").write_text("\n".join(train_list + val_list[:1]) + "\n")
+    code, err = init_with(work / "a")
+    assert code == 2 and f"both the train and the val split (first: '{val_list[0]}')" in err
+    (root / "splits" / "train.txt").write_text("\n".join(train_list) + "\n")
+    code, err = init_with(work / ".." / "x")
+    assert code == 2 and "not inside WORK_DIR" in err
+    code, err = init_with(root / "inside", work_dir=root)
+    assert code == 2 and "inside DATA_DIR" in err
+    code, err = init_with(work / "a", seed=-1)
+    assert code == 2 and "SEED must be an integer" in err
+    assert not (work / "a").exists() and not (tmp_path / "x").exists() and not (root / "inside").exists()
+    assert init_with(work / "a")[0] == 0

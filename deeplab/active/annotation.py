@@ -3,6 +3,7 @@ training labels from it (section 7)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -52,6 +53,13 @@ def oracle_answers(regions: np.ndarray, label: np.ndarray, region_ids: np.ndarra
         has_open = open_hist.sum(axis=1) > 0
         hist = np.where(has_open[:, None], open_hist, hist)
     return R.majority(hist).astype(np.uint8), sizes
+
+
+def row_digests(rows: list[dict]) -> list[str]:
+    """A short digest of each ledger row (its fields as written, in canonical JSON): what a
+    finished round records of its answers, so an edited line is found and named."""
+    return [hashlib.sha256(json.dumps(r, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+            for r in rows]
 
 
 class LedgerError(ValueError):
@@ -106,8 +114,9 @@ class Ledger:
                   f"written): dropped {torn[:80]!r} ({len(torn)} bytes); that answer was never "
                   "acknowledged and is asked again", file=sys.stderr)
 
-    def raw(self) -> list[dict]:
-        """Every complete line, retractions included, in file order."""
+    def raw(self, lines: list[int] | None = None) -> list[dict]:
+        """Every complete line, retractions included, in file order (`lines`, if given, gets
+        each row's line number)."""
         rows = []
         for i, line in enumerate(self._complete_text().split("\n"), 1):
             if not line.strip():
@@ -121,13 +130,17 @@ class Ledger:
                 raise LedgerError(f"ledger {self.path} line {i} is not an answer ({line[:80]!r}); "
                                   "restore it from backup")
             rows.append(row)
+            if lines is not None:
+                lines.append(i)
         return rows
 
     def read(self) -> list[dict]:
         """The answers in force, oldest first (undone answers removed)."""
         rows: list[dict | None] = []
         latest: dict[tuple, int] = {}
-        for row in self.raw():
+        raw_lines: list[int] = []
+        where: list[int] = []
+        for row, n in zip(self.raw(raw_lines), raw_lines):
             key = (row["round"], row["image"], row["region"])
             if row.get("undo"):
                 i = latest.pop(key, None)
@@ -138,9 +151,11 @@ class Ledger:
             else:
                 latest[key] = len(rows)
                 rows.append(row)
+                where.append(n)
+        lines = [n for r, n in zip(rows, where) if r is not None]
         rows = [r for r in rows if r is not None]
         if self._check is not None:
-            self._check(rows)
+            self._check(rows, lines)
         return rows
 
     def rounds(self) -> set[int]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ STAGES = ("regions", "select", "annotate", "data", "train", "eval")
 # Settings that may change between runs of the same job without invalidating it (where and how
 # it runs, not what it computes).
 MUTABLE = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
-           "annotate_host", "annotate_port", "preselect", "lease_secs")
+           "annotate_host", "annotate_port", "preselect", "lease_secs", "drop_missing_answered")
 ANNOTATORS = ("oracle", "human")
 
 
@@ -102,6 +103,9 @@ class ExperimentConfig:
     annotate_port: int = 8765  # 0: any free port
     preselect: bool = False  # the page pre-selects the model's dominant class (may anchor people)
     lease_secs: float = 300.0  # a region handed to one person is held for them this long
+    # Answered images no longer in the train split stop the job unless this is set: then their
+    # answers are left out of the labels (the clicks they cost stay spent, and say so).
+    drop_missing_answered: bool = False
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ExperimentConfig":
@@ -118,6 +122,8 @@ class ExperimentConfig:
         for name in ("rounds", "train_steps", "train_crop_size",
                      "train_batch_size", "num_workers", "knee"):
             positive_int(name)
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= self.seed < 2**32:
+            raise ValueError(f"SEED must be an integer in 0..{2**32 - 1}, got '{self.seed}'")
         if self.acquisition not in acquisition.ACQUISITIONS:
             raise ValueError(f"ACQUISITION '{self.acquisition}' is unknown; valid: "
                              f"{', '.join(acquisition.ACQUISITIONS)}")
@@ -220,8 +226,56 @@ class Experiment:
     @property
     def samples(self) -> list[Sample]:
         if self._samples is None:
-            self._samples = self.descriptor.list_split(self.data_root, "train")
+            samples = self.descriptor.list_split(self.data_root, "train")
+            seen, twice = set(), []
+            for s in samples:
+                if s.name in seen:
+                    twice.append(s.name)
+                seen.add(s.name)
+            if twice:
+                raise ValueError(
+                    f"the train split lists {len(twice)} images more than once (first: "
+                    f"'{twice[0]}', in {self.descriptor.list_file(self.data_root, 'train')}): a "
+                    "region would be asked, and paid for, twice; list each image once")
+            self._samples = samples
         return self._samples
+
+    def check_splits(self) -> None:
+        """Refuses a val image that is also in the train pool (it would be evaluated on its
+        own labels)."""
+        if not self.evaluable:
+            return
+        val = {s.name for s in self.descriptor.list_split(self.data_root, "val")}
+        both = [s.name for s in self.samples if s.name in val]
+        if both:
+            raise ValueError(
+                f"{len(both)} images are in both the train and the val split (first: '{both[0]}'): "
+                f"the model would be evaluated on images it is trained on; remove them from one "
+                f"of {self.descriptor.list_file(self.data_root, 'train')} and "
+                f"{self.descriptor.list_file(self.data_root, 'val')}")
+
+    def check_answered_images(self) -> None:
+        """Stops the job when images that earlier answers label are gone from the train split
+        (their answers would silently leave the labels while their clicks stay counted), unless
+        DROP_MISSING_ANSWERED=1, which leaves them out and says what that forfeits."""
+        names = {s.name for s in self.samples}
+        gone: dict[str, list[dict]] = {}
+        for r in self.ledger.read():
+            if r["image"] not in names:
+                gone.setdefault(r["image"], []).append(r)
+        if not gone:
+            return
+        rows = [r for rs in gone.values() for r in rs]
+        clicks = int(sum(r["cost"] for r in rows))
+        first = sorted(gone)[:3]
+        what = (f"{len(gone)} answered images are no longer in the train split of {self.data_root} "
+                f"({', '.join(repr(n) for n in first)}{', ...' if len(gone) > 3 else ''}): "
+                f"{len(rows)} answers, {clicks} clicks")
+        if not self.config.drop_missing_answered:
+            raise ValueError(f"{what}. Put the images back, or set DROP_MISSING_ANSWERED=1 to go on "
+                             "without them (those clicks stay spent)")
+        print(f"WARNING: {what} are left out of the labels (DROP_MISSING_ANSWERED=1); those "
+              "clicks stay spent", file=sys.stderr)
 
     def require_labels(self, what: str) -> None:
         """Raises ValueError unless every train image has its ground truth (`what` needs it)."""
@@ -297,14 +351,17 @@ class Experiment:
         m[stage] = info
         io_utils.write_json(self.round_dir(t) / "manifest.json", m)
 
-    def _check_ledger(self, rows: list[dict]) -> None:
+    def _check_ledger(self, rows: list[dict], lines: list[int] | None = None) -> None:
         """Every finished round's answers and clicks in the ledger equal what its manifest
-        recorded (a deleted or added line stops the job instead of shrinking it)."""
+        recorded (a deleted or added line stops the job instead of shrinking it), and so does
+        each answer, row by row (an edited line stops it too, naming the line)."""
+        lines = lines or [0] * len(rows)
         for t in range(self.config.rounds):
             done = self.manifest(t).get("annotate")
             if done is None:
                 continue
             mine = [r for r in rows if r["round"] == t]
+            where = [n for r, n in zip(rows, lines) if r["round"] == t]
             clicks = int(sum(r["cost"] for r in mine))
             if (len(mine), clicks) != (done["answers"], done["clicks"]):
                 raise annotation.LedgerError(
@@ -313,6 +370,18 @@ class Experiment:
                     f"answers ({done['clicks']} clicks): the ledger was edited or lost lines. Restore "
                     f"ledger.jsonl from a backup, or, to ask round {t} again, remove its lines and "
                     f"delete {self.round_dir(t).name} and every later round folder")
+            recorded = done.get("rows_sha256")
+            if recorded is None:  # recorded before answers had digests
+                continue
+            got = annotation.row_digests(mine)
+            for k, (r, n) in enumerate(zip(mine, where)):
+                if got[k] != recorded[k]:
+                    raise annotation.LedgerError(
+                        f"ledger {self.ledger.path} line {n} (round {t}, region {r['region']} of "
+                        f"'{r['image']}') is not the answer round {t} recorded when it was answered: "
+                        f"the ledger was edited. Restore that line from a backup (or the whole "
+                        f"ledger.jsonl); to ask round {t} again instead, remove its lines and delete "
+                        f"{self.round_dir(t).name} and every later round folder")
 
     def require(self, t: int, stage: str) -> None:
         if not self.done(t, stage):

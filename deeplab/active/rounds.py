@@ -127,7 +127,9 @@ def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
         raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
     answered = [r for r in rows if r["answer"] != exp.descriptor.ignore_label]
     return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
-            "labelled_answers": len(answered)}
+            "labelled_answers": len(answered),
+            # each answer as recorded, in ledger order: a later edit of a line stops the job
+            "rows_sha256": annotation.row_digests(rows)}
 
 
 def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
