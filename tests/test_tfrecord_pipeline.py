@@ -127,3 +127,69 @@ def test_records_carry_the_source_image_bytes_unchanged(synth_root, tmp_path):
     assert stored == [s.image_path.read_bytes() for s in samples]
     assert tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples])
     assert not tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples[:2]])
+
+
+def test_every_image_kind_is_decoded_one_way_everywhere(tmp_path, synth_root):
+    """16-bit grey, 8-bit grey, palette, RGBA, CMYK JPEG and RGB JPEG images: read_image (what
+    the superpixels, the page and inference use) gives the RGB they hold, and the TFRecords
+    hold those same pixels; what has no RGB meaning is refused with the file name."""
+    import json
+
+    from PIL import Image
+
+    from deeplab.active import jobs
+    from deeplab.active.web import render_view
+    from deeplab.datasets import build_data, get_dataset, tfrecord
+
+    ds = get_dataset("synthetic")
+    rgb = ds.read_image(ds.list_split(synth_root, "train")[0])
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    kinds = {
+        "grey16": (Image.fromarray(grey.astype(np.uint16) * 257), "png", np.repeat(grey[..., None], 3, 2)),
+        "grey8": (Image.fromarray(grey), "png", np.repeat(grey[..., None], 3, 2)),
+        "palette": (Image.fromarray(rgb).quantize(64), "png", None),
+        "rgba": (Image.fromarray(np.dstack([rgb, np.full(grey.shape, 90, np.uint8)])), "png", rgb),
+        "cmyk": (Image.fromarray(rgb).convert("CMYK"), "jpg", None),
+        "rgbjpeg": (Image.fromarray(rgb), "jpg", None),
+        "rgb": (Image.fromarray(rgb), "png", rgb),
+    }
+    (root / "labels").mkdir()
+    for name, (im, ext, _) in kinds.items():
+        im.save(root / "images" / f"{name}.{ext}", **({"quality": 90} if ext == "jpg" else {}))
+        Image.fromarray((grey % 19).astype(np.uint8)).save(root / "labels" / f"{name}.png")
+    assert Image.open(root / "images" / "grey16.png").mode.startswith("I")
+    (root / "classes.json").write_text(json.dumps({"classes": [
+        {"name": n, "color": c} for n, c in zip(ds.class_names, ds.hex_colours())]}))
+    folder = get_dataset("folder", str(root))
+    samples = {s.name: s for s in folder.list_split(root, "train")}
+    decoded = {n: folder.read_image(samples[n]) for n in kinds}
+    for name, (im, ext, expected) in kinds.items():
+        got = decoded[name]
+        assert got.dtype == np.uint8 and got.shape == rgb.shape, name
+        if expected is None:  # palette / JPEG: Pillow's RGB of the file
+            with Image.open(samples[name].image_path) as f:
+                expected = np.asarray(f.convert("RGB"))
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    assert decoded["grey16"].std() > 10  # not all white
+    # the TFRecords hold the same pixels (JPEGs included: TensorFlow's JPEG decoder differs)
+    build_data.build_split(folder, list(samples.values()), tmp_path / "rec", "train", num_shards=1,
+                           progress=False)
+    for ex in tfrecord.read_examples(tmp_path / "rec", "train"):
+        np.testing.assert_array_equal(ex["image"], decoded[ex["name"]], err_msg=ex["name"])
+    # superpixels and the page's views are made from those pixels
+    jobs.extract_base(folder, list(samples.values()), tmp_path / "base", "slic", 128.0, progress=False)
+    from deeplab.active import region_maps
+
+    m = region_maps.load(region_maps.path(tmp_path / "base", "grey16"))
+    assert m.shape == grey.shape and m.max() > 4
+    view = render_view(decoded["grey16"], m == 0, "whole")
+    assert view.std() > 10
+    # no RGB meaning: refused, naming the file
+    Image.fromarray(grey.astype(np.float32)).save(root / "images" / "float.tif")
+    bad = root / "images" / "float.tif"
+    from deeplab.datasets.descriptors import read_rgb
+
+    with pytest.raises(ValueError, match=r"float\.tif has mode F"):
+        read_rgb(bad)

@@ -19,14 +19,18 @@ def label_png_path(label_dir: Path | str, name: str) -> Path:
 
 
 def image_payload(descriptor: DatasetDescriptor, sample: Sample):
-    """The image as stored in a record: the file's own bytes when it is a 3-channel PNG or JPEG,
-    else (grey, palette, alpha, other formats) the decoded RGB array, encoded once as PNG."""
+    """The image as stored in a record: the file's own bytes when it is an 8-bit RGB PNG
+    (lossless: every decoder gives the same pixels), else the RGB array of `read_image` (the
+    project's one decoder), encoded once as PNG. JPEGs are stored decoded too: TensorFlow's
+    JPEG decoder and Pillow's differ by a few levels per pixel, and training must see the pixels
+    the superpixels, the page and inference see."""
     from PIL import Image
 
     data = sample.image_path.read_bytes()
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.format in ("PNG", "JPEG") and im.mode == "RGB":
+            if (im.format == "PNG" and im.mode == "RGB" and data[24] == 8  # IHDR bit depth
+                    and im.info.get("transparency") is None):
                 return data
     except OSError as e:
         raise ValueError(f"image {sample.image_path} cannot be decoded ({e}); replace the file") from e

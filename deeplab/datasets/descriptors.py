@@ -187,13 +187,35 @@ class DatasetDescriptor:
         return image, label
 
 
+# 16-bit (and 32-bit integer) greyscale modes: scaled to 8 bits (v / 257, rounded), never
+# clipped, which would turn every value above 255 white.
+_WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def read_rgb(path: Path | str) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of an image file: the one decoder of the project (superpixels, the
+    annotation page, inference and the TFRecords all see these pixels). Greyscale, palette,
+    RGBA / LA (alpha dropped) and CMYK become RGB; 16-bit greyscale is scaled to 8 bits;
+    other modes (floating point, multi-frame) are refused with the file name."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if getattr(im, "n_frames", 1) > 1:
+                raise ValueError(f"image {path} has {im.n_frames} frames; save a single-frame "
+                                 "PNG or JPEG")
+            if im.mode in _WIDE_GREY:
+                grey = np.asarray(im).astype(np.int64)
+                if grey.min() < 0 or grey.max() > 65535:
+                    raise ValueError(f"image {path} is a {im.mode} image with values outside "
+                                     "0..65535; save it as an 8-bit or 16-bit PNG")
+                grey = ((grey + 128) // 257).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            if im.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX", "La", "RGBa"):
+                raise ValueError(f"image {path} has mode {im.mode}, which has no RGB meaning here; "
+                                 "save it as an 8-bit RGB or greyscale PNG or JPEG")
+            return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
     except OSError as e:
         raise ValueError(f"image {path} cannot be decoded ({e}); replace the file") from e
 
