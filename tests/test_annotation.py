@@ -179,6 +179,19 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
     return exp
 
 
+def human_job_from(exp, tmp_path, clicks=40):
+    """A new human job on the data root of `exp` (after its images changed)."""
+    config = ExperimentConfig(job_dir=str(tmp_path / "job2"), dataset="folder",
+                              dataset_dir=str(exp.data_root), rounds=2, clicks_per_round=clicks,
+                              superpixel_method="slic", superpixel_size_px=128.0, annotator="human",
+                              seed=1).validate()
+    config.save_or_check()
+    new = Experiment(config)
+    jobs.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
+    new.mark(0, "select", select_round(new, 0, progress=False))
+    return new
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
@@ -638,6 +651,55 @@ def test_label_studio_import_refuses_bad_tasks_with_id_and_reason(tmp_path, synt
     (tmp_path / "min.json").write_text(json.dumps({"image": "x"}))
     with pytest.raises(ls.ImportRefused, match="not JSON-MIN or CSV"):
         ls.import_round(exp, 0, tmp_path / "min.json")
+    # JSON-MIN: flat tasks (the fields not under 'data')
+    flat = [{"id": 7, **tasks[1]["data"], "class": "road"}]
+    (tmp_path / "min2.json").write_text(json.dumps(flat))
+    with pytest.raises(ls.ImportRefused, match="task 7: .*JSON-MIN export; export the project as JSON"):
+        ls.import_round(exp, 0, tmp_path / "min2.json")
+
+
+@pytest.mark.parametrize("field,value", [("al_region", 16.0), ("al_region", [1]), ("al_region", {"a": 1}),
+                                         ("al_region", "3"), ("al_query", 1.5), ("al_round", True),
+                                         ("al_image", ["x"])])
+def test_label_studio_import_refuses_ids_that_are_not_integers(tmp_path, synth_root, field, value):
+    from deeplab.active import label_studio as ls
+
+    exp = human_job(tmp_path, synth_root, clicks=2)
+    ls.export_round(exp, 0, tmp_path / "tasks.json")
+    tasks = _complete(json.loads((tmp_path / "tasks.json").read_text()), ["road", "car"])
+    tasks[1]["data"] = dict(tasks[1]["data"], **{field: value})
+    (tmp_path / "bad.json").write_text(json.dumps(tasks))
+    with pytest.raises(ls.ImportRefused, match=rf"(?s)1 tasks refused.*task 101: {field} is .*integers"):
+        ls.import_round(exp, 0, tmp_path / "bad.json")
+    assert exp.ledger.read() == []
+
+
+def test_label_studio_urls_are_percent_encoded(tmp_path, synth_root):
+    import urllib.parse
+
+    from deeplab.active import label_studio as ls
+
+    exp = human_job(tmp_path, synth_root, clicks=40)
+    odd = "a&b #1+c%20 ?d"
+    first = exp.samples[0]
+    renamed = first.image_path.with_name(odd + first.image_path.suffix)
+    names = {s.name for s in exp.samples}
+    # a copy of the job whose first image has an awkward name (a fresh job: its own selection)
+    import shutil
+
+    shutil.rmtree(exp.job_dir)
+    first.image_path.rename(renamed)
+    exp = human_job_from(exp, tmp_path)
+    ls.export_round(exp, 0, tmp_path / "tasks.json")
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    mine = [t for t in tasks if Path(t["data"]["al_image"]).name == odd]
+    assert mine, "the renamed image was not queried"
+    for t in mine:
+        url = t["data"]["image"]
+        assert "&" not in url and "#" not in url and "+" not in url and " " not in url
+        value = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["d"][0]
+        assert (exp.data_root / value).resolve() == renamed.resolve()
+    assert {s.name for s in exp.samples} != names
 
 
 def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_root):

@@ -22,6 +22,7 @@ bits, and the value(s) in word-size bits. The values are the RGBA bytes of the m
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -150,7 +151,9 @@ def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str
         regions = region_maps.load(exp.map_path(t, name))
         h, w = regions.shape
         for i in queries:
-            tasks[i] = _task(exp, t, i, sel[i], image_url_prefix + rel, regions == sel[i]["region"], h, w)
+            # percent-encoded: names with '&', '#', '+', '%', '?' or spaces survive the URL
+            url = image_url_prefix + urllib.parse.quote(rel, safe="/")
+            tasks[i] = _task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
@@ -226,8 +229,20 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
     for k, task in enumerate(tasks):
         tid = task.get("id", f"#{k}") if isinstance(task, dict) else f"#{k}"
         data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict) and isinstance(task, dict) and "al_image" in task:
+            errors.append(f"task {tid}: its fields are not under 'data': this is a JSON-MIN export; "
+                          "export the project as JSON (Export > JSON) and import that")
+            continue
         if not isinstance(data, dict) or "al_image" not in data or "al_region" not in data:
             errors.append(f"task {tid}: not a task exported by this project (no al_image/al_region)")
+            continue
+        bad = [f"{f} is {str(data.get(f))[:30]!r}" for f in ("al_round", "al_region", "al_query")
+               if f in data and (isinstance(data[f], bool) or not isinstance(data[f], int))]
+        if not isinstance(data["al_image"], str):
+            bad.append(f"al_image is {str(data['al_image'])[:30]!r}")
+        if bad:
+            errors.append(f"task {tid}: {', '.join(bad)}: the round, region and query are integers "
+                          "and the image a name, as exported; re-export the round")
             continue
         if data.get("al_round") != t:
             errors.append(f"task {tid}: belongs to round {data.get('al_round')!r}, not round {t}")
