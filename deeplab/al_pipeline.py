@@ -59,11 +59,18 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
                    if overlay_dir and k < max_overlays else None,
                    "title": f"{name}{extra}"}
 
+    done = [s for s in samples if s not in todo]
     with (executor or LocalExecutor()) as ex:
         results = list(tqdm(ex.imap(jobs.round_map_task, tasks()), total=len(todo),
                             desc=f"{mode} regions", unit="img", disable=not progress))
-    summary = {"images": len(todo), "skipped": len(samples) - len(todo)}
-    if todo:
+        if done:  # written by an interrupted run: their figures from the maps on disk
+            results += ex.map(jobs.map_figures_task, [
+                {"descriptor": descriptor, "sample": s, "base": region_maps.path(base_dir, s.name),
+                 "out": region_maps.path(out_dir, s.name)} for s in done],
+                f"{mode} regions (written before)", progress)
+    # Every image's figures, resumed or not: a resumed stage records what an uninterrupted one does.
+    summary = {"images": len(samples), "resumed": len(done)}
+    if results:
         summary.update({f"regions_per_image_{k}": float(np.mean([r[k] for r in results]))
                         for k in ("before", "after")})
         # ASA needs the ground truth of every image; without it, not available (never 0).

@@ -14,15 +14,31 @@ import numpy as np
 from PIL import Image
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o22)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str):
-    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds."""
+    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds.
+    The file gets the mode a plain `open` would give it (0666 less the umask), not the
+    temporary file's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

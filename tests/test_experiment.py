@@ -471,3 +471,24 @@ def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, 
     assert code == 2 and "SEED must be an integer" in err
     assert not (work / "a").exists() and not (tmp_path / "x").exists() and not (root / "inside").exists()
     assert init_with(work / "a")[0] == 0
+
+
+def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finished_job, tmp_path):
+    """Killed after every map was written but before the stage was recorded: the rerun writes
+    nothing new and records the figures (images, regions per image, ASA, the collapse warning)
+    of the uninterrupted stage."""
+    from deeplab import al_pipeline
+
+    whole = Experiment.open(finished_job).manifest(1)["regions"]
+    exp = _copy_job(finished_job, tmp_path / "w" / "job", cache_dir=str(finished_job.parent / "cache"))
+    manifest = exp.manifest(1)
+    del manifest["regions"]
+    (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: p.stat().st_mtime_ns for p in (exp.round_dir(1) / "regions").rglob("*.npz")}
+    assert cli.run_stage(exp.job_dir, 1, "regions", al_pipeline.round_regions) == 0
+    resumed = exp.manifest(1)["regions"]
+    assert resumed["resumed"] == len(exp.samples) and whole["resumed"] == 0
+    assert {k: v for k, v in resumed.items() if k != "resumed"} == {k: v for k, v in whole.items() if k != "resumed"}
+    assert resumed["images"] == len(exp.samples) and resumed["asa_after"] is not None
+    after = {p.name: p.stat().st_mtime_ns for p in (exp.round_dir(1) / "regions").rglob("*.npz")}
+    assert after == before

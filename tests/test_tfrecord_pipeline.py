@@ -193,3 +193,23 @@ def test_every_image_kind_is_decoded_one_way_everywhere(tmp_path, synth_root):
 
     with pytest.raises(ValueError, match=r"float\.tif has mode F"):
         read_rgb(bad)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        io_utils.write_text(tmp_path / "a.json", "{}\n")
+        with io_utils.atomic_path(tmp_path / "b.npz") as tmp:
+            np.savez(tmp, x=np.zeros(2))
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    assert expected == 0o666 & ~umask
+    for name in ("a.json", "b.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

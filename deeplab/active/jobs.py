@@ -118,11 +118,23 @@ def round_map_task(task: dict) -> dict:
     if task.get("overlay"):
         overlays.regions_figure(task["overlay"], descriptor.read_image(sample), base, regions, mode,
                                 title=task.get("title", name))
+    return _map_figures(descriptor, label, base, regions, stats.size)
+
+
+def _map_figures(descriptor, label, base, regions, sizes) -> dict:
     # Without ground truth (a folder of unlabelled images) the ASA is not available.
     asa = [None, None] if label is None else \
         [metrics.asa(m, label, descriptor.ignore_label) for m in (base, regions)]
-    return {"before": int(base.max()) + 1, "after": int((stats.size > 0).sum()),
+    return {"before": int(base.max()) + 1, "after": int((np.asarray(sizes) > 0).sum()),
             "asa_before": asa[0], "asa_after": asa[1]}
+
+
+def map_figures_task(task: dict) -> dict:
+    """round_map_task's figures of a map already written (a resumed regions stage), so the
+    stage's summary covers every image whether or not it was interrupted."""
+    regions, stats = region_maps.load_with_stats(task["out"])
+    return _map_figures(task["descriptor"], task["descriptor"].ground_truth(task["sample"]),
+                        region_maps.load(task["base"]), regions, stats["size"])
 
 
 # ---------------------------------------------------------------------------- round labels
