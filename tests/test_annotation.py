@@ -50,6 +50,21 @@ def test_ledger_appends_in_place_and_folds_undo(tmp_path):
         led.read()
 
 
+def test_a_copied_answer_line_stops_at_once_naming_both_lines(tmp_path):
+    """Even in a round still being answered (nothing recorded yet): the advice keeps every
+    real answer."""
+    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    led.append([_row(0), _row(1), _row(2)])
+    lines = led.path.read_text().splitlines(keepends=True)
+    led.path.write_text("".join(lines + lines[1:2]))
+    with pytest.raises(annotation.LedgerError, match=r"line 4 answers region 1 of 'a' \(round 0\) again, "
+                                                     r"after line 2.*duplicate; delete line 4"):
+        led.read()
+    led.path.write_text("".join(lines) + json.dumps(_row(1, answer=5)) + "\n")
+    with pytest.raises(annotation.LedgerError, match="keep the line with the right answer"):
+        led.read()
+
+
 def test_torn_last_line_is_reported_dropped_and_cut(tmp_path, capsys):
     led = annotation.Ledger(tmp_path / "ledger.jsonl")
     led.append([_row(0), _row(1)])
@@ -58,7 +73,7 @@ def test_torn_last_line_is_reported_dropped_and_cut(tmp_path, capsys):
         f.write(json.dumps(_row(2)).encode()[:25])  # a crash in the middle of a write
     assert [r["region"] for r in led.read()] == [0, 1]
     err = capsys.readouterr().err
-    assert "last line is torn" in err and "dropped" in err
+    assert "last line is torn" in err and "dropped" in err and "asks that region again" in err
     led.append([_row(3)])
     assert led.path.read_bytes() == whole + (json.dumps(_row(3)) + "\n").encode()
     assert (tmp_path / "ledger.jsonl.torn").read_bytes().startswith(json.dumps(_row(2)).encode()[:25])

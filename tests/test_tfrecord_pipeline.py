@@ -213,3 +213,20 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask):
     assert expected == 0o666 & ~umask
     for name in ("a.json", "b.npz"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+def test_image_and_label_of_other_sizes_are_named_by_file(tmp_path, synth_root):
+    import shutil
+
+    from PIL import Image
+
+    from deeplab.datasets import build_data
+
+    ds = get_dataset("synthetic")
+    sample = ds.list_split(synth_root, "train")[0]
+    labels = tmp_path / "labels"
+    path = build_data.label_png_path(labels, sample.name)
+    path.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(path)
+    with pytest.raises(ValueError, match=rf"image is .* but label is 10x12.*image {sample.image_path}.*label {path}"):
+        build_data.example_of(ds, sample, labels)

@@ -112,7 +112,8 @@ class Ledger:
             self._reported = file_size
             print(f"WARNING: ledger {self.path}: its last line is torn (a crash while it was "
                   f"written): dropped {torn[:80]!r} ({len(torn)} bytes); that answer was never "
-                  "acknowledged and is asked again", file=sys.stderr)
+                  "acknowledged, so its round's answers stage asks that region again (the bytes "
+                  f"are kept in {self.path.name}.torn at the next write)", file=sys.stderr)
 
     def raw(self, lines: list[int] | None = None) -> list[dict]:
         """Every complete line, retractions included, in file order (`lines`, if given, gets
@@ -149,6 +150,15 @@ class Ledger:
                                       f"'{key[1]}' (round {key[0]}) follows no answer of it")
                 rows[i] = None
             else:
+                if key in latest:  # answered twice without an undo between: a copied line
+                    first = where[latest[key]]
+                    same = rows[latest[key]] == row
+                    raise LedgerError(
+                        f"ledger {self.path} line {n} answers region {key[2]} of '{key[1]}' (round "
+                        f"{key[0]}) again, after line {first}, with no undo between: "
+                        + ("the line is a duplicate; delete line " + str(n) if same else
+                           f"keep the line with the right answer and delete the other") +
+                        " (nothing else needs to change)")
                 latest[key] = len(rows)
                 rows.append(row)
                 where.append(n)

@@ -46,7 +46,11 @@ def example_of(descriptor: DatasetDescriptor, sample: Sample, label_dir: Path | 
         path = label_png_path(label_dir, sample.name)
         check_label_values(read_label_png(path), descriptor.num_classes, descriptor.ignore_label, path)
         label = path.read_bytes()  # checked; stored as written
-    return tfrecord.make_example(sample.name, image_payload(descriptor, sample), label)
+    try:
+        return tfrecord.make_example(sample.name, image_payload(descriptor, sample), label)
+    except ValueError as e:  # name the files, not only the image's name
+        where = sample.label_path if label_dir is None else label_png_path(label_dir, sample.name)
+        raise ValueError(f"{e} (image {sample.image_path}, label {where})") from None
 
 
 def shard_task(task: dict) -> int:
