@@ -31,6 +31,18 @@ def _clicks(text):
             f"superpixels (0.5%), got '{text}'") from None
 
 
+def _check_superpixels(exp) -> None:
+    """NUM_SUPERPIXELS that the first train image cannot hold is refused before any work."""
+    from deeplab.active import superpixels
+
+    c = exp.config
+    if not c.num_superpixels:
+        return
+    h, w = exp.descriptor.read_image(exp.samples[0]).shape[:2]
+    superpixels.check_superpixel_count(h, w, c.superpixel_method, c.num_superpixels,
+                                       f"'{exp.samples[0].name}'")
+
+
 def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None:
     """The job folder lies inside WORK_DIR (a JOB_NAME such as `../x` may not leave it) and
     never inside the data root (nothing is written into DATA_DIR)."""
@@ -87,6 +99,7 @@ def main(argv=None) -> int:
                 f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
                 "to run without evaluation")
         exp.check_splits()
+        _check_superpixels(exp)
         config.save_or_check()
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -187,14 +187,18 @@ def test_model_variant_names_match_backbones():
     ({"DETERMINISTIC": "maybe"}, "expected 1/0 or true/false, got 'maybe'"),
     ({"DATASET": "cityscapes", "DATA_DIR": "/nonexistent/cityscapes"}, "/nonexistent/cityscapes"),
     ({"INIT_CHECKPOINT": "/nonexistent/xception.npz"}, "INIT_CHECKPOINT /nonexistent/xception.npz does not exist"),
+    ({"NUM_SUPERPIXELS": "100000"}, "NUM_SUPERPIXELS=100000 is more than SEEDS can make"),
+    ({"SEED": "-1"}, "SEED must be an integer in 0..4294967295, got '-1'"),
+    ({"JOB_NAME": "../escaped"}, "is not inside WORK_DIR"),
 ])
 def test_driver_stops_on_bad_settings_before_any_work(tmp_path, synth_root, env, message):
     full = {**os.environ, "WORK_DIR": str(tmp_path), "JOB_NAME": "bad", "DATA_DIR": str(synth_root), **env}
     out = subprocess.run(["bash", "bash_files/warm_up.sh"], cwd=ROOT, env=full, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0
-    assert message in out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "bad" / "config.json").exists()
+    assert not (tmp_path.parent / "escaped").exists()
     assert not list(Path(synth_root).glob("superpixels")) and not list(tmp_path.glob("*/cache"))
 
 

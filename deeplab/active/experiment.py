@@ -245,8 +245,10 @@ class Experiment:
         own labels)."""
         if not self.evaluable:
             return
-        val = {s.name for s in self.descriptor.list_split(self.data_root, "val")}
-        both = [s.name for s in self.samples if s.name in val]
+        # the same file (names may repeat across splits whose files differ, as in the
+        # synthetic set's train/ and val/ folders)
+        val = {s.image_path.resolve() for s in self.descriptor.list_split(self.data_root, "val")}
+        both = [s.name for s in self.samples if s.image_path.resolve() in val]
         if both:
             raise ValueError(
                 f"{len(both)} images are in both the train and the val split (first: '{both[0]}'): "
