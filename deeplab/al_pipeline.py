@@ -79,6 +79,12 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
     return summary
 
 
+def checkpoint_every(train_steps: int) -> int:
+    """A round's training saves a checkpoint every this many steps (README: "max(50,
+    TRAIN_STEPS // 5)"), besides every SAVE_INTERVAL_SECS."""
+    return max(50, train_steps // 5)
+
+
 def predictor_for_round(exp: Experiment, t: int):
     from deeplab.inference import Predictor
 
@@ -264,7 +270,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         tf_initial_checkpoint=init, initialize_last_layer=init_last,
         # The same seed every round and arm: initialisation and augmentation are fixed, so what
         # differs between two trainings of a comparison is their labels.
-        save_interval_steps=max(50, c.train_steps // 5), save_interval_secs=c.save_interval_secs,
+        save_interval_steps=checkpoint_every(c.train_steps), save_interval_secs=c.save_interval_secs,
         seed=c.seed,
         deterministic=c.deterministic, progress=progress)
     info = train(config)

@@ -761,3 +761,59 @@ def test_zoom_view_hatches_what_earlier_rounds_labelled():
     assert xs.max() < changed.shape[1] / 2  # only on the labelled (left) side of the region
     np.testing.assert_array_equal(render_view(image, mask, "whole", labelled),
                                   render_view(image, mask, "whole"))
+
+
+def test_expected_errors_of_the_scripts_are_one_line(tmp_path, synth_root):
+    """A port in use, a corrupt image and a label out of range: exit status 2, one line naming
+    the port or file and the fix, no traceback (AL_DEBUG=1 shows it)."""
+    exp = human_job(tmp_path, synth_root)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        out = subprocess.run([sys.executable, "scripts/annotate_web.py", "--job_dir", str(exp.job_dir),
+                              "--round", "0", "--port", str(port)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+    finally:
+        busy.close()
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"cannot serve on 127.0.0.1:{port}" in last and "ANNOTATE_PORT" in last
+    # a corrupt image in a folder data set
+    root = make_folder_dataset(synth_root, tmp_path / "bad", labels=True, splits=False,
+                               num_train=2, num_val=0, nested=False, jpeg_every=0)
+    image = sorted((root / "images").glob("*.png"))[0]
+    image.write_bytes(image.read_bytes()[:200])
+    cmd = [sys.executable, "scripts/extract_superpixels.py", "--dataset", "folder",
+           "--dataset_dir", str(root), "--method", "slic", "--cache_dir", str(tmp_path / "cache"),
+           "--num_workers", "1"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert str(image) in last and "cannot be decoded" in last and "replace the file" in last
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "AL_DEBUG": "1"})
+    assert out.returncode != 0 and "Traceback" in out.stderr
+    # a label value out of range
+    from PIL import Image
+
+    image.unlink()
+    label = sorted((root / "labels").glob("*.png"))[-1]
+    bad = np.asarray(Image.open(label)).copy()
+    bad[0, 0] = 77
+    Image.fromarray(bad).save(label)
+    out = subprocess.run([sys.executable, "scripts/build_tfrecords.py", "--dataset", "folder",
+                          "--dataset_dir", str(root), "--output_dir", str(tmp_path / "rec"),
+                          "--split", "train"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert str(label) in last and "77" in last
+
+
+def test_readme_and_code_agree_on_the_checkpoint_cadence():
+    from deeplab.al_pipeline import checkpoint_every
+
+    readme = (ROOT / "README.md").read_text()
+    assert "every `max(50, TRAIN_STEPS // 5)` steps" in readme
+    assert [checkpoint_every(n) for n in (100, 250, 600, 3000)] == [50, 50, 120, 600]
