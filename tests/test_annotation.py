@@ -221,37 +221,38 @@ def test_session_validates_leases_and_undoes(tmp_path, synth_root):
     exp = human_job(tmp_path, synth_root)
     clock = Clock()
     s = RoundSession(exp, 0, lease_secs=60, clock=clock)
+    o = s.order  # the hand-out order (grouped by image)
     a, b = s.next_for("ann-a"), s.next_for("ann-b")
-    assert a["query"]["index"] == 0 and b["query"]["index"] == 1  # never the same region
-    assert s.next_for("ann-a")["query"]["index"] == 0  # a reload keeps your region
+    assert a["query"]["index"] == o[0] and b["query"]["index"] == o[1]  # never the same region
+    assert s.next_for("ann-a")["query"]["index"] == o[0]  # a reload keeps your region
     for client, index, answer, status, message in [
-        ("ann-b", 0, 1, 409, "another annotator"),
-        ("ann-a", 0, 19, 400, "not a class"),
-        ("ann-a", 0, "1", 400, "must be an integer"),
+        ("ann-b", o[0], 1, 409, "another annotator"),
+        ("ann-a", o[0], 19, 400, "not a class"),
+        ("ann-a", o[0], "1", 400, "must be an integer"),
         ("ann-a", 99, 1, 404, "does not exist"),
-        ("bad client!", 0, 1, 400, "client"),
+        ("bad client!", o[0], 1, 400, "client"),
     ]:
         with pytest.raises(Refused, match=message) as e:
             s.answer(client, index, answer)
         assert e.value.status == status
     assert exp.ledger.read() == []  # nothing refused reached the ledger
-    s.answer("ann-a", 0, 2)
+    s.answer("ann-a", o[0], 2)
     with pytest.raises(Refused, match="answered already"):
-        s.answer("ann-b", 0, 3)
-    clock.now += 61  # b's lease on region 1 expired: a gets it
-    assert s.next_for("ann-a")["query"]["index"] == 1
-    s.answer("ann-a", 1, 255)  # unclear
+        s.answer("ann-b", o[0], 3)
+    clock.now += 61  # b's lease on the second region expired: a gets it
+    assert s.next_for("ann-a")["query"]["index"] == o[1]
+    s.answer("ann-a", o[1], 255)  # unclear
     p = s.undo("ann-a")
-    assert p["undone"] == 1 and p["answered"] == 1
-    assert [r["region"] for r in exp.ledger.read()] == [s.queries[0]["region"]]
+    assert p["undone"] == o[1] and p["answered"] == 1
+    assert [r["region"] for r in exp.ledger.read()] == [s.queries[o[0]]["region"]]
     # A restarted server (a new session from the ledger) continues, undo stacks included.
     s2 = RoundSession(exp, 0, lease_secs=60, clock=clock)
-    assert s2.next_for("ann-c")["query"]["index"] == 1
-    assert s2.undo("ann-a")["undone"] == 0
+    assert s2.next_for("ann-c")["query"]["index"] == o[1]
+    assert s2.undo("ann-a")["undone"] == o[0]
     with pytest.raises(Refused, match="nothing to undo"):
         s2.undo("ann-a")
     with pytest.raises(Refused, match="another annotator"):  # undone: handed back to ann-a
-        s2.answer("ann-c", 0, 1)
+        s2.answer("ann-c", o[0], 1)
     clock.now += 61
     while (q := s2.next_for("ann-c")["query"]) is not None:
         s2.answer("ann-c", q["index"], q["index"] % 3)
@@ -622,6 +623,7 @@ def test_label_studio_round_trip(tmp_path, synth_root):
         np.testing.assert_array_equal(ls.rle_to_mask(res["value"]["rle"], *regions.shape), regions == q["region"])
     # Four answered in Label Studio, two left: imported; the rest exported again.
     done = _complete(tasks, ["road", "unclear", "car", None, "sky", None])
+    done[0]["annotations"][0]["lead_time"] = 4.25  # seconds, as Label Studio exports it
     (tmp_path / "export.json").write_text(json.dumps(done))
     assert ls.import_round(exp, 0, tmp_path / "export.json") == {
         "imported": 4, "unanswered_tasks": 2, "answered": 4, "asked": 6}
@@ -629,6 +631,7 @@ def test_label_studio_round_trip(tmp_path, synth_root):
     assert [(r["image"], r["region"], r["answer"]) for r in rows] == [
         (sel[i]["image"], sel[i]["region"], a) for i, a in ((0, 0), (1, 255), (2, 13), (4, 10))]
     assert {r["source"] for r in rows} == {"label_studio"} and rows[0]["annotator"] == "ann_lab.org"
+    assert rows[0]["elapsed_ms"] == 4250 and "elapsed_ms" not in rows[1]
     again = ls.export_round(exp, 0, tmp_path / "ls" / "rest.json")
     rest = json.loads((tmp_path / "ls" / "rest.json").read_text())
     assert again["tasks"] == 2 and [t["data"]["al_query"] for t in rest] == [3, 5]
@@ -817,3 +820,39 @@ def test_readme_and_code_agree_on_the_checkpoint_cadence():
     readme = (ROOT / "README.md").read_text()
     assert "every `max(50, TRAIN_STEPS // 5)` steps" in readme
     assert [checkpoint_every(n) for n in (100, 250, 600, 3000)] == [50, 50, 120, 600]
+
+
+def test_handout_order_groups_each_images_queries():
+    from deeplab.active.web import handout_order
+
+    q = [{"image": im, "score": sc} for im, sc in
+         [("b", 0.9), ("a", 0.8), ("b", 0.7), ("c", 0.8), ("a", 0.1), ("c", 0.75), ("b", 0.2)]]
+    # b (best 0.9) first, then a and c tie at 0.8: a was asked first
+    assert handout_order(q) == [0, 2, 6, 1, 4, 3, 5]
+    assert handout_order([]) == []
+
+
+def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_root):
+    from deeplab.active.web import Refused, RoundSession
+
+    exp = human_job(tmp_path, synth_root, clicks=8)
+    s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
+    images = [s.queries[i]["image"] for i in s.order]
+    # each image's queries are contiguous: as many runs as images
+    assert len(set(images)) < len(images)
+    assert len(set(images)) == len([im for k, im in enumerate(images) if k == 0 or images[k - 1] != im])
+    first = s.next_for("p1")["query"]
+    second = s.next_for("p2")["query"]
+    assert first["index"] == s.order[0] and second["index"] == s.order[1]  # leases keep them apart
+    assert first["in_image"] == 1 and first["of_image"] == images.count(images[0])
+    for bad in (-1, "12", True, 10**12):
+        with pytest.raises(Refused, match="elapsed_ms"):
+            s.answer("p1", first["index"], 0, elapsed_ms=bad)
+    before = time.time()
+    s.answer("p1", first["index"], 0, elapsed_ms=2345.4)
+    s.answer("p2", second["index"], 1)  # a client that does not measure: no time, never 0
+    rows = exp.ledger.read()
+    assert rows[0]["elapsed_ms"] == 2345 and before - 1 <= rows[0]["received_at"] <= time.time() + 1
+    assert "elapsed_ms" not in rows[1] and rows[1]["received_at"] >= rows[0]["received_at"]
+    # the simulated annotator's rows (an old ledger's too) read as before, without the fields
+    assert all("elapsed_ms" not in r for r in annotation.Ledger(tmp_path / "none.jsonl").read())

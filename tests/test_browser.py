@@ -118,7 +118,12 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
         shutil.copy(tmp_path / "page.png", shots)
     assert (tmp_path / "page.png").stat().st_size > 10000
 
-    # 1. by click: "building" (train id 2)
+    # the image counter: this region's place among its image's queries
+    where = b.find_element(By.ID, "where").text
+    count = sum(q["image"] == first[0] for q in queries)
+    assert f"region 1 of {count} in this image" in where
+    # 1. by click: "building" (train id 2), after looking for a while
+    time.sleep(0.4)
     buttons[2].click()
     _wait(lambda: len(answered()) == 1 and shown() != first and loaded())
     assert answered() == [(*first, 2)]
@@ -152,11 +157,17 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
     _wait(lambda: b.find_element(By.ID, "done").is_displayed())
     assert "Round 0 is complete: 6 regions answered" in b.find_element(By.ID, "done").text
     thread.join(30)
-    assert result["summary"] == {"answers": 6, "clicks": 6, "labelled_answers": 6}
+    summary = {k: v for k, v in result["summary"].items() if k != "rows_sha256"}
+    assert summary == {"answers": 6, "clicks": 6, "labelled_answers": 6}
+    assert len(result["summary"]["rows_sha256"]) == 6
     rows = exp.ledger.read()
     assert [(r["image"], r["region"]) for r in rows][:2] == [first, second]
     assert sorted((r["image"], r["region"]) for r in rows) == sorted((q["image"], q["region"]) for q in queries)
     assert all(r["source"] == "web" and r["annotator"].startswith("a-") for r in rows)
+    # every answer's time, measured in the browser: positive and plausible
+    assert all(0 < r["elapsed_ms"] < 120_000 for r in rows), [r.get("elapsed_ms") for r in rows]
+    assert rows[0]["elapsed_ms"] >= 350  # the pause before the first click
+    assert all(r["received_at"] > 1.6e9 for r in rows)
 
 
 def test_two_people_never_get_the_same_region(browser, tmp_path, synth_root):

@@ -79,13 +79,15 @@ class Ledger:
     A row `{"round", "image", "region", "undo": true}` takes back the latest earlier answer of
     that region (the web page's undo); `read` returns the answers in force. Optional fields:
     `annotator` (who answered), `source` (`oracle`, `web`, `label_studio`), `session` (the
-    digest of the browser session that gave a web answer: only it can undo the answer).
+    digest of the browser session that gave a web answer: only it can undo the answer),
+    `elapsed_ms` (a person's time from the region shown to the answer: the page's measurement,
+    or Label Studio's `lead_time`), `received_at` (Unix seconds the server received it).
 
     `check(rows)`, when given, runs on every read (the job checks the rows against its round
     manifests) and raises to stop a job whose ledger shrank or grew behind its back.
     """
 
-    OPTIONAL = ("annotator", "source", "session")
+    OPTIONAL = ("annotator", "source", "session", "elapsed_ms", "received_at")
 
     def __init__(self, path: Path | str, check=None):
         self.path = Path(path)

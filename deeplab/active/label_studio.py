@@ -202,6 +202,16 @@ def _choice(task: dict) -> tuple[str | None, str | None, str]:
     return values[0], "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(who or "ls"))[:64], ""
 
 
+def _lead_time_ms(task: dict) -> int | None:
+    """Label Studio's `lead_time` of the task's annotation (seconds the person spent on it), in
+    ms; None when absent or not a plausible number of seconds."""
+    anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    lead = anns[0].get("lead_time") if len(anns) == 1 else None
+    if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 3600:
+        return None
+    return int(round(lead * 1000))
+
+
 def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
     """Validates a Label Studio JSON export of round t's tasks and appends its answers to the
     ledger (all or nothing). Returns counts; raises ImportRefused naming each bad task."""
@@ -270,9 +280,13 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
             continue
         seen[key] = tid
         q = asked[key]
-        rows.append({"round": t, "image": key[0], "region": key[1], "answer": names[name],
-                     "size": q["size"], "score": q["score"], "cost": q["cost"], "annotator": who,
-                     "source": "label_studio"})
+        row = {"round": t, "image": key[0], "region": key[1], "answer": names[name],
+               "size": q["size"], "score": q["score"], "cost": q["cost"], "annotator": who,
+               "source": "label_studio"}
+        lead = _lead_time_ms(task)
+        if lead is not None:
+            row["elapsed_ms"] = lead
+        rows.append(row)
     if errors:
         shown = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
         raise ImportRefused(f"{export}: {len(errors)} tasks refused, nothing was imported:\n  {shown}")

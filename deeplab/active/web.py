@@ -112,7 +112,18 @@ class RoundSession:
             if row.get("source") == "web" and (row.get("session") or row.get("annotator")):
                 self.stacks[_undo_key(row.get("session"), row.get("annotator"))].append(self.index[key])
         self.clicks = sum(int(r["cost"]) for r in self.answers.values())
-        self._first_open = 0  # no query before it is unanswered
+        # Hand-out order: one image's queried regions one after another, images in the order
+        # of their best score (the selection's order within an image), so a person stays on an
+        # image instead of jumping between images at every click.
+        self.order = handout_order(self.queries)
+        self.position = {i: k for k, i in enumerate(self.order)}
+        per_image = collections.Counter(q["image"] for q in self.queries)
+        seen: collections.Counter = collections.Counter()
+        self.in_image: dict[int, tuple[int, int]] = {}
+        for i in self.order:
+            seen[self.queries[i]["image"]] += 1
+            self.in_image[i] = (seen[self.queries[i]["image"]], per_image[self.queries[i]["image"]])
+        self._first_open = 0  # no query before this position of the order is unanswered
         self._views: collections.OrderedDict = collections.OrderedDict()
         self._image: tuple | None = None  # (name, image, region map, labelled) of the last view drawn
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
@@ -127,15 +138,15 @@ class RoundSession:
                 "clicks": self.clicks, "budget": self.budget, "done": self.done.is_set()}
 
     def _next_free(self) -> int | None:
-        """The first query neither answered nor leased (skips at most the leased and the
-        answered ones past the first unanswered query, not the whole round)."""
-        n = len(self.queries)
-        while self._first_open < n and self._first_open in self.answers:
+        """The first query of the hand-out order neither answered nor leased (skips at most
+        the leased and the answered ones past the first unanswered one, not the whole round)."""
+        n, order = len(self.order), self.order
+        while self._first_open < n and order[self._first_open] in self.answers:
             self._first_open += 1
-        i = self._first_open
-        while i < n and (i in self.answers or i in self.leases):
-            i += 1
-        return i if i < n else None
+        k = self._first_open
+        while k < n and (order[k] in self.answers or order[k] in self.leases):
+            k += 1
+        return order[k] if k < n else None
 
     def _expire(self, now: float) -> None:
         for i in [i for i, (_, until) in self.leases.items() if until <= now]:
@@ -143,8 +154,9 @@ class RoundSession:
 
     def _query(self, i: int) -> dict:
         q = self.queries[i]
+        k, n = self.in_image[i]
         out = {"index": i, "image": q["image"], "region": q["region"], "size": q["size"],
-               "cost": q["cost"], "suggestion": None}
+               "cost": q["cost"], "suggestion": None, "in_image": k, "of_image": n}
         if self.preselect:
             _, stats = region_maps.load_with_stats(self.exp.map_path(self.t, q["image"]))
             out["suggestion"] = int(stats["dominant_class"][q["region"]])
@@ -157,7 +169,7 @@ class RoundSession:
             now = self.clock()
             self._expire(now)
             mine = [i for i, (c, _) in self.leases.items() if c == client and i not in self.answers]
-            i = min(mine) if mine else self._next_free()
+            i = min(mine, key=self.position.__getitem__) if mine else self._next_free()
             if i is not None:
                 for j in [j for j, (c, _) in self.leases.items() if c == client and j != i]:
                     del self.leases[j]
@@ -167,12 +179,17 @@ class RoundSession:
         out["query"] = None if i is None else self._query(i)
         return out
 
-    def answer(self, client: str, index, answer, session: str | None = None) -> dict:
+    def answer(self, client: str, index, answer, session: str | None = None,
+               elapsed_ms=None) -> dict:
         """Validates and records one answer (durable before this returns). `session`: the
-        digest of the browser session giving it (`session_digest`), which alone can undo it."""
+        digest of the browser session giving it (`session_digest`), which alone can undo it.
+        `elapsed_ms`: the time from the region being shown to the answer, measured by the page;
+        kept with the server's receive time (`received_at`, Unix seconds)."""
         _check_client(client)
         i = _int_field(index, "index")
         a = _int_field(answer, "answer")
+        elapsed = _elapsed_field(elapsed_ms)
+        received = round(time.time(), 3)
         if not 0 <= i < len(self.queries):
             raise Refused(404, f"query {i} does not exist in round {self.t} "
                                f"({len(self.queries)} regions were asked)")
@@ -191,7 +208,9 @@ class RoundSession:
             q = self.queries[i]
             row = {"round": self.t, "image": q["image"], "region": q["region"], "answer": a,
                    "size": q["size"], "score": q["score"], "cost": q["cost"],
-                   "annotator": client, "source": "web"}
+                   "annotator": client, "source": "web", "received_at": received}
+            if elapsed is not None:
+                row["elapsed_ms"] = elapsed
             if session:
                 row["session"] = session
             self.exp.ledger.append([row])  # fsync'd: durable from here on
@@ -218,13 +237,14 @@ class RoundSession:
             i = stack[-1]
             q = self.queries[i]
             row = {"round": self.t, "image": q["image"], "region": q["region"],
-                   "undo": True, "annotator": client, "source": "web"}
+                   "undo": True, "annotator": client, "source": "web",
+                   "received_at": round(time.time(), 3)}
             if session:
                 row["session"] = session
             self.exp.ledger.append([row])
             stack.pop()
             self.clicks -= int(self.answers.pop(i)["cost"])
-            self._first_open = min(self._first_open, i)
+            self._first_open = min(self._first_open, self.position[i])
             self.leases[i] = (client, self.clock() + self.lease_secs)
             out = self.progress()
         out["undone"] = i
@@ -338,6 +358,32 @@ def _int_field(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Refused(400, f"{name} must be an integer, got {str(value)[:40]!r}")
     return value
+
+
+# An answer that took longer than this is a person who walked away, not a measurement.
+MAX_ELAPSED_MS = 24 * 3600 * 1000
+
+
+def _elapsed_field(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value <= MAX_ELAPSED_MS):
+        raise Refused(400, f"elapsed_ms must be a number of milliseconds in 0..{MAX_ELAPSED_MS}, "
+                           f"got {str(value)[:40]!r}")
+    return int(round(value))
+
+
+def handout_order(queries: list[dict]) -> list[int]:
+    """Query indices grouped by image: images in the order of their best score (ties: the
+    image asked first), each image's queries in selection order."""
+    best: dict[str, tuple[float, int]] = {}
+    for i, q in enumerate(queries):
+        b = best.get(q["image"])
+        if b is None or q["score"] > b[0]:
+            best[q["image"]] = (q["score"], b[1] if b else i)
+    return sorted(range(len(queries)),
+                  key=lambda i: (-best[queries[i]["image"]][0], best[queries[i]["image"]][1], i))
 
 
 def _json_for_html(obj) -> str:
@@ -519,7 +565,8 @@ def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765
                     self._json(200, session.next_for(body.get("client")))
                 elif url.path == "/api/answer":
                     self._json(200, session.answer(body.get("client"), body.get("index"),
-                                                   body.get("answer"), session=self._session()))
+                                                   body.get("answer"), session=self._session(),
+                                                   elapsed_ms=body.get("elapsed_ms")))
                 elif url.path == "/api/undo":
                     mine = self._session()
                     if mine is None:
