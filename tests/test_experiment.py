@@ -74,6 +74,7 @@ def test_results_csv_has_a_row_per_round(finished_job):
     for r in rows:
         assert 0 <= float(r["miou"]) <= 100
         assert "iou_road" in r and "label_noise_before_sieve" in r
+        assert r["annotation_seconds"] == r["seconds_per_click_median"] == r["seconds_per_click_road"] == "n/a"
     assert float(rows[0]["sieved_px"]) == 0  # no sieving in the warm-up
     assert (finished_job / "al_curve.png").stat().st_size > 1000
     assert any((finished_job / "round_01" / "overlays").rglob("*.png"))
@@ -251,7 +252,8 @@ def test_results_table_is_aligned(finished_job):
     import re
 
     ends = [[m.end() for m in re.finditer(r"\S+(?: \S+)*", line)] for line in lines]
-    assert len(ends[0]) == 9 and all(e == ends[0] for e in ends)
+    assert len(ends[0]) == 12 and all(e == ends[0] for e in ends)
+    assert lines[1].split()[-3:] == ["n/a"] * 3  # simulated answers: no time, never 0
 
 
 # ---------------------------------------------------------------------------- scale and safety
@@ -496,3 +498,22 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
     assert resumed["images"] == len(exp.samples) and resumed["asa_after"] is not None
     after = {p.name: p.stat().st_mtime_ns for p in (exp.round_dir(1) / "regions").rglob("*.npz")}
     assert after == before
+
+
+def test_annotation_cost_of_a_constructed_round():
+    from deeplab.active.results import annotation_cost
+
+    names = ["road", "car"]
+    rows = [{"answer": 0, "size": 100, "cost": 1, "elapsed_ms": 1000},
+            {"answer": 0, "size": 300, "cost": 1, "elapsed_ms": 3000},
+            {"answer": 1, "size": 5000, "cost": 1, "elapsed_ms": 8000},
+            {"answer": 255, "size": 2000, "cost": 2, "elapsed_ms": 4000},  # 2 s per click
+            {"answer": 1, "size": 100, "cost": 1}]  # not timed: left out
+    c = annotation_cost(rows, names)
+    assert c["annotation_seconds"] == 16.0 and c["timed_answers"] == 4
+    assert c["seconds_per_click_median"] == 2.5  # of 1, 3, 8, 2
+    assert c["seconds_per_click_p90"] == 6.5  # numpy's linear interpolation: 3 + 0.7 * (8 - 3)
+    assert (c["seconds_per_click_road"], c["seconds_per_click_car"], c["seconds_per_click_unclear"]) == (2.0, 8.0, 2.0)
+    assert (c["seconds_per_click_px_lt256"], c["seconds_per_click_px_256_1k"],
+            c["seconds_per_click_px_1k_4k"], c["seconds_per_click_px_ge4k"]) == (1.0, 3.0, 2.0, 8.0)
+    assert set(annotation_cost(rows[-1:], names).values()) == {"n/a"}

@@ -33,13 +33,56 @@ def _available(info: dict, key: str):
     return info.get(key, "")
 
 
+# Region size buckets (pixels) of the seconds-per-click columns.
+SIZE_BUCKETS = ((0, 256, "px_lt256"), (256, 1024, "px_256_1k"), (1024, 4096, "px_1k_4k"),
+                (4096, float("inf"), "px_ge4k"))
+
+
+def cost_column(what: str) -> str:
+    """The results column of the median seconds per click of answers of one class or size."""
+    return f"seconds_per_click_{what.replace(' ', '_')}"
+
+
+def annotation_cost(rows: list[dict], class_names, ignore_label: int = 255) -> dict:
+    """A round's measured annotation time from its ledger rows (those with `elapsed_ms`: the
+    page's measurement or Label Studio's lead time): the total seconds, the median and 90th
+    percentile seconds per click, and the median by answered class and by region size bucket.
+    'n/a' where no answer was timed (the simulated annotator), never 0."""
+    import numpy as np
+
+    timed = [r for r in rows if isinstance(r.get("elapsed_ms"), (int, float))]
+    keys = (["annotation_seconds", "timed_answers", "seconds_per_click_median",
+             "seconds_per_click_p90"] + [cost_column(n) for n in class_names] +
+            [cost_column("unclear")] + [cost_column(b[2]) for b in SIZE_BUCKETS])
+    out = {k: NOT_AVAILABLE for k in keys}
+    if not timed:
+        return out
+    per_click = np.array([r["elapsed_ms"] / 1000.0 / max(1, int(r["cost"])) for r in timed])
+    out.update({"annotation_seconds": round(sum(r["elapsed_ms"] for r in timed) / 1000.0, 1),
+                "timed_answers": len(timed),
+                "seconds_per_click_median": round(float(np.median(per_click)), 2),
+                "seconds_per_click_p90": round(float(np.percentile(per_click, 90)), 2)})
+    names = {c: n for c, n in enumerate(class_names)}
+    names[ignore_label] = "unclear"
+    groups: dict[str, list[float]] = {}
+    for r, v in zip(timed, per_click):
+        groups.setdefault(cost_column(names.get(r["answer"], str(r["answer"]))), []).append(v)
+        for lo, hi, label in SIZE_BUCKETS:
+            if lo <= r["size"] < hi:
+                groups.setdefault(cost_column(label), []).append(v)
+    out.update({k: round(float(np.median(v)), 2) for k, v in groups.items() if k in out})
+    return out
+
+
 def results_rows(exp: Experiment) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
     names = exp.descriptor.class_names
     clicks_in: dict[int, int] = {}
+    rows_in: dict[int, list[dict]] = {}
     for r in exp.ledger.read():
         clicks_in[r["round"]] = clicks_in.get(r["round"], 0) + int(r["cost"])
+        rows_in.setdefault(r["round"], []).append(r)
     for t in range(exp.config.rounds):
         m = exp.manifest(t)
         if "eval" not in m:
@@ -62,6 +105,7 @@ def results_rows(exp: Experiment) -> list[dict]:
             "sieved_px": data.get("sieved_px", ""),
             "sieved_wrong_share": _available(data, "sieved_wrong_share"),
         })
+        row.update(annotation_cost(rows_in.get(t, []), names, exp.descriptor.ignore_label))
         rows.append(row)
     return rows
 
@@ -105,7 +149,9 @@ def format_results(rows: list[dict]) -> str:
     cols = [("round", "round"), ("clicks", "clicks"), ("miou", "mIoU"),
             ("regions_per_image", "regions/img"), ("labelled_px", "labelled px"),
             ("label_noise_before_sieve", "noise before"), ("label_noise_after_sieve", "noise after"),
-            ("sieved_px", "sieved px"), ("sieved_wrong_share", "sieved wrong")]
+            ("sieved_px", "sieved px"), ("sieved_wrong_share", "sieved wrong"),
+            ("annotation_seconds", "annot. s"), ("seconds_per_click_median", "s/click"),
+            ("seconds_per_click_p90", "s/click p90")]
 
     def cell(key, v):
         if v == "" or v is None or (isinstance(v, float) and v != v):
