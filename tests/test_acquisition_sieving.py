@@ -298,3 +298,49 @@ def test_round_labels_equal_per_pixel_reference(seed, sieve):
     np.testing.assert_array_equal(got[1], expected[1])
     if sieve:
         assert (got[1] == 255).sum() > (got[0] == 255).sum()  # sieving dropped something
+
+
+def test_boundary_lengths_and_base_counts_match_a_pixel_loop():
+    from deeplab.active import regions as R
+
+    rng = np.random.default_rng(5)
+    base = np.repeat(np.repeat(rng.integers(0, 6, (6, 8)), 3, 0), 2, 1)
+    regions = base // 2  # merged pairs of base ids
+    h, w = regions.shape
+    n = int(regions.max()) + 1
+    slow = np.zeros(n, np.int64)
+    for y in range(h):
+        for x in range(w):
+            v = regions[y, x]
+            if any(0 <= yy < h and 0 <= xx < w and regions[yy, xx] != v
+                   for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1))):
+                slow[v] += 1
+    np.testing.assert_array_equal(R.boundary_lengths(regions, n), slow)
+    counts = [len(set(base[regions == k].tolist())) for k in range(n)]
+    np.testing.assert_array_equal(R.base_counts(regions, base, n), counts)
+
+
+def test_fitted_cost_model_recovers_a_known_relation():
+    from deeplab.active import acquisition
+
+    rng = np.random.default_rng(0)
+    n = 400
+    size = rng.integers(50, 20000, n)
+    boundary = rng.uniform(0.5, 3.0, n) * 4 * np.sqrt(size)
+    base = rng.integers(1, 12, n)
+    unc = rng.uniform(0, 1, n)
+    x = acquisition.region_features(size, boundary, base, unc)
+    truth = np.array([0.4, 0.8, 1.5, 3.0])
+    seconds = 1.2 + x @ truth + rng.normal(0, 0.05, n)
+    model = acquisition.fit_cost_model(x, seconds)
+    np.testing.assert_allclose(model.coef, truth, atol=0.03)
+    assert abs(model.intercept - 1.2) < 0.2 and model.rmse < 0.07 and model.n == n
+    again = acquisition.MeasuredCost.from_json(model.to_json())
+    np.testing.assert_allclose(again.seconds(x), model.seconds(x))
+    clicks = model.clicks(x)
+    assert clicks.min() >= 1 and np.median(clicks) == 1
+    # a region that takes three median answers costs three click-equivalents
+    slow = (3 * model.unit_seconds - model.intercept - x[0, 1:] @ np.array(model.coef[1:])) / model.coef[0]
+    assert model.clicks(np.array([[slow, *x[0, 1:]]]))[0] == 3
+    with pytest.raises(ValueError, match="cannot fit"):
+        acquisition.fit_cost_model(x[:5], seconds[:5])

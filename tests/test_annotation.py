@@ -856,3 +856,49 @@ def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_roo
     assert "elapsed_ms" not in rows[1] and rows[1]["received_at"] >= rows[0]["received_at"]
     # the simulated annotator's rows (an old ledger's too) read as before, without the fields
     assert all("elapsed_ms" not in r for r in annotation.Ledger(tmp_path / "none.jsonl").read())
+
+
+def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_path, synth_root, capsys):
+    """Answers timed on the page -> scripts/fit_cost_model.py -> COST_MODEL=measured: the
+    selection charges each region the fit's seconds in click-equivalents."""
+    import importlib.util
+
+    from deeplab.active import acquisition
+    from deeplab.active.rounds import timed_answer_features
+    from deeplab.active.web import RoundSession
+
+    exp = human_job(tmp_path, synth_root, clicks=14)
+    s = RoundSession(exp, 0)
+    while (q := s.next_for("me")["query"]) is not None:  # a person slower on larger regions
+        s.answer("me", q["index"], 0, elapsed_ms=800 + 6 * q["size"] + 37 * (q["index"] % 3))
+    feats, seconds = timed_answer_features(exp)
+    assert feats.shape == (14, 4) and np.allclose(sorted(np.exp(feats[:, 0])), sorted(q["size"] for q in s.queries))
+    spec = importlib.util.spec_from_file_location("fit", ROOT / "scripts" / "fit_cost_model.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    assert fit.main(["--job_dir", str(exp.job_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "14 timed answers" in out and "fit error (RMS)" in out
+    saved = exp.job_dir / "cost_model.json"
+    model = acquisition.MeasuredCost.from_json(json.loads(saved.read_text()))
+    assert model.rmse < 0.2 and model.unit_seconds == pytest.approx(float(np.median(seconds)))
+    # a new job priced by the fit
+    config = ExperimentConfig(job_dir=str(tmp_path / "priced"), dataset="folder",
+                              dataset_dir=str(exp.data_root), rounds=2, clicks_per_round=40,
+                              superpixel_method="slic", superpixel_size_px=128.0, annotator="human",
+                              seed=4, cost_model="measured", click_cost_model=str(saved)).validate()
+    config.save_or_check()
+    priced = Experiment(config)
+    info = select_round(priced, 0, progress=False)
+    chosen = json.loads((priced.round_dir(0) / "selection.json").read_text())["regions"]
+    assert info["spent"] == sum(q["cost"] for q in chosen) <= 40 and info["cost_model"]["file"] == str(saved)
+    from deeplab.active import regions as R
+
+    for q in chosen[:5]:
+        m = priced.load_map(0, q["image"])
+        n = R.num_slots(m)
+        x = acquisition.region_features([q["size"]], R.boundary_lengths(m, n)[[q["region"]]], [1], [0.0])
+        assert q["cost"] == model.clicks(x)[0]
+    assert len(chosen) < 40  # larger regions cost more than one click-equivalent
+    with pytest.raises(FileNotFoundError, match="CLICK_COST_MODEL"):
+        ExperimentConfig(job_dir=str(tmp_path / "x"), cost_model="measured").validate()

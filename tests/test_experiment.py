@@ -170,7 +170,7 @@ def test_budget_as_a_share_of_base_superpixels(finished_job):
 
 
 def test_unknown_cost_model_is_refused(synth_root, tmp_path):
-    with pytest.raises(ValueError, match="cost_model 'polygon'.*click"):
+    with pytest.raises(ValueError, match="COST_MODEL 'polygon'.*click"):
         _config(tmp_path / "j", synth_root, cost_model="polygon").validate()
 
 
@@ -334,7 +334,8 @@ def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
     exp.ledger.path.write_text("".join(lines[:-1]))  # the last answer deleted
     with pytest.raises(LedgerError, match=rf"{n - 1} answers \({n - 1} clicks\) of round 1.*recorded {n}"):
         results_rows(exp)
-    exp.ledger.path.write_text("".join(lines + lines[-1:]))  # an answer added
+    extra = {**json.loads(lines[-1]), "region": 99999}
+    exp.ledger.path.write_text("".join(lines) + json.dumps(extra) + "\n")  # an answer added
     with pytest.raises(LedgerError, match="round 1.*Restore ledger.jsonl"):
         exp.ledger.read()
     exp.ledger.path.write_text("".join(lines))

@@ -20,6 +20,73 @@ def unit_cost(size: np.ndarray) -> np.ndarray:
 
 
 COST_MODELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"click": unit_cost}
+# "measured": seconds per answer predicted by a fit of measured times (`fit_cost_model`), in
+# click-equivalents (`MeasuredCost.clicks`); it needs the regions' features, not only sizes.
+MEASURED = "measured"
+COST_MODEL_NAMES = tuple(COST_MODELS) + (MEASURED,)
+
+# What the selection knows of a region before asking it (`region_features`).
+COST_FEATURES = ("log_size", "boundary_per_sqrt_size", "log_base_regions", "uncertainty")
+
+
+def region_features(size, boundary, base_regions, uncertainty) -> np.ndarray:
+    """float64 [n, 4]: log of the size (px), boundary length over sqrt(size) (a
+    compact region about 4, more for a ragged one), log of how many base superpixels the region
+    merges (0: a base superpixel), and the previous model's mean uncertainty in it."""
+    size = np.maximum(np.asarray(size, np.float64), 1.0)
+    return np.stack([np.log(size), np.asarray(boundary, np.float64) / np.sqrt(size),
+                     np.log(np.maximum(np.asarray(base_regions, np.float64), 1.0)),
+                     np.asarray(uncertainty, np.float64)], axis=1)
+
+
+@dataclasses.dataclass
+class MeasuredCost:
+    """seconds = intercept + coef . features (least squares on measured answers); one click
+    is `unit_seconds` (the median measured answer), so a region costs
+    max(1, round(seconds / unit_seconds)) click-equivalents."""
+
+    intercept: float
+    coef: list[float]
+    unit_seconds: float
+    rmse: float = float("nan")
+    n: int = 0
+    features: tuple[str, ...] = COST_FEATURES
+
+    def seconds(self, features: np.ndarray) -> np.ndarray:
+        return np.maximum(self.intercept + np.asarray(features, np.float64) @ np.asarray(self.coef), 0.0)
+
+    def clicks(self, features: np.ndarray) -> np.ndarray:
+        return np.maximum(1, np.round(self.seconds(features) / self.unit_seconds)).astype(np.int64)
+
+    def to_json(self) -> dict:
+        return {"intercept": self.intercept, "coef": list(self.coef), "unit_seconds": self.unit_seconds,
+                "rmse": self.rmse, "n": self.n, "features": list(self.features)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "MeasuredCost":
+        if tuple(d.get("features", ())) != COST_FEATURES or len(d.get("coef", ())) != len(COST_FEATURES):
+            raise ValueError(f"a cost model of features {d.get('features')!r}; this version fits "
+                             f"{list(COST_FEATURES)}: fit it again (scripts/fit_cost_model.py)")
+        return cls(float(d["intercept"]), [float(v) for v in d["coef"]], float(d["unit_seconds"]),
+                   float(d.get("rmse", float("nan"))), int(d.get("n", 0)))
+
+
+def fit_cost_model(features: np.ndarray, seconds: np.ndarray) -> MeasuredCost:
+    """Least-squares fit of seconds per answer on `region_features`; needs more answers than
+    features. The error is the fit's root-mean-square residual (in-sample, seconds)."""
+    x = np.asarray(features, np.float64)
+    y = np.asarray(seconds, np.float64)
+    if x.ndim != 2 or x.shape[1] != len(COST_FEATURES) or len(y) != len(x):
+        raise ValueError(f"features must be [n, {len(COST_FEATURES)}] and seconds [n]")
+    if len(y) <= x.shape[1] + 1:
+        raise ValueError(f"{len(y)} timed answers cannot fit {x.shape[1] + 1} parameters; answer "
+                         "more regions on the page first")
+    if not np.isfinite(x).all() or not np.isfinite(y).all():
+        raise ValueError("the features or times hold NaN or infinity")
+    design = np.concatenate([np.ones((len(x), 1)), x], axis=1)
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    rmse = float(np.sqrt(np.mean((design @ beta - y) ** 2)))
+    return MeasuredCost(float(beta[0]), [float(v) for v in beta[1:]], float(np.median(y)), rmse, len(y))
 
 
 def class_balanced_scores(uncertainty, dominant_class, size, num_classes) -> np.ndarray:

@@ -82,7 +82,9 @@ class ExperimentConfig:
     batch_norm_decay: float = 0.9
     init_checkpoint: str = ""
     initialize_last_layer: bool = False
-    cost_model: str = "click"  # acquisition.COST_MODELS: clicks a region costs
+    cost_model: str = "click"  # acquisition.COST_MODEL_NAMES: clicks a region costs
+    # COST_MODEL=measured: a fit of measured answer times (scripts/fit_cost_model.py)
+    click_cost_model: str = ""
     warm_start: bool = False  # start each round from the previous round's weights
     fine_tune_batch_norm: bool = True
     inference_scale: float = 1.0
@@ -160,9 +162,17 @@ class ExperimentConfig:
         if self.executor not in executor.EXECUTORS:
             raise ValueError(f"EXECUTOR '{self.executor}' is unknown; valid: "
                              f"{', '.join(executor.EXECUTORS)}")
-        if self.cost_model not in acquisition.COST_MODELS:
-            raise ValueError(f"cost_model '{self.cost_model}' is unknown; valid: "
-                             f"{', '.join(acquisition.COST_MODELS)}")
+        if self.cost_model == "clicks":
+            self.cost_model = "click"
+        if self.cost_model not in acquisition.COST_MODEL_NAMES:
+            raise ValueError(f"COST_MODEL '{self.cost_model}' is unknown; valid: "
+                             f"{', '.join(acquisition.COST_MODEL_NAMES)}")
+        if self.cost_model == acquisition.MEASURED:
+            if not self.click_cost_model or not Path(self.click_cost_model).is_file():
+                raise FileNotFoundError(
+                    f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
+                    f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
+            acquisition.MeasuredCost.from_json(json.loads(Path(self.click_cost_model).read_text()))
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -239,6 +249,10 @@ class Experiment:
                     "region would be asked, and paid for, twice; list each image once")
             self._samples = samples
         return self._samples
+
+    def cost_model(self) -> "acquisition.MeasuredCost":
+        """The measured cost model of COST_MODEL=measured (CLICK_COST_MODEL)."""
+        return acquisition.MeasuredCost.from_json(json.loads(Path(self.config.click_cost_model).read_text()))
 
     def check_splits(self) -> None:
         """Refuses a val image that is also in the train pool (it would be evaluated on its

@@ -32,10 +32,16 @@ def pool_task(task: dict):
         cov_px = np.bincount(regions.ravel(), weights=cov.ravel(), minlength=n)
     else:
         cov_px = np.zeros(n)
-    return size, unc, dom, cov_px
+    if not task.get("features"):
+        return size, unc, dom, cov_px
+    # what a measured cost model needs: boundary length and merged base superpixels
+    boundary = R.boundary_lengths(regions, n)
+    base = np.ones(n, np.int64) if task["round"] == 0 else \
+        R.base_counts(regions, region_maps.load(task["base"]), n)
+    return size, unc, dom, cov_px, boundary, base
 
 
-def _round_pool(exp: Experiment, t: int, progress: bool = True):
+def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool = False):
     """Per image, on the job's executor: pool_task's arrays for round t."""
     rows_by_image = exp.ledger.by_image()
     tasks = []
@@ -43,7 +49,8 @@ def _round_pool(exp: Experiment, t: int, progress: bool = True):
         rows = [r for r in rows_by_image.get(s.name, []) if r["round"] < t]
         answers = annotation.answer_luts(rows)
         tasks.append({"round": t, "map": exp.map_path(t, s.name), "answers": answers,
-                      "maps": {r: exp.map_path(r, s.name) for r in answers}})
+                      "maps": {r: exp.map_path(r, s.name) for r in answers},
+                      "features": features, "base": exp.map_path(0, s.name)})
     with exp.executor() as ex:
         return ex.map(pool_task, tasks, f"round {t} pool", progress)
 
@@ -53,7 +60,8 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     runs on the executor; scoring and ranking the whole pool run here."""
     c = exp.config
     method = "random" if t == 0 else c.acquisition
-    pool = _round_pool(exp, t, progress)
+    measured = c.cost_model == acquisition.MEASURED
+    pool = _round_pool(exp, t, progress, features=measured)
     counts = np.array([len(p[0]) for p in pool])
     offsets = R.offsets(counts)
     size = np.concatenate([p[0] for p in pool]).astype(np.int64)
@@ -71,16 +79,26 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         scores[e] = acquisition.compute_scores(method, unc[e], dom[e], size[e],
                                                exp.descriptor.num_classes, rng)
     base_total = int((size > 0).sum()) if t == 0 else exp.base_regions_total()
-    sel = acquisition.select(scores, eligible, image_index, region_id,
-                             acquisition.COST_MODELS[c.cost_model](size), exp.budget_clicks(base_total))
+    if measured:  # seconds predicted from what is known before asking, in click-equivalents
+        model = exp.cost_model()
+        feats = acquisition.region_features(size, np.concatenate([p[4] for p in pool]),
+                                            np.concatenate([p[5] for p in pool]), unc)
+        cost = model.clicks(feats)
+    else:
+        cost = acquisition.COST_MODELS[c.cost_model](size)
+    sel = acquisition.select(scores, eligible, image_index, region_id, cost,
+                             exp.budget_clicks(base_total))
     chosen = [{"image": exp.samples[image_index[i]].name, "region": int(region_id[i]),
-               "score": float(scores[i]), "cost": int(cost), "size": int(size[i])}
-              for i, cost in zip(sel.index, sel.cost)]
+               "score": float(scores[i]), "cost": int(k), "size": int(size[i])}
+              for i, k in zip(sel.index, sel.cost)]
     info = {"method": method, "budget": sel.budget, "spent": sel.spent, "pool": sel.pool_size,
             "regions_total": int((size > 0).sum()), "exhausted": sel.exhausted,
             "base_regions_total": base_total,
             "regions_per_image": float((size > 0).sum() / len(pool)),
             "mean_region_px": float(size[size > 0].mean())}
+    if measured:
+        info["predicted_seconds"] = round(float(model.seconds(feats[sel.index]).sum()), 1)
+        info["cost_model"] = {"file": c.click_cost_model, "unit_seconds": model.unit_seconds}
     io_utils.write_json(exp.round_dir(t) / "selection.json", {"info": info, "regions": chosen})
     if sel.exhausted:
         print(f"round {t}: the budget of {sel.budget} clicks exceeds the eligible pool "
@@ -166,3 +184,32 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
                              "size": int(n), "score": r["score"], "cost": r["cost"]})
         exp.ledger.append(rows)
     return answers_summary(exp, t, sel)
+
+
+def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n, 4], seconds [n]) of the ledger's timed answers: what the selection knew of
+    each region before it was asked (`acquisition.region_features`, from its round's map), and
+    the measured time of the answer."""
+    rows = [r for r in exp.ledger.read() if isinstance(r.get("elapsed_ms"), (int, float))]
+    if not rows:
+        raise ValueError(f"ledger {exp.ledger.path} holds no timed answer (elapsed_ms): answer a "
+                         "round on the page (ANNOTATOR=human) first")
+    feats, seconds = [], []
+    by_map: dict[tuple[int, str], list[dict]] = {}
+    for r in rows:
+        by_map.setdefault((r["round"], r["image"]), []).append(r)
+    for (t, name), mine in by_map.items():
+        if t == 0:
+            regions, unc = region_maps.load(exp.map_path(0, name)), None
+        else:
+            regions, stats = region_maps.load_with_stats(exp.map_path(t, name))
+            unc = stats["uncertainty"]
+        n = R.num_slots(regions)
+        boundary = R.boundary_lengths(regions, n)
+        base = np.ones(n, np.int64) if t == 0 else R.base_counts(regions, exp.load_map(0, name), n)
+        ids = np.array([r["region"] for r in mine])
+        size = R.sizes(regions, n)[ids]  # the region's size, as the selection saw it
+        feats.append(acquisition.region_features(size, boundary[ids], base[ids],
+                                                 np.zeros(len(ids)) if unc is None else unc[ids]))
+        seconds += [r["elapsed_ms"] / 1000.0 for r in mine]
+    return np.concatenate(feats), np.array(seconds)
