@@ -332,3 +332,16 @@ def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
         assert session.view(i, "zoom") == expected, (i, kind)
     # some query's image carries round 0's answers (the hatching itself: test_annotation.py)
     assert checked["hatched"] + checked["beside"], checked
+
+
+def test_arms_at_equal_predicted_seconds():
+    rows = []
+    for s in range(2):
+        rows += [dict(_row("random", s, 0, 10, 30.0 + s), predicted_seconds=100.0 + s),
+                 dict(_row("random", s, 1, 20, 32.0 + s), predicted_seconds=200.0 + s),
+                 dict(_row("paper", s, 1, 20, 33.0), predicted_seconds=300.0)]
+    md = compare.format_markdown(compare.summarize(rows), rows, [])
+    assert "At equal effort (COST_MODEL=measured)" in md
+    assert "| random | 1 | 200 | 32.50 |" in md and "| paper | 1 | 300 | 33.00 |" in md
+    clicks_only = [dict(r, predicted_seconds="n/a") for r in rows]
+    assert "At equal effort" not in compare.format_markdown(compare.summarize(clicks_only), clicks_only, [])

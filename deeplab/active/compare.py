@@ -131,7 +131,7 @@ def share_warm_up(source: Path | str, target: Path | str) -> str:
 
 # ---------------------------------------------------------------------------- report
 NOISE_COLUMNS = ("regions_per_image", "labelled_px", "label_noise_before_sieve",
-                 "label_noise_after_sieve", "sieved_px", "sieved_wrong_share")
+                 "label_noise_after_sieve", "sieved_px", "sieved_wrong_share", "predicted_seconds")
 
 
 def collect(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> tuple[list[dict], list[str]]:
@@ -269,6 +269,7 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
             verdict = "n/a" if p["pass"] is None else ("PASS" if p["pass"] else "FAIL")
             lines.append(f"| {p['id']} | {p['what']} | {p['figure']} | {verdict} |")
     lines += _pixels_per_click(rows, arms)
+    lines += _equal_seconds(rows, arms)
     ref_rows = [r for r in rows if r["arm"] == REFERENCE]
     if ref_rows and class_names:
         lines += ["", "Per-class IoU (%) of the reference, mean over seeds:", "",
@@ -301,6 +302,24 @@ def _pixels_per_click(rows: list[dict], arms: list[str]) -> list[str]:
     return ["", "Labelled pixels per click and label noise (share of labelled pixels whose label is "
             "wrong, after sieving) in each arm's last round, mean over seeds:", "",
             "| arm | round | labelled px / click | label noise |", "|---|---|---|---|"] + out
+
+
+def _equal_seconds(rows: list[dict], arms: list[str]) -> list[str]:
+    """With COST_MODEL=measured: each arm's rounds on the axis of annotation time (the fit's
+    predicted seconds of everything asked so far), mean over seeds, to compare at equal effort."""
+    timed = [r for r in rows if r["arm"] in arms and r["round"] != ""
+             and isinstance(r.get("predicted_seconds"), (int, float))]
+    if not timed:
+        return []
+    out = ["", "At equal effort (COST_MODEL=measured): mIoU against the measured cost model's "
+           "predicted annotation seconds of everything asked so far, mean over seeds:", "",
+           "| arm | round | predicted seconds | mIoU |", "|---|---|---|---|"]
+    for a in arms:
+        for t in sorted({r["round"] for r in timed if r["arm"] == a}):
+            rs = [r for r in timed if r["arm"] == a and r["round"] == t]
+            out.append(f"| {a} | {t} | {np.mean([r['predicted_seconds'] for r in rs]):.0f} | "
+                       f"{np.mean([float(r['miou']) for r in rs]):.2f} |")
+    return out
 
 
 def _clicks_text(summary, arms, t) -> str:

@@ -106,6 +106,10 @@ def results_rows(exp: Experiment) -> list[dict]:
             "sieved_wrong_share": _available(data, "sieved_wrong_share"),
         })
         row.update(annotation_cost(rows_in.get(t, []), names, exp.descriptor.ignore_label))
+        # COST_MODEL=measured: the fit's seconds for what was asked so far (equal-effort axis)
+        predicted = [exp.manifest(k).get("select", {}).get("predicted_seconds") for k in range(t + 1)]
+        row["predicted_seconds"] = NOT_AVAILABLE if any(v is None for v in predicted) else \
+            round(float(sum(predicted)), 1)
         rows.append(row)
     return rows
 
