@@ -18,6 +18,8 @@ NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-0}"      # per image; 0: one per 256 px of i
 REGIONS="${REGIONS:-adaptive}"               # adaptive | base | oracle (queried after the warm-up)
 ACQUISITION="${ACQUISITION:-class_balanced}" # class_balanced | uncertainty | random
 SIEVE="${SIEVE:-1}"                          # 1 | 0
+REVIEW_SHARE="${REVIEW_SHARE:-0}"            # share of each round's answers asked again of another annotator (0: off)
+ORACLE_NOISE="${ORACLE_NOISE:-0}"            # the simulated annotator answers another class with this probability
 COST_MODEL="${COST_MODEL:-click}"            # click (one per region, the paper) | measured (a fit of measured answer times)
 CLICK_COST_MODEL="${CLICK_COST_MODEL:-}"     # with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)
 EPS="${EPS:-0.1}"                            # adaptive merge: JS distance below which neighbours merge
@@ -43,7 +45,7 @@ PYTHON="${PYTHON:-python}"
 JOB_DIR="$WORK_DIR/$JOB_NAME"
 # Every setting above, for a driver that runs the others (compare.sh exports them).
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
-  REGIONS ACQUISITION SIEVE COST_MODEL CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
+  REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
   INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON
   ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS DROP_MISSING_ANSWERED"
@@ -54,6 +56,7 @@ init_experiment() {
     --superpixel_method "$SUPERPIXEL_METHOD" --num_superpixels "$NUM_SUPERPIXELS" \
     --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --eps "$EPS" --merge_model "$MERGE_MODEL" --seed "$SEED" \
     --cost_model "$COST_MODEL" --click_cost_model "$CLICK_COST_MODEL" \
+    --review_share "$REVIEW_SHARE" --oracle_noise "$ORACLE_NOISE" \
     --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
     --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
     --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \

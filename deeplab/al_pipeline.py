@@ -138,7 +138,7 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
     from tqdm import tqdm
 
     c = exp.config
-    rows_by_image = exp.ledger.by_image(upto_round=t)
+    rows_by_image = exp.answers_by_image(upto_round=t)
     samples = [s for s in exp.samples if s.name in rows_by_image]
     if not samples:
         raise ValueError(f"round {t}: the ledger holds no answers yet")

@@ -344,3 +344,27 @@ def test_fitted_cost_model_recovers_a_known_relation():
     assert model.clicks(np.array([[slow, *x[0, 1:]]]))[0] == 3
     with pytest.raises(ValueError, match="cannot fit"):
         acquisition.fit_cost_model(x[:5], seconds[:5])
+
+
+def test_review_agreement_kappa_and_resolution_on_a_constructed_case():
+    from deeplab.active import review
+
+    first = [0, 0, 0, 1, 1, 2, 2, 2, 255, 1]
+    second = [0, 0, 1, 1, 1, 2, 0, 2, 255, 2]
+    s = review.agreement(first, second, 3)
+    assert s["reviewed"] == 10 and s["agreement"] == 0.7
+    # pe = sum_c p1(c) p2(c) over {0,1,2,255}: .3*.3 + .3*.3 + .3*.3 + .1*.1 = .28
+    assert s["kappa"] == pytest.approx((0.7 - 0.28) / (1 - 0.28))
+    assert s["per_class"] == {0: pytest.approx(2 / 3), 1: pytest.approx(2 / 3), 2: pytest.approx(2 / 3), 255: 1.0}
+    assert review.agreement([], [], 3)["kappa"] is None
+    assert review.resolve(3, 3, None) == 3
+    assert review.resolve(3, 4, None) == 255  # one annotator only: unclear
+    assert review.resolve(3, 4, 4) == 4 and review.resolve(3, 4, 3) == 3 and review.resolve(3, 4, 5) == 255
+    picked = review.review_subset(40, 0.25, 0, 1)
+    assert len(picked) == 10 and len(set(picked.tolist())) == 10
+    assert (picked == review.review_subset(40, 0.25, 0, 1)).all() and len(review.review_subset(40, 0, 0, 1)) == 0
+    rng = np.random.default_rng(0)
+    answers = rng.integers(0, 19, 5000)
+    wrong = review.noisy(answers, 0.2, 19, rng)
+    assert abs((wrong != answers).mean() - 0.2) < 0.02 and ((wrong >= 0) & (wrong < 19)).all()
+    assert (review.noisy(np.full(10, 255), 1.0, 19, rng) == 255).all()

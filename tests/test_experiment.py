@@ -518,3 +518,32 @@ def test_annotation_cost_of_a_constructed_round():
     assert (c["seconds_per_click_px_lt256"], c["seconds_per_click_px_256_1k"],
             c["seconds_per_click_px_1k_4k"], c["seconds_per_click_px_ge4k"]) == (1.0, 3.0, 2.0, 8.0)
     assert set(annotation_cost(rows[-1:], names).values()) == {"n/a"}
+
+
+def test_review_pass_of_a_noisy_simulated_annotator(tmp_path, synth_root):
+    """ORACLE_NOISE=0.3: a review of every answer, a third answer on each disagreement, lowers
+    the label noise; review rows cost nothing and are not answers in force."""
+    from deeplab import al_pipeline
+    from deeplab.active import review
+
+    data = lambda e, t: al_pipeline.round_data(e, t, progress=False)  # noqa: E731
+    noise = {}
+    for share in (0.0, 1.0):
+        exp, _ = _folder_job(tmp_path / f"r{share}", synth_root, oracle_noise=0.3, review_share=share)
+        assert cli.run_stage(exp.job_dir, 0, "data", data) == 0
+        noise[share] = exp.manifest(0)["data"]["noise_before"]
+        if share == 0:
+            assert "review" not in exp.manifest(0)["annotate"]
+            continue
+        first = {(r["image"], r["region"]): r["answer"] for r in exp.ledger.read()}
+        reviews = exp.ledger.reviews(0)
+        assert len(first) == 12 and set(reviews) == set(first)  # every answer reviewed
+        assert all(rv[1]["cost"] == 0 and rv[1]["annotator"] == "oracle-review" for rv in reviews.values())
+        third = {k for k, rv in reviews.items() if 2 in rv}
+        assert third == {k for k, rv in reviews.items() if rv[1]["answer"] != first[k]}
+        rv = exp.manifest(0)["annotate"]["review"]
+        s = review.agreement([first[k] for k in sorted(first)], [reviews[k][1]["answer"] for k in sorted(first)], 19)
+        assert rv["reviewed"] == 12 and rv["agreement"] == s["agreement"] and rv["kappa"] == s["kappa"]
+        assert rv["third_answers"] == len(third) > 0
+        assert exp.manifest(0)["annotate"]["clicks"] == 12  # reviews are not clicks
+    assert noise[1.0] < noise[0.0] / 2, noise

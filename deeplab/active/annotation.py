@@ -81,13 +81,15 @@ class Ledger:
     `annotator` (who answered), `source` (`oracle`, `web`, `label_studio`), `session` (the
     digest of the browser session that gave a web answer: only it can undo the answer),
     `elapsed_ms` (a person's time from the region shown to the answer: the page's measurement,
-    or Label Studio's `lead_time`), `received_at` (Unix seconds the server received it).
+    or Label Studio's `lead_time`), `received_at` (Unix seconds the server received it),
+    `review` (1: a review pass's second answer, 2: its third; `cost` 0): review rows are not
+    answers in force (`read` leaves them out; `reviews` returns them).
 
     `check(rows)`, when given, runs on every read (the job checks the rows against its round
     manifests) and raises to stop a job whose ledger shrank or grew behind its back.
     """
 
-    OPTIONAL = ("annotator", "source", "session", "elapsed_ms", "received_at")
+    OPTIONAL = ("annotator", "source", "session", "elapsed_ms", "received_at", "review")
 
     def __init__(self, path: Path | str, check=None):
         self.path = Path(path)
@@ -144,6 +146,8 @@ class Ledger:
         raw_lines: list[int] = []
         where: list[int] = []
         for row, n in zip(self.raw(raw_lines), raw_lines):
+            if row.get("review"):
+                continue  # a review pass's answer: see `reviews`
             key = (row["round"], row["image"], row["region"])
             if row.get("undo"):
                 i = latest.pop(key, None)
@@ -169,6 +173,14 @@ class Ledger:
         if self._check is not None:
             self._check(rows, lines)
         return rows
+
+    def reviews(self, t: int) -> dict[tuple[str, int], dict[int, dict]]:
+        """Round t's review answers by (image, region) and review number (1, 2)."""
+        out: dict[tuple[str, int], dict[int, dict]] = {}
+        for row in self.raw():
+            if row.get("review") and row["round"] == t:
+                out.setdefault((row["image"], row["region"]), {})[int(row["review"])] = row
+        return out
 
     def rounds(self) -> set[int]:
         return {r["round"] for r in self.read()}

@@ -108,6 +108,11 @@ class ExperimentConfig:
     # Answered images no longer in the train split stop the job unless this is set: then their
     # answers are left out of the labels (the clicks they cost stay spent, and say so).
     drop_missing_answered: bool = False
+    # The review pass: this share of each round's answers asked again of another annotator
+    # (0: off); a disagreement goes to a third answer, or becomes unclear (255).
+    review_share: float = 0.0
+    # The simulated annotator's error rate: an answer is another class with this probability.
+    oracle_noise: float = 0.0
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ExperimentConfig":
@@ -124,6 +129,9 @@ class ExperimentConfig:
         for name in ("rounds", "train_steps", "train_crop_size",
                      "train_batch_size", "num_workers", "knee"):
             positive_int(name)
+        for name in ("review_share", "oracle_noise"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name.upper()} must be a share in [0, 1], got '{getattr(self, name)}'")
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= self.seed < 2**32:
             raise ValueError(f"SEED must be an integer in 0..{2**32 - 1}, got '{self.seed}'")
         if self.acquisition not in acquisition.ACQUISITIONS:
@@ -249,6 +257,25 @@ class Experiment:
                     "region would be asked, and paid for, twice; list each image once")
             self._samples = samples
         return self._samples
+
+    def answers_by_image(self, upto_round: int | None = None) -> dict[str, list[dict]]:
+        """The ledger's answers in force by image, with each reviewed answer replaced by the
+        review pass's outcome (`review.resolve`): what labels the pixels."""
+        from deeplab.active import review
+
+        out = self.ledger.by_image(upto_round)
+        rounds = {r["round"] for rows in out.values() for r in rows}
+        reviews = {t: self.ledger.reviews(t) for t in rounds}
+        if not any(reviews.values()):
+            return out
+        ignore = self.descriptor.ignore_label
+        for name, rows in out.items():
+            for k, r in enumerate(rows):
+                rv = reviews[r["round"]].get((name, r["region"]))
+                if rv and 1 in rv:
+                    third = rv[2]["answer"] if 2 in rv else None
+                    rows[k] = {**r, "answer": review.resolve(r["answer"], rv[1]["answer"], third, ignore)}
+        return out
 
     def cost_model(self) -> "acquisition.MeasuredCost":
         """The measured cost model of COST_MODEL=measured (CLICK_COST_MODEL)."""

@@ -74,6 +74,21 @@ def annotation_cost(rows: list[dict], class_names, ignore_label: int = 255) -> d
     return out
 
 
+def review_cells(rv: dict | None, class_names) -> dict:
+    """The review pass's figures of a round (REVIEW_SHARE): reviewed answers, raw agreement,
+    Cohen's kappa, regions left unclear, agreement per class; 'n/a' without a review pass."""
+    keys = ["reviewed", "review_agreement", "review_kappa", "unclear_after_review"] + \
+        [f"agreement_{n.replace(' ', '_')}" for n in class_names]
+    if not rv or not rv.get("reviewed"):
+        return {k: NOT_AVAILABLE for k in keys}
+    out = {"reviewed": rv["reviewed"], "review_agreement": round(rv["agreement"], 4),
+           "review_kappa": round(rv["kappa"], 4), "unclear_after_review": rv["unclear_after_review"]}
+    per = rv.get("agreement_per_class", {})
+    out.update({f"agreement_{n.replace(' ', '_')}": round(per[n], 4) if n in per else NOT_AVAILABLE
+                for n in class_names})
+    return out
+
+
 def results_rows(exp: Experiment) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
@@ -106,6 +121,7 @@ def results_rows(exp: Experiment) -> list[dict]:
             "sieved_wrong_share": _available(data, "sieved_wrong_share"),
         })
         row.update(annotation_cost(rows_in.get(t, []), names, exp.descriptor.ignore_label))
+        row.update(review_cells(m.get("annotate", {}).get("review"), names))
         # COST_MODEL=measured: the fit's seconds for what was asked so far (equal-effort axis)
         predicted = [exp.manifest(k).get("select", {}).get("predicted_seconds") for k in range(t + 1)]
         row["predicted_seconds"] = NOT_AVAILABLE if any(v is None for v in predicted) else \

@@ -160,30 +160,119 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         from deeplab.active import web
 
         return web.annotate_round(exp, t)
+    summary = _oracle_first_answers(exp, t, sel, progress)
+    if exp.config.review_share > 0:
+        _oracle_reviews(exp, t, sel, progress)
+        summary["review"] = review_summary(exp, t, sel)
+    return summary
+
+
+def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
+            what: str) -> tuple[list[int], list[int]]:
+    """The simulated annotator's (noise-free) answers to `queries` and the regions' sizes,
+    in their order."""
+    exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
+    by_image: dict[str, list] = {}
+    for k, r in enumerate(queries):
+        by_image.setdefault(r["image"], []).append(k)
+    samples = {s.name: s for s in exp.samples}
+    order = {s.name: i for i, s in enumerate(exp.samples)}
+    names = sorted(by_image, key=order.__getitem__)
+    earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
+    tasks = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
+              "ids": [queries[k]["region"] for k in by_image[n]], "earlier": earlier.get(n, []),
+              "maps": {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])}}
+             for n in names]
+    with exp.executor() as ex:
+        results = ex.map(answers_task, tasks, f"round {t} {what}", progress)
+    out, sizes = [0] * len(queries), [0] * len(queries)
+    for name, (answers, size) in zip(names, results):
+        for k, a, n in zip(by_image[name], answers, size):
+            out[k], sizes[k] = int(a), int(n)
+    return out, sizes
+
+
+def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int], k: int) -> list[int]:
+    """ORACLE_NOISE applied to answers of the selection's `positions` (draw k: 0 the first
+    answer, 1 the review, 2 the third): one seeded draw per region, so a resumed stage draws
+    what an uninterrupted one would."""
+    from deeplab.active import review
+
+    c = exp.config
+    if not c.oracle_noise:
+        return list(answers)
+    d = exp.descriptor
+    return [int(review.noisy([a], c.oracle_noise, d.num_classes,
+                             np.random.default_rng([c.seed, t, p, k]), d.ignore_label)[0])
+            for a, p in zip(answers, positions)]
+
+
+def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> dict:
     done = round_answers(exp, t, sel)
-    todo = [r for r in sel if (r["image"], r["region"]) not in done]
+    todo = [k for k, r in enumerate(sel) if (r["image"], r["region"]) not in done]
     if todo:
-        exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
-        by_image: dict[str, list] = {}
-        for r in todo:
-            by_image.setdefault(r["image"], []).append(r)
-        samples = {s.name: s for s in exp.samples}
+        queries = [sel[k] for k in todo]
+        answers, sizes = _oracle(exp, t, queries, progress, "answers")
+        answers = _mistakes(exp, t, answers, todo, 0)
+        # in the ledger by image (the data set's order), as the oracle always wrote them
         order = {s.name: i for i, s in enumerate(exp.samples)}
-        names = sorted(by_image, key=order.__getitem__)
-        earlier = exp.ledger.by_image(upto_round=t - 1) if t > 0 else {}
-        tasks = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
-                  "ids": [r["region"] for r in by_image[n]], "earlier": earlier.get(n, []),
-                  "maps": {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])}}
-                 for n in names]
-        with exp.executor() as ex:
-            results = ex.map(answers_task, tasks, f"round {t} answers", progress)
-        rows = []
-        for name, (answers, sizes) in zip(names, results):
-            for r, a, n in zip(by_image[name], answers, sizes):
-                rows.append({"round": t, "image": name, "region": r["region"], "answer": int(a),
-                             "size": int(n), "score": r["score"], "cost": r["cost"]})
+        rows = [{"round": t, "image": q["image"], "region": q["region"], "answer": a,
+                 "size": n, "score": q["score"], "cost": q["cost"]}
+                for q, a, n in zip(queries, answers, sizes)]
+        rows = [rows[k] for k in sorted(range(len(rows)), key=lambda k: (order[rows[k]["image"]], k))]
         exp.ledger.append(rows)
     return answers_summary(exp, t, sel)
+
+
+def _oracle_reviews(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
+    """The review pass by the simulated annotator: REVIEW_SHARE of the round's answers asked
+    again (an independent draw of ORACLE_NOISE), a third answer where the two disagree."""
+    from deeplab.active import review
+
+    c = exp.config
+    first = round_answers(exp, t, sel)
+    picked = review.review_subset(len(sel), c.review_share, c.seed, t).tolist()
+    for k in (1, 2):
+        have = exp.ledger.reviews(t)
+        if k == 1:
+            todo = [p for p in picked if 1 not in have.get((sel[p]["image"], sel[p]["region"]), {})]
+        else:  # a third answer where the review disagreed
+            todo = [p for p in picked if (key := (sel[p]["image"], sel[p]["region"])) in have
+                    and 1 in have[key] and 2 not in have[key]
+                    and have[key][1]["answer"] != first[key]["answer"]]
+        if not todo:
+            continue
+        queries = [sel[p] for p in todo]
+        answers, _ = _oracle(exp, t, queries, progress, "review" if k == 1 else "third answers")
+        answers = _mistakes(exp, t, answers, todo, k)
+        exp.ledger.append([{"round": t, "image": q["image"], "region": q["region"], "answer": a,
+                            "size": first[(q["image"], q["region"])]["size"], "score": q["score"],
+                            "cost": 0, "review": k, "annotator": f"oracle-{'review' if k == 1 else 'third'}",
+                            "source": "oracle"} for q, a in zip(queries, answers)])
+
+
+def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
+    """The review pass's figures of round t: reviewed, raw agreement, Cohen's kappa, agreement
+    per class of the first answer, third answers, and regions left unclear by a disagreement."""
+    from deeplab.active import review
+
+    first = round_answers(exp, t, sel)
+    reviews = exp.ledger.reviews(t)
+    keys = [k for k in first if 1 in reviews.get(k, {})]
+    a = [first[k]["answer"] for k in keys]
+    b = [reviews[k][1]["answer"] for k in keys]
+    d = exp.descriptor
+    stats = review.agreement(a, b, d.num_classes, d.ignore_label)
+    names = dict(enumerate(d.class_names))
+    names[d.ignore_label] = "unclear"
+    resolved = [review.resolve(first[k]["answer"], reviews[k][1]["answer"],
+                               reviews[k][2]["answer"] if 2 in reviews[k] else None, d.ignore_label)
+                for k in keys]
+    return {"reviewed": stats["reviewed"], "agreement": stats["agreement"], "kappa": stats["kappa"],
+            "agreement_per_class": {names.get(c, str(c)): v for c, v in stats["per_class"].items()},
+            "third_answers": sum(2 in reviews[k] for k in keys),
+            "unclear_after_review": sum(1 for k, r in zip(keys, resolved)
+                                        if r == d.ignore_label and first[k]["answer"] != d.ignore_label)}
 
 
 def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:

@@ -128,7 +128,7 @@ class RoundSession:
         self._image: tuple | None = None  # (name, image, region map, labelled) of the last view drawn
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
         # hatched, since a click names the class of the part it will label (as the oracle does).
-        self._earlier = exp.ledger.by_image(upto_round=t - 1) if t > 0 else {}
+        self._earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
         if len(self.answers) == len(self.queries):
             self.done.set()
 
