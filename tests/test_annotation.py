@@ -902,3 +902,61 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
     assert len(chosen) < 40  # larger regions cost more than one click-equivalent
     with pytest.raises(FileNotFoundError, match="CLICK_COST_MODEL"):
         ExperimentConfig(job_dir=str(tmp_path / "x"), cost_model="measured").validate()
+
+
+def test_review_pass_on_the_page_goes_to_another_session(tmp_path, synth_root):
+    from deeplab.active.web import Refused, RoundSession
+
+    exp = human_job(tmp_path, synth_root, clicks=8, review_share=0.5)
+    s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
+    while (q := s.next_for("one", session="s1")["query"]) is not None:
+        s.answer("one", q["index"], 1, session="s1", elapsed_ms=900)
+    assert not s.done.is_set() and s.progress()["reviews_pending"] == 4
+    p = s.next_for("one", session="s1")  # never your own answers
+    assert p["query"] is None
+    with pytest.raises(Refused, match="another annotator reviews it"):
+        s.answer("one", s.picked[0], 1, session="s1")
+    with pytest.raises(Refused, match="being reviewed"):
+        s.undo("one", session="s1")
+    given = {}
+    while (q := s.next_for("two", session="s2")["query"]) is not None:
+        assert q["review"] == 1 and q["index"] in s.picked
+        a = 1 if len(given) < 2 else 3  # two agree, two disagree
+        given[q["index"]] = a
+        s.answer("two", q["index"], a, session="s2", elapsed_ms=700)
+    # two sessions only: the disagreements are labelled unclear, no third answer is asked
+    assert s.done.is_set() and len(given) == 4
+    reviews = exp.ledger.reviews(0)
+    assert len(reviews) == 4 and all(rv[1]["cost"] == 0 and rv[1]["session"] == "s2" for rv in reviews.values())
+    from deeplab.active.rounds import review_summary
+
+    rv = review_summary(exp, 0, s.queries)
+    assert rv["reviewed"] == 4 and rv["agreement"] == 0.5 and rv["unclear_after_review"] == 2
+    assert rv["third_answers"] == 0
+    resolved = [r for rows in exp.answers_by_image().values() for r in rows]
+    assert sorted(r["answer"] for r in resolved) == [1] * 6 + [255] * 2
+    assert len(exp.ledger.read()) == 8  # reviews are not answers in force
+
+
+def test_a_third_session_settles_a_disagreement(tmp_path, synth_root):
+    from deeplab.active.web import RoundSession
+
+    exp = human_job(tmp_path, synth_root, clicks=4, review_share=1.0)
+    s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
+    while (q := s.next_for("one", session="s1")["query"]) is not None:
+        s.answer("one", q["index"], 2, session="s1")
+    a = s.next_for("three", session="s3")["query"]  # a third person opens the page
+    b = s.next_for("two", session="s2")["query"]
+    assert a["review"] == b["review"] == 1 and a["index"] != b["index"]
+    s.answer("two", b["index"], 5, session="s2")  # disagrees with the first answer
+    s.answer("three", a["index"], 2, session="s3")  # agrees
+    third = s.next_for("three", session="s3")["query"]
+    assert third["index"] == b["index"] and third["review"] == 2  # the only one who may settle it
+    assert s.next_for("two", session="s2")["query"]["index"] not in (a["index"], b["index"])
+    s.answer("three", b["index"], 5, session="s3")
+    while (r := s.next_for("two", session="s2")["query"]) is not None:
+        s.answer("two", r["index"], 2, session="s2")
+    assert s.done.is_set()
+    resolved = {(r["image"], r["region"]): r["answer"] for rows in exp.answers_by_image().values() for r in rows}
+    assert resolved[(b["image"], b["region"])] == 5  # two of three
+    assert sorted(resolved.values()) == [2, 2, 2, 5]

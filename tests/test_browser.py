@@ -371,3 +371,49 @@ def test_class_names_show_as_text(browser, tmp_path, synth_root):
     b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
     thread.join(30)
     assert exp.ledger.read()[0]["answer"] == 0
+
+
+def test_review_pass_goes_to_another_browser_session(browser, tmp_path, synth_root):
+    """REVIEW_SHARE=0.5: the browser answers the round, then waits (it may not review its own
+    answers); a second session (its own cookie) reviews; the stage reports the agreement."""
+    import http.cookiejar
+
+    from selenium.webdriver.common.by import By
+
+    exp = human_job(tmp_path, synth_root, clicks=4, review_share=0.5)
+    url, thread, result = _serve_in_thread(exp)
+    b = browser
+    b.delete_all_cookies()
+    b.get(url)
+    _wait(lambda: "region" in b.find_element(By.ID, "where").text)
+    while len(exp.ledger.read()) < 4:
+        n = len(exp.ledger.read())
+        b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+        _wait(lambda: len(exp.ledger.read()) == n + 1)
+    _wait(lambda: "wait for another annotator's review" in b.find_element(By.ID, "status").text,
+          what="the waiting message")
+    assert exp.ledger.reviews(0) == {}
+    jar = http.cookiejar.CookieJar()
+    other = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    other.open(url, timeout=10).read()  # the page issues this session its cookie
+    assert len(jar) == 1
+
+    def post(path, body):
+        req = urllib.request.Request(url + path, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with other.open(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    reviewed = 0
+    while (q := post("api/next", {"client": "reviewer"})["query"]) is not None:
+        assert q["review"] == 1
+        post("api/answer", {"client": "reviewer", "index": q["index"], "answer": 0 if reviewed == 0 else 5,
+                            "elapsed_ms": 1200})
+        reviewed += 1
+    thread.join(30)
+    assert reviewed == 2 and "summary" in result
+    rv = result["summary"]["review"]
+    assert rv["reviewed"] == 2 and rv["agreement"] == 0.5 and rv["unclear_after_review"] == 1
+    sessions = {r["session"] for r in exp.ledger.read()}
+    review_sessions = {rv[1]["session"] for rv in exp.ledger.reviews(0).values()}
+    assert len(sessions) == 1 and len(review_sessions) == 1 and not sessions & review_sessions

@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import annotation, region_maps
+from deeplab.active import annotation, region_maps, review
 from deeplab.active.experiment import Experiment
-from deeplab.active.rounds import answers_summary, read_selection, round_answers
+from deeplab.active.rounds import answers_summary, read_selection, review_summary, round_answers
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNCLEAR_KEY = "x"
@@ -68,6 +68,11 @@ IDLE_SECS = 30.0  # a connection that sends nothing this long is closed
 def session_digest(cookie: str) -> str:
     """What the ledger keeps of a browser session's cookie (never the cookie itself)."""
     return hashlib.sha256(cookie.encode()).hexdigest()[:24]
+
+
+def _identity(session: str | None, client: str) -> str:
+    """Who gave an answer, for the review pass: the browser session, else the client id."""
+    return f"session:{session}" if session else f"client:{client}"
 
 
 def _undo_key(session: str | None, client: str) -> tuple[str, str]:
@@ -112,6 +117,15 @@ class RoundSession:
             if row.get("source") == "web" and (row.get("session") or row.get("annotator")):
                 self.stacks[_undo_key(row.get("session"), row.get("annotator"))].append(self.index[key])
         self.clicks = sum(int(r["cost"]) for r in self.answers.values())
+        # The review pass (REVIEW_SHARE): once every region is answered, a seeded share of them
+        # is asked again of another browser session, and on a disagreement a third one.
+        c = exp.config
+        self.picked = sorted(review.review_subset(len(self.queries), float(c.review_share), c.seed, t)
+                             .tolist()) if c.review_share else []
+        self.reviews: dict[int, dict[int, dict]] = {
+            self.index[key]: rv for key, rv in exp.ledger.reviews(t).items() if key in self.index}
+        self.review_leases: dict[tuple[int, int], tuple[str, float]] = {}
+        self.seen = {_identity(r.get("session"), r.get("annotator") or "") for r in self.answers.values()}
         # Hand-out order: one image's queried regions one after another, images in the order
         # of their best score (the selection's order within an image), so a person stays on an
         # image instead of jumping between images at every click.
@@ -129,13 +143,41 @@ class RoundSession:
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
         # hatched, since a click names the class of the part it will label (as the oracle does).
         self._earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
-        if len(self.answers) == len(self.queries):
-            self.done.set()
+        self._check_done()
 
     # ------------------------------------------------------------------ state
     def progress(self) -> dict:
         return {"round": self.t, "asked": len(self.queries), "answered": len(self.answers),
-                "clicks": self.clicks, "budget": self.budget, "done": self.done.is_set()}
+                "clicks": self.clicks, "budget": self.budget, "done": self.done.is_set(),
+                "reviews_pending": len(self._reviews_pending())}
+
+    def _reviews_pending(self) -> list[tuple[int, int]]:
+        """(query, review number) still to answer: every picked region's review once all are
+        answered, and a third answer where the review disagreed while at least three browser
+        sessions have taken part (with fewer, the disagreement is labelled unclear)."""
+        if not self.picked or len(self.answers) < len(self.queries):
+            return []
+        out = []
+        for i in self.picked:
+            rv = self.reviews.get(i, {})
+            if 1 not in rv:
+                out.append((i, 1))
+            elif rv[1]["answer"] != self.answers[i]["answer"] and 2 not in rv and len(self.seen) >= 3:
+                out.append((i, 2))
+        return out
+
+    def _excluded(self, i: int, k: int) -> set[str]:
+        """Who may not give review k of query i: whoever answered it before."""
+        first = self.answers[i]
+        out = {_identity(first.get("session"), first.get("annotator") or "")}
+        if k == 2:
+            r = self.reviews[i][1]
+            out.add(_identity(r.get("session"), r.get("annotator") or ""))
+        return out
+
+    def _check_done(self) -> None:
+        if len(self.answers) == len(self.queries) and not self._reviews_pending():
+            self.done.set()
 
     def _next_free(self) -> int | None:
         """The first query of the hand-out order neither answered nor leased (skips at most
@@ -162,12 +204,36 @@ class RoundSession:
             out["suggestion"] = int(stats["dominant_class"][q["region"]])
         return out
 
-    def next_for(self, client: str) -> dict:
-        """The region `client` should answer now (leased to them), or None with the progress."""
+    def _next_review(self, client: str, who: str, now: float) -> dict | None:
+        """Leases `client` a review it may give (never of its own answer), or None."""
+        for key in [k for k, (_, until) in self.review_leases.items() if until <= now]:
+            del self.review_leases[key]
+        pending = self._reviews_pending()
+        mine = [key for key in pending if self.review_leases.get(key, ("",))[0] == client]
+        free = [key for key in pending if key not in self.review_leases and who not in self._excluded(*key)]
+        key = (mine or free or [None])[0]
+        if key is None:
+            return None
+        for other in [o for o, (c, _) in self.review_leases.items() if c == client and o != key]:
+            del self.review_leases[other]
+        self.review_leases[key] = (client, now + self.lease_secs)
+        return {**self._query(key[0]), "review": key[1]}
+
+    def next_for(self, client: str, session: str | None = None) -> dict:
+        """The region `client` should answer now (leased to them), or None with the progress.
+        In the review pass, a region someone else answered (another browser session)."""
         _check_client(client)
+        who = _identity(session, client)
         with self.lock:
             now = self.clock()
             self._expire(now)
+            self.seen.add(who)
+            if len(self.answers) == len(self.queries) and self.picked:
+                query = self._next_review(client, who, now)
+                out = self.progress()
+                out["held_by_others"] = sum(1 for c, _ in self.review_leases.values() if c != client)
+                out["query"] = query
+                return out
             mine = [i for i, (c, _) in self.leases.items() if c == client and i not in self.answers]
             i = min(mine, key=self.position.__getitem__) if mine else self._next_free()
             if i is not None:
@@ -200,8 +266,7 @@ class RoundSession:
             now = self.clock()
             self._expire(now)
             if i in self.answers:
-                raise Refused(409, f"region {self.queries[i]['region']} of "
-                                   f"'{self.queries[i]['image']}' is answered already")
+                return self._review_answer(client, i, a, session, elapsed, received)
             holder = self.leases.get(i)
             if holder is not None and holder[0] != client:
                 raise Refused(409, "another annotator holds this region; take the next one")
@@ -218,9 +283,35 @@ class RoundSession:
             self.clicks += int(q["cost"])
             self.stacks[_undo_key(session, client)].append(i)
             self.leases.pop(i, None)
-            if len(self.answers) == len(self.queries):
-                self.done.set()
+            self._check_done()
             return self.progress()
+
+    def _review_answer(self, client, i, a, session, elapsed, received) -> dict:
+        """Records a review answer of query i (under the lock): a pending review that this
+        session may give and nobody else holds."""
+        who = _identity(session, client)
+        key = next((key for key in self._reviews_pending() if key[0] == i), None)
+        if key is None:
+            raise Refused(409, f"region {self.queries[i]['region']} of "
+                               f"'{self.queries[i]['image']}' is answered already")
+        if who in self._excluded(*key):
+            raise Refused(409, "you answered this region already: another annotator reviews it")
+        holder = self.review_leases.get(key)
+        if holder is not None and holder[0] != client:
+            raise Refused(409, "another annotator holds this review; take the next one")
+        q, first = self.queries[i], self.answers[i]
+        row = {"round": self.t, "image": q["image"], "region": q["region"], "answer": a,
+               "size": first["size"], "score": q["score"], "cost": 0, "review": key[1],
+               "annotator": client, "source": "web", "received_at": received}
+        if elapsed is not None:
+            row["elapsed_ms"] = elapsed
+        if session:
+            row["session"] = session
+        self.exp.ledger.append([row])
+        self.reviews.setdefault(i, {})[key[1]] = row
+        self.review_leases.pop(key, None)
+        self._check_done()
+        return self.progress()
 
     def undo(self, client: str, session: str | None = None) -> dict:
         """Takes back the last answer of the round given in browser session `session` (through
@@ -230,6 +321,8 @@ class RoundSession:
         with self.lock:
             if self.done.is_set():
                 raise Refused(409, "the round is complete: its answers are final")
+            if self.picked and len(self.answers) == len(self.queries):
+                raise Refused(409, "the round's answers are being reviewed: they are final")
             stack = self.stacks.get(_undo_key(session, client))
             if not stack:
                 raise Refused(409, "nothing to undo: no answer of this round was given in this "
@@ -562,7 +655,7 @@ def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765
             def handle():
                 body = self._body()
                 if url.path == "/api/next":
-                    self._json(200, session.next_for(body.get("client")))
+                    self._json(200, session.next_for(body.get("client"), session=self._session()))
                 elif url.path == "/api/answer":
                     self._json(200, session.answer(body.get("client"), body.get("index"),
                                                    body.get("answer"), session=self._session(),
@@ -636,7 +729,7 @@ def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | No
     with round_lock(exp, t):
         session = RoundSession(exp, t, lease_secs, preselect)
         if session.done.is_set():
-            return answers_summary(exp, t, session.queries)
+            return _summary(exp, t, session.queries)
         server = make_server(session, host, port, token)
         url = page_url(host, server.server_address[1], token)
         p = session.progress()
@@ -664,7 +757,15 @@ def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | No
             server.shutdown()
             server.server_close()
     print(f"round {t}: every queried region is answered")
-    return answers_summary(exp, t, session.queries)
+    return _summary(exp, t, session.queries)
+
+
+def _summary(exp: Experiment, t: int, queries: list[dict]) -> dict:
+    """The answers stage's figures, with the review pass's when REVIEW_SHARE is set."""
+    out = answers_summary(exp, t, queries)
+    if exp.config.review_share:
+        out["review"] = review_summary(exp, t, queries)
+    return out
 
 
 def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
