@@ -247,13 +247,40 @@ print("RESULT", json.dumps(info))
 """
 
 
-def test_training_under_mirrored_strategy_on_cpu(tmp_path, synth_tfrecords):
-    out = subprocess.run([sys.executable, "-c", _MIRRORED, str(tmp_path / "m"), str(synth_tfrecords), "mirrored"],
+_TWO_REPLICAS = """
+import sys, json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from deeplab.model import ModelOptions
+from deeplab.train import TrainConfig, train
+# batch norm frozen and no dropout: a replica's forward pass does not depend on the others, so
+# two replicas of 2 examples must take the step one replica of the same 4 examples takes
+options = ModelOptions(model_variant="xception_light", fine_tune_batch_norm=False, dropout_keep_prob=1.0)
+infos, weights = {}, {}
+for strategy in ("mirrored", "default"):
+    infos[strategy] = train(TrainConfig(train_logdir=sys.argv[1] + strategy, tfrecord_dir=sys.argv[2],
+        model=options, training_number_of_steps=4, base_learning_rate=0.05,
+        train_crop_size=(33, 33), train_batch_size=4, seed=0, deterministic=True, strategy=strategy,
+        progress=False))
+    with np.load(sys.argv[1] + strategy + "/final_weights.npz") as z:
+        weights[strategy] = {k: z[k] for k in z.files}
+a, b = weights["mirrored"], weights["default"]
+assert a.keys() == b.keys()
+diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+moved = max(float(np.abs(a[k]).max()) for k in a)
+print("RESULT", json.dumps({"replicas": [infos["mirrored"]["replicas"], infos["default"]["replicas"]],
+                            "max_diff": diff, "losses": [infos[s]["last_losses"] for s in infos]}))
+"""
+
+
+def test_two_mirrored_replicas_take_the_step_of_one_on_the_same_global_batch(tmp_path, synth_tfrecords):
+    out = subprocess.run([sys.executable, "-c", _TWO_REPLICAS, str(tmp_path / "m_"), str(synth_tfrecords)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.split("RESULT", 1)[1])
-    assert info["replicas"] == 2 and info["steps"] == 4
-    assert np.isfinite(info["final_loss"])
+    assert info["replicas"] == [2, 1]
+    np.testing.assert_allclose(info["losses"][0], info["losses"][1], rtol=1e-4)
+    assert info["max_diff"] < 1e-4, info
 
 
 def _free_port():
