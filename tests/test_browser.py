@@ -71,6 +71,17 @@ def _post(url, path, body):
         return json.loads(r.read())
 
 
+def _click_when_enabled(b, index):
+    """Clicks class button `index` once the page has enabled its buttons (a click while the
+    next region loads is ignored by the page, as a person's would be)."""
+    from selenium.webdriver.common.by import By
+
+    _wait(lambda: b.execute_script(
+        "const x = document.querySelectorAll('#classes button'); return x.length > 0 && !x[0].disabled;"),
+        what="the class buttons")
+    b.find_elements(By.CSS_SELECTOR, "#classes button")[index].click()
+
+
 def _wait(cond, timeout=20, what="the page"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -192,7 +203,7 @@ def test_two_people_never_get_the_same_region(browser, tmp_path, synth_root):
         pass
     while len(exp.ledger.read()) < 4:
         n = len(exp.ledger.read())
-        b.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()
+        _click_when_enabled(b, 1)
         _wait(lambda: len(exp.ledger.read()) == n + 1)
     thread.join(30)
     rows = exp.ledger.read()
@@ -351,7 +362,7 @@ def test_another_site_can_neither_frame_the_page_nor_lease_its_regions(browser, 
     _wait(lambda: "region" in b.find_element(By.ID, "where").text)
     while not result and len(exp.ledger.read()) < 4:
         n = len(exp.ledger.read())
-        b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+        _click_when_enabled(b, 0)
         _wait(lambda: len(exp.ledger.read()) == n + 1 or result)
     thread.join(30)
     assert "summary" in result
@@ -368,7 +379,7 @@ def test_class_names_show_as_text(browser, tmp_path, synth_root):
     _wait(lambda: "region" in b.find_element(By.ID, "where").text)
     shown = [x.text for x in b.find_elements(By.CSS_SELECTOR, "#classes button .name")]
     assert shown[:2] == names and b.find_elements(By.ID, "injected") == []
-    b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+    _click_when_enabled(b, 0)
     thread.join(30)
     assert exp.ledger.read()[0]["answer"] == 0
 
@@ -388,7 +399,7 @@ def test_review_pass_goes_to_another_browser_session(browser, tmp_path, synth_ro
     _wait(lambda: "region" in b.find_element(By.ID, "where").text)
     while len(exp.ledger.read()) < 4:
         n = len(exp.ledger.read())
-        b.find_elements(By.CSS_SELECTOR, "#classes button")[0].click()
+        _click_when_enabled(b, 0)
         _wait(lambda: len(exp.ledger.read()) == n + 1)
     _wait(lambda: "wait for another annotator's review" in b.find_element(By.ID, "status").text,
           what="the waiting message")
