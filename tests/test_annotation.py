@@ -266,10 +266,10 @@ def test_session_validates_leases_and_undoes(tmp_path, synth_root):
 
 
 # ---------------------------------------------------------------------------- HTTP safety
-def _serve(exp, host, token=None):
+def _serve(exp, host, token=None, **kw):
     from deeplab.active.web import RoundSession, make_server
 
-    server = make_server(RoundSession(exp, 0), host, 0, token)
+    server = make_server(RoundSession(exp, 0), host, 0, token, **kw)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -343,14 +343,6 @@ def test_no_path_from_the_request_is_served(tmp_path, synth_root):
         server.server_close()
 
 
-def _serve_idle(exp, idle_secs):
-    from deeplab.active.web import RoundSession, make_server
-
-    server = make_server(RoundSession(exp, 0), "127.0.0.1", 0, None, idle_secs=idle_secs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_no_other_site_frames_drives_or_starves_the_page(tmp_path, synth_root):
     """Every response forbids framing; state changes only by POST; what a browser marks as
     coming from another site is refused (a top-level navigation to the page excepted)."""
@@ -418,7 +410,7 @@ def test_class_names_cannot_break_the_page(tmp_path, synth_root):
 
 def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth_root, capfd):
     exp = human_job(tmp_path, synth_root)
-    server = _serve_idle(exp, idle_secs=0.5)
+    server = _serve(exp, "127.0.0.1", idle_secs=0.5)
     port = server.server_address[1]
     try:
         for headers, body in (({"Content-Length": "abc"}, "{}"), ({"Content-Length": "-5"}, "{}"),

@@ -176,10 +176,15 @@ class Ledger:
 
     def reviews(self, t: int) -> dict[tuple[str, int], dict[int, dict]]:
         """Round t's review answers by (image, region) and review number (1, 2)."""
-        out: dict[tuple[str, int], dict[int, dict]] = {}
+        return self.reviews_by_round().get(t, {})
+
+    def reviews_by_round(self) -> dict[int, dict[tuple[str, int], dict[int, dict]]]:
+        """Every round's review answers (`reviews`), from one read of the file."""
+        out: dict[int, dict[tuple[str, int], dict[int, dict]]] = {}
         for row in self.raw():
-            if row.get("review") and row["round"] == t:
-                out.setdefault((row["image"], row["region"]), {})[int(row["review"])] = row
+            if row.get("review"):
+                out.setdefault(row["round"], {}).setdefault(
+                    (row["image"], row["region"]), {})[int(row["review"])] = row
         return out
 
     def rounds(self) -> set[int]:

@@ -264,14 +264,13 @@ class Experiment:
         from deeplab.active import review
 
         out = self.ledger.by_image(upto_round)
-        rounds = {r["round"] for rows in out.values() for r in rows}
-        reviews = {t: self.ledger.reviews(t) for t in rounds}
-        if not any(reviews.values()):
+        reviews = self.ledger.reviews_by_round()
+        if not reviews:
             return out
         ignore = self.descriptor.ignore_label
         for name, rows in out.items():
             for k, r in enumerate(rows):
-                rv = reviews[r["round"]].get((name, r["region"]))
+                rv = reviews.get(r["round"], {}).get((name, r["region"]))
                 if rv and 1 in rv:
                     third = rv[2]["answer"] if 2 in rv else None
                     rows[k] = {**r, "answer": review.resolve(r["answer"], rv[1]["answer"], third, ignore)}
