@@ -157,6 +157,19 @@ def test_settings_change_on_resume_is_refused(finished_job, synth_root):
         _config(finished_job, synth_root, clicks_per_round=7).save_or_check()
     _config(finished_job, synth_root, rounds=5).save_or_check()  # more rounds is fine
     _config(finished_job, synth_root).save_or_check()
+    with pytest.raises(ValueError, match="eps"):  # an adaptive job's merge depends on it
+        _config(finished_job, synth_root, eps=0.3).save_or_check()
+
+
+def test_merge_settings_do_not_bind_a_job_on_other_regions(tmp_path, synth_root):
+    """EPS is read by the adaptive merge only: a job on base regions (the random arm an EPS
+    ablation shares) resumes under another EPS, but not under another acquisition."""
+    job = tmp_path / "base_job"
+    job.mkdir()
+    _config(job, synth_root, regions="base", acquisition="random").save_or_check()
+    _config(job, synth_root, regions="base", acquisition="random", eps=0.3).save_or_check()
+    with pytest.raises(ValueError, match="acquisition"):
+        _config(job, synth_root, regions="base", acquisition="class_balanced", eps=0.3).save_or_check()
 
 
 def test_budget_as_a_share_of_base_superpixels(finished_job):

@@ -51,6 +51,9 @@ STAGES = ("regions", "select", "annotate", "data", "train", "eval")
 # it runs, not what it computes).
 MUTABLE = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
            "annotate_host", "annotate_port", "preselect", "lease_secs", "drop_missing_answered")
+# Settings that only the adaptive merge reads: a job on other regions computes the same thing
+# whatever they are (so the random arm of an EPS ablation resumes under another EPS).
+MERGE_ONLY = ("eps", "merge_model")
 ANNOTATORS = ("oracle", "human")
 
 
@@ -195,8 +198,9 @@ class ExperimentConfig:
             new = dataclasses.asdict(self)
             # A setting the job's config predates counts as its default.
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            ignored = MUTABLE + (MERGE_ONLY if new["regions"] != "adaptive" else ())
             changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
-                       if k not in MUTABLE and not _same_setting(k, old.get(k, defaults[k]), v)}
+                       if k not in ignored and not _same_setting(k, old.get(k, defaults[k]), v)}
             if changed:
                 raise ValueError(
                     f"job {self.job_dir} was started with other settings "
