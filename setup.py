@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["deeplab", "deeplab.*"]),
-    package_data={"deeplab.active": ["annotate_page.html"]},
+    package_data={"deeplab.annotate": ["page.html"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",  # Keras 3

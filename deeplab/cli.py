@@ -19,7 +19,7 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     """Where per-image work runs, and where derived data are cached."""
-    from deeplab.active.executor import EXECUTORS
+    from deeplab.parallel import EXECUTORS
 
     parser.add_argument("--num_workers", type=int, default=1, help="processes (or Ray CPUs)")
     parser.add_argument("--executor", default="local", choices=EXECUTORS,
@@ -29,13 +29,13 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def make_executor(args: argparse.Namespace):
-    from deeplab.active.executor import make_executor as make
+    from deeplab.parallel import make_executor as make
 
     return make(args.executor, args.num_workers)
 
 
 def data_cache(args: argparse.Namespace, root: Path):
-    from deeplab.active.cache import DataCache
+    from deeplab.experiment.cache import DataCache
 
     return DataCache(args.cache_dir, args.dataset, root)
 
@@ -114,7 +114,7 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
     """Runs one stage of round t unless its manifest says it is complete; records it."""
     import json
 
-    from deeplab.active.experiment import Experiment
+    from deeplab.experiment.job import Experiment
 
     exp = Experiment.open(job_dir)
     if not 0 <= t < exp.config.rounds:
@@ -130,17 +130,20 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
     return 0
 
 
-def stage_main(doc: str, stage: str, target: str, argv=None) -> int:
-    """`main` of a per-stage script: parses --job_dir/--round and runs `module:function`."""
+def stage_main(doc: str, stage: str, target, argv=None) -> int:
+    """`main` of a per-stage script: parses --job_dir/--round and runs `target(exp, t)`, a
+    function or its `module:function` name (imported only then)."""
     import importlib
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_round_flags(p)
     args = p.parse_args(argv)
-    module, func = target.split(":")
+    if isinstance(target, str):
+        module, func = target.split(":")
+        target = getattr(importlib.import_module(module), func)
     try:
-        return guarded(run_stage, args.job_dir, args.round, stage,
-                       getattr(importlib.import_module(module), func), what=f"round {args.round}: {stage}")
+        return guarded(run_stage, args.job_dir, args.round, stage, target,
+                       what=f"round {args.round}: {stage}")
     except KeyboardInterrupt:
         import sys
 

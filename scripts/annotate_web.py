@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def serve(exp, t):
-        from deeplab.active import web
+        from deeplab.annotate import server
 
-        return web.serve_round(exp, t, args.host, args.port, args.token, args.preselect,
+        return server.serve_round(exp, t, args.host, args.port, args.token, args.preselect,
                                args.lease_secs)
 
     try:

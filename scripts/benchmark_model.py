@@ -34,12 +34,12 @@ def main(argv=None) -> int:
 
     from deeplab.datasets import build_data, data_generator, get_dataset, synthetic
     from deeplab.model import ModelOptions, build_model
-    from deeplab.train import masked_cross_entropy_sum
+    from deeplab.training.trainer import masked_cross_entropy_sum
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     if args.deterministic:
-        from deeplab.train import enable_determinism
+        from deeplab.training.trainer import enable_determinism
 
         enable_determinism()
     gpus = tf.config.list_logical_devices("GPU")

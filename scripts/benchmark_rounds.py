@@ -125,9 +125,11 @@ def du(path: Path) -> int:
 
 
 def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
-    from deeplab import al_pipeline
-    from deeplab.active import executor, jobs, rounds
-    from deeplab.active.experiment import Experiment, ExperimentConfig
+    from deeplab.experiment import stages
+    from deeplab import parallel
+    from deeplab.experiment import tasks
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
 
     job = work / f"{kind}{workers}" / "job"
     shutil.rmtree(job.parent, ignore_errors=True)
@@ -139,25 +141,25 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     config.save_or_check()
     exp = Experiment(config)
     standin = StandInPredictor(exp.descriptor, exp.samples)
-    al_pipeline.predictor_for_round = lambda e, t: standin
+    stages.predictor_for_round = lambda e, t: standin
     decode = DecodeClock.once()
     stages = {
-        "regions": lambda t: al_pipeline.round_regions(exp, t, write_overlays=False),
-        "select": lambda t: rounds.select_round(exp, t, progress=False),
-        "annotate": lambda t: rounds.annotate_round(exp, t, progress=False),
-        "data": lambda t: al_pipeline.round_data(exp, t, max_overlays=0, progress=False),
+        "regions": lambda t: stages.round_regions(exp, t, write_overlays=False),
+        "select": lambda t: stages.select_round(exp, t, progress=False),
+        "annotate": lambda t: stages.annotate_round(exp, t, progress=False),
+        "data": lambda t: stages.round_data(exp, t, max_overlays=0, progress=False),
     }
     rows = []
 
     def measure(label, fn):
-        executor.CPU_SECONDS.clear()
+        parallel.CPU_SECONDS.clear()
         w0, d0, decode0 = time.perf_counter(), time.process_time(), decode.seconds
         info = fn()
         wall = time.perf_counter() - w0
         decoded = decode.seconds - decode0
         driver = time.process_time() - d0 - decoded
         # In-process tasks (one worker) count in both; keep them once, as task time.
-        tasks = sum(executor.CPU_SECONDS.values())
+        tasks = sum(parallel.CPU_SECONDS.values())
         if kind == "local" and workers == 1:
             driver -= tasks
         rows.append({"stage": label, "task_cpu_per_image": tasks / args.images,
@@ -166,7 +168,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
                      "wall_s": wall, "wall_per_image": wall / args.images})
         return info
 
-    ex = executor.make_executor(kind, workers)
+    ex = parallel.make_executor(kind, workers)
     exp.executor = lambda: _Kept(ex)
     t0 = time.perf_counter()
     pids = list(ex.imap(warm_task, [1.0] * workers, max_in_flight=workers))
@@ -176,7 +178,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     probs = next(iter(StandInPredictor._probs.values()))
     list(ex.imap(touch_task, [{"probs": probs}] * (4 * workers)))
     measure("base superpixels (SEEDS, once per data set)",
-            lambda: jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "seeds",
+            lambda: tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "seeds",
                                       n_segments=args.num_superpixels, executor=ex, progress=False))
     for stage in ("select", "annotate", "data"):  # the warm-up round's labels (no model)
         exp.mark(0, stage, measure(f"round 0 {stage}", lambda: stages[stage](0)))

@@ -12,7 +12,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.standin import StandinConfig, build
+    from deeplab.training.standin import StandinConfig, build
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = StandinConfig()

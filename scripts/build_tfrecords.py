@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.output_dir) if args.output_dir else None
     if args.job_dir:
-        from deeplab.active.experiment import Experiment
+        from deeplab.experiment.job import Experiment
 
         exp = Experiment.open(args.job_dir)
         args.dataset, args.dataset_dir = exp.config.dataset, str(exp.data_root)

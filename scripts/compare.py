@@ -11,7 +11,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.active import compare
+    from deeplab.experiment import compare
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)

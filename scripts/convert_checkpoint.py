@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--output_stride", type=int, default=16)
     p.add_argument("--output", required=True, help="where to write the .npz")
     args = p.parse_args(argv)
-    from deeplab import checkpoints
+    from deeplab.training import checkpoints
     from deeplab.model import ModelOptions, build_model
 
     model = build_model(ModelOptions(num_classes=args.num_classes, model_variant=args.model_variant,

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     exp = None
     if args.job_dir:
-        from deeplab.active.experiment import Experiment
+        from deeplab.experiment.job import Experiment
 
         exp = Experiment.open(args.job_dir)
         c = exp.config
@@ -51,17 +51,17 @@ def main(argv=None) -> int:
     descriptor, root = cli.resolve_dataset(args)
     out = Path(args.output_dir) if args.output_dir else cli.data_cache(args, root).base_dir(
         args.method, args.num_superpixels, args.superpixel_size_px, args.split)
-    from deeplab.active import jobs
+    from deeplab.experiment import tasks
 
     samples = descriptor.list_split(root, args.split)
     with cli.make_executor(args) as ex:
-        summary = jobs.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
+        summary = tasks.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
                                     args.num_superpixels, ex, args.shard, args.overlay_dir)
         print(f"{out}: {summary}")
         if exp is not None and exp.config.regions == "oracle":
-            print(f"{exp.oracle_dir}: {jobs.extract_oracle(descriptor, samples, exp.oracle_dir, ex)}")
+            print(f"{exp.oracle_dir}: {tasks.extract_oracle(descriptor, samples, exp.oracle_dir, ex)}")
     if args.report:
-        print(json.dumps(jobs.region_quality(descriptor, jobs.shard_items(samples, args.shard), out)))
+        print(json.dumps(tasks.region_quality(descriptor, tasks.shard_items(samples, args.shard), out)))
     return 0
 
 

@@ -8,7 +8,6 @@ uncertainty in it (`deeplab.active.acquisition.COST_FEATURES`). Writes the fit a
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,8 +19,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from deeplab import io_utils
     from deeplab.active import acquisition
-    from deeplab.active.experiment import Experiment
-    from deeplab.active.rounds import timed_answer_features
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.stages import timed_answer_features
 
     exp = Experiment.open(args.job_dir)
     features, seconds = timed_answer_features(exp)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     if args.job_dir:
         if args.round is None:
             p.error("--job_dir needs --round")
-        from deeplab.al_pipeline import round_regions
+        from deeplab.experiment.stages import round_regions
 
         return cli.guarded(cli.run_stage, args.job_dir, args.round, "regions", round_regions,
                            what=f"round {args.round}: regions")
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     cache = cli.data_cache(args, root)
     base_dir = Path(args.base_dir) if args.base_dir else cache.base_dir(
         args.method, args.num_superpixels, args.superpixel_size_px, args.split)
-    from deeplab.al_pipeline import generate_round_regions
-    from deeplab.inference import Predictor
+    from deeplab.experiment.stages import generate_round_regions
+    from deeplab.training.inference import Predictor
 
     summary = generate_round_regions(
         descriptor, descriptor.list_split(root, args.split),

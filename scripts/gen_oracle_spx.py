@@ -21,11 +21,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     descriptor, root = cli.resolve_dataset(args)
     out = Path(args.output_dir) if args.output_dir else cli.data_cache(args, root).oracle_dir(args.split)
-    from deeplab.active import jobs
+    from deeplab.experiment import tasks
 
     samples = descriptor.list_split(root, args.split)
     with cli.make_executor(args) as ex:
-        print(f"{out}: {jobs.extract_oracle(descriptor, samples, out, ex, args.shard)}")
+        print(f"{out}: {tasks.extract_oracle(descriptor, samples, out, ex, args.shard)}")
     return 0
 
 

@@ -59,7 +59,8 @@ def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None
 
 
 def main(argv=None) -> int:
-    from deeplab.active.experiment import ExperimentConfig, Experiment
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
     from deeplab.cli import parse_bool
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

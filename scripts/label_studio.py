@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     im.add_argument("--file", required=True, help="Label Studio export (JSON)")
     args = p.parse_args(argv)
 
-    from deeplab.active import label_studio
-    from deeplab.active.experiment import Experiment
+    from deeplab.annotate import label_studio
+    from deeplab.experiment.job import Experiment
 
     try:
         exp = Experiment.open(args.job_dir)

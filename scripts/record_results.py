@@ -18,8 +18,8 @@ def main(argv=None) -> int:
 
 
 def _record(job_dir) -> int:
-    from deeplab.active.experiment import Experiment
-    from deeplab.active.results import format_results, write_results
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.results import format_results, write_results
 
     exp = Experiment.open(job_dir)
     rows = write_results(exp)

@@ -12,13 +12,14 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab import al_pipeline, cli
+    from deeplab.experiment import stages
+    from deeplab import cli
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True, help="a job initialised by scripts/init_experiment.py")
     args = p.parse_args(argv)
-    for stage, fn in (("data", al_pipeline.full_data), ("train", al_pipeline.train_round),
-                      ("eval", al_pipeline.eval_round)):
+    for stage, fn in (("data", stages.full_data), ("train", stages.train_round),
+                      ("eval", stages.eval_round)):
         code = cli.run_stage(args.job_dir, 0, stage, fn)
         if code:
             return code

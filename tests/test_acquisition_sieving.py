@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from kneed import KneeLocator
 
-from deeplab.active import acquisition, annotation, sieving
+from deeplab.active import acquisition, sieving
+from deeplab.experiment import ledger
+from deeplab.active import labels as L, oracle
 
 
 def test_class_balanced_scores_match_formula():
@@ -31,6 +33,43 @@ def test_class_balanced_scores_match_formula():
         acquisition.class_balanced_scores(np.full(n, np.nan), dom, size, c)
 
 
+def test_eligibility_is_existing_regions_less_than_half_covered():
+    size = np.array([0, 10, 10, 10, 7, 4])
+    covered = np.array([0, 0, 4, 5, 3, 4])
+    # empty slot, untouched, 40 %, exactly half (not eligible), 3/7 < half, all covered
+    assert acquisition.eligible_regions(size, covered).tolist() == [False, True, True, False, True, False]
+    with pytest.raises(ValueError, match="disagree"):
+        acquisition.eligible_regions(size, covered[:-1])
+
+
+def test_scores_are_normalised_over_the_eligible_pool_only():
+    """An ineligible region neither gets a score nor moves the pool's min-max normalisation or
+    its class shares."""
+    unc = np.array([0.9, 0.2, 0.6, 0.4, 100.0])
+    dom = np.array([0, 1, 0, 2, 1])
+    size = np.array([10, 30, 20, 40, 1000])
+    eligible = np.array([True, True, True, True, False])
+    rng = np.random.default_rng(0)
+    scores = acquisition.pool_scores("class_balanced", eligible, unc, dom, size, 3, rng)
+    expected = acquisition.class_balanced_scores(unc[:4], dom[:4], size[:4], 3)
+    np.testing.assert_allclose(scores[:4], expected)
+    assert scores[4] == 0.0
+    # by hand: U' = (0.9-0.2)/0.7 = 1 for region 0; class 0 holds 30 of 100 px
+    np.testing.assert_allclose(scores[0], np.exp(-0.3))
+    np.testing.assert_allclose(scores[1], 0.0)
+    none = acquisition.pool_scores("class_balanced", np.zeros(5, bool), unc, dom, size, 3, rng)
+    assert none.tolist() == [0.0] * 5
+    rand = acquisition.pool_scores("random", eligible, unc, dom, size, 3, np.random.default_rng(1))
+    assert sorted(rand[:4].tolist()) == [0.0, 1.0, 2.0, 3.0] and rand[4] == 0.0
+
+
+def test_budget_is_a_count_or_a_share_of_the_base_superpixels():
+    assert acquisition.budget_clicks(60, 0.0, 10_000) == 60
+    assert acquisition.budget_clicks(60, 0.3, 50_922) == 153  # 152.77 rounds to 153
+    assert acquisition.budget_clicks(60, 0.3, 100) == 1  # never 0
+    assert acquisition.budget_clicks(0, 1.5, 1000) == 15
+
+
 def test_select_spends_budget_by_score_with_deterministic_ties():
     scores = np.array([0.5, 0.9, 0.9, 0.1, 0.9, 0.7])
     image = np.array([1, 1, 0, 0, 0, 2])
@@ -53,7 +92,7 @@ def test_select_spends_budget_by_score_with_deterministic_ties():
 def test_oracle_answers_are_dominant_value_including_ignore():
     regions = np.array([[0, 0, 0, 1], [2, 2, 1, 1]])
     label = np.array([[3, 255, 255, 4], [7, 6, 5, 5]], np.uint8)
-    ans, size = annotation.oracle_answers(regions, label, np.array([0, 1, 2]))
+    ans, size = oracle.oracle_answers(regions, label, np.array([0, 1, 2]))
     assert ans.tolist() == [255, 5, 6] and size.tolist() == [3, 3, 2]  # ties -> smaller value
 
 
@@ -64,17 +103,17 @@ def test_oracle_answers_what_the_click_labels():
     label[:, 4:] = 1  # B = 1 on the right 2 columns
     unlabelled = np.zeros((4, 6), bool)
     unlabelled[:, 3:] = True  # columns 0-2 carry an earlier answer
-    whole, size = annotation.oracle_answers(regions, label, np.array([0]))
+    whole, size = oracle.oracle_answers(regions, label, np.array([0]))
     assert whole.tolist() == [0] and size.tolist() == [24]
-    ans, size = annotation.oracle_answers(regions, label, np.array([0]), unlabelled)
+    ans, size = oracle.oracle_answers(regions, label, np.array([0]), unlabelled)
     assert ans.tolist() == [1] and size.tolist() == [24]  # size stays the region's
     # a region with nothing left unlabelled is answered over all its pixels
-    ans, _ = annotation.oracle_answers(regions, label, np.array([0]), np.zeros((4, 6), bool))
+    ans, _ = oracle.oracle_answers(regions, label, np.array([0]), np.zeros((4, 6), bool))
     assert ans.tolist() == [0]
 
 
 def test_answers_task_takes_earlier_answers_into_account(tmp_path):
-    from deeplab.active import region_maps, rounds
+    from deeplab.experiment import region_maps, tasks
 
     base = np.repeat(np.arange(3, dtype=np.int32), 2)[None].repeat(4, 0)  # 3 columns of 2 px
     merged = np.zeros_like(base)  # round 1: one region over everything
@@ -93,13 +132,13 @@ def test_answers_task_takes_earlier_answers_into_account(tmp_path):
             return label
 
     task = {"descriptor": Descriptor, "sample": None, "map": paths[1], "ids": [0], "maps": paths}
-    assert rounds.answers_task(dict(task, earlier=[]))[0] == [0]  # ties: smaller class
+    assert tasks.answers_task(dict(task, earlier=[]))[0] == [0]  # ties: smaller class
     # round 0 labelled the left column 0: of the rest, 2 and 1 tie -> 1
     earlier = [{"round": 0, "image": "x", "region": 0, "answer": 0}]
-    assert rounds.answers_task(dict(task, earlier=earlier))[0] == [1]
+    assert tasks.answers_task(dict(task, earlier=earlier))[0] == [1]
     # a 255 answer labels nothing, so its pixels still count
     earlier = [{"round": 0, "image": "x", "region": 0, "answer": 255}]
-    assert rounds.answers_task(dict(task, earlier=earlier))[0] == [0]
+    assert tasks.answers_task(dict(task, earlier=earlier))[0] == [0]
 
 
 def test_sieve_knee_ignores_pixels_owned_by_earlier_answers():
@@ -131,13 +170,28 @@ def test_paint_first_answer_wins_and_255_labels_nothing():
     m1 = np.array([[0, 1, 1, 2]])
     answers = {0: (np.array([0, 1]), np.array([4, 255], np.uint8)),
                1: (np.array([1, 2]), np.array([7, 8], np.uint8))}
-    labels, owner = annotation.paint({0: m0, 1: m1}, answers)
+    labels, owner = L.paint({0: m0, 1: m1}, answers)
     assert labels.tolist() == [[4, 4, 7, 8]] and owner.tolist() == [[0, 0, 1, 1]]
-    assert annotation.covered({0: m0, 1: m1}, answers).all()
+    assert L.covered({0: m0, 1: m1}, answers).all()
+
+
+def test_make_row_is_the_one_row_builder(tmp_path):
+    q = {"image": "a", "region": 3, "score": 0.5, "cost": 2, "size": 40}
+    row = ledger.make_row(1, q, 7, annotator="ann", elapsed_ms=None, session=None)
+    assert list(row) == list(ledger.LEDGER_FIELDS) + ["annotator"]
+    assert row == {"round": 1, "image": "a", "region": 3, "answer": 7, "size": 40, "score": 0.5,
+                   "cost": 2, "annotator": "ann"}
+    review = ledger.make_row(1, q, 5, size=41, cost=0, review=1)
+    assert (review["size"], review["cost"], review["review"]) == (41, 0, 1)
+    with pytest.raises(ValueError, match="no field"):
+        ledger.make_row(1, q, 7, colour="red")
+    book = ledger.Ledger(tmp_path / "ledger.jsonl")
+    book.append([row, ledger.undo_row(1, q, annotator="ann"), review])
+    assert book.read() == [] and book.reviews(1)[("a", 3)][1]["answer"] == 5
 
 
 def test_ledger_is_append_only(tmp_path):
-    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    led = ledger.Ledger(tmp_path / "ledger.jsonl")
     row = dict(round=0, image="a", region=3, answer=2, size=10, score=0.5, cost=1)
     led.append([row])
     led.append([dict(row, round=1, region=4)])

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import make_folder_dataset
-from deeplab.active import annotation, jobs
-from deeplab.active.experiment import Experiment, ExperimentConfig
-from deeplab.active.rounds import select_round
+from deeplab.experiment import ledger, tasks
+from deeplab.experiment.config import ExperimentConfig
+from deeplab.experiment.job import Experiment
+from deeplab.experiment.stages import select_round
 from deeplab.datasets import get_dataset
 
 ROOT = Path(__file__).parents[1]
@@ -31,7 +32,7 @@ def _row(i, t=0, image="a", answer=1):
 
 # ---------------------------------------------------------------------------- ledger
 def test_ledger_appends_in_place_and_folds_undo(tmp_path):
-    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    led = ledger.Ledger(tmp_path / "ledger.jsonl")
     led.append([_row(0)])
     inode = led.path.stat().st_ino
     before = led.path.read_bytes()
@@ -46,27 +47,27 @@ def test_ledger_appends_in_place_and_folds_undo(tmp_path):
     assert rows[-1]["answer"] == 3
     assert len(led.raw()) == 52
     led.append([{"round": 0, "image": "a", "region": 99, "undo": True}])
-    with pytest.raises(annotation.LedgerError, match="undo of region 99 .* follows no answer"):
+    with pytest.raises(ledger.LedgerError, match="undo of region 99 .* follows no answer"):
         led.read()
 
 
 def test_a_copied_answer_line_stops_at_once_naming_both_lines(tmp_path):
     """Even in a round still being answered (nothing recorded yet): the advice keeps every
     real answer."""
-    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    led = ledger.Ledger(tmp_path / "ledger.jsonl")
     led.append([_row(0), _row(1), _row(2)])
     lines = led.path.read_text().splitlines(keepends=True)
     led.path.write_text("".join(lines + lines[1:2]))
-    with pytest.raises(annotation.LedgerError, match=r"line 4 answers region 1 of 'a' \(round 0\) again, "
+    with pytest.raises(ledger.LedgerError, match=r"line 4 answers region 1 of 'a' \(round 0\) again, "
                                                      r"after line 2.*duplicate; delete line 4"):
         led.read()
     led.path.write_text("".join(lines) + json.dumps(_row(1, answer=5)) + "\n")
-    with pytest.raises(annotation.LedgerError, match="keep the line with the right answer"):
+    with pytest.raises(ledger.LedgerError, match="keep the line with the right answer"):
         led.read()
 
 
 def test_torn_last_line_is_reported_dropped_and_cut(tmp_path, capsys):
-    led = annotation.Ledger(tmp_path / "ledger.jsonl")
+    led = ledger.Ledger(tmp_path / "ledger.jsonl")
     led.append([_row(0), _row(1)])
     whole = led.path.read_bytes()
     with open(led.path, "ab") as f:
@@ -80,7 +81,7 @@ def test_torn_last_line_is_reported_dropped_and_cut(tmp_path, capsys):
     # A complete line that does not parse is never dropped.
     with open(led.path, "ab") as f:
         f.write(b'{"round": 0, "ima\n')
-    with pytest.raises(annotation.LedgerError, match="line 4 is corrupt"):
+    with pytest.raises(ledger.LedgerError, match="line 4 is corrupt"):
         led.read()
 
 
@@ -90,7 +91,7 @@ def test_killed_writer_loses_at_most_the_line_in_flight(tmp_path):
     path = tmp_path / "ledger.jsonl"
     code = textwrap.dedent(f"""
         import sys
-        from deeplab.active.annotation import Ledger
+        from deeplab.experiment.ledger import Ledger
         led = Ledger({str(path)!r})
         for i in range(100000):
             led.append([{{"round": 0, "image": "img" * 50, "region": i, "answer": i % 19,
@@ -104,7 +105,7 @@ def test_killed_writer_loses_at_most_the_line_in_flight(tmp_path):
         acked = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    rows = annotation.Ledger(path).read()
+    rows = ledger.Ledger(path).read()
     assert len(rows) >= acked + 1
     assert [r["region"] for r in rows] == list(range(len(rows)))
 
@@ -189,7 +190,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
                               superpixel_size_px=128.0, annotator="human", seed=1, **kw).validate()
     config.save_or_check()
     exp = Experiment(config)
-    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_round(exp, 0, progress=False))
     return exp
 
@@ -202,7 +203,7 @@ def human_job_from(exp, tmp_path, clicks=40):
                               seed=1).validate()
     config.save_or_check()
     new = Experiment(config)
-    jobs.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
+    tasks.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
     new.mark(0, "select", select_round(new, 0, progress=False))
     return new
 
@@ -216,7 +217,7 @@ class Clock:
 
 
 def test_session_validates_leases_and_undoes(tmp_path, synth_root):
-    from deeplab.active.web import Refused, RoundSession
+    from deeplab.annotate.session import Refused, RoundSession
 
     exp = human_job(tmp_path, synth_root)
     clock = Clock()
@@ -267,7 +268,8 @@ def test_session_validates_leases_and_undoes(tmp_path, synth_root):
 
 # ---------------------------------------------------------------------------- HTTP safety
 def _serve(exp, host, token=None, **kw):
-    from deeplab.active.web import RoundSession, make_server
+    from deeplab.annotate.server import make_server
+    from deeplab.annotate.session import RoundSession
 
     server = make_server(RoundSession(exp, 0), host, 0, token, **kw)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -295,7 +297,8 @@ def _other_address():
 
 
 def test_token_is_required_on_every_request_off_the_loopback(tmp_path, synth_root):
-    from deeplab.active.web import make_server, RoundSession
+    from deeplab.annotate.server import make_server
+    from deeplab.annotate.session import RoundSession
 
     exp = human_job(tmp_path, synth_root)
     with pytest.raises(ValueError, match="requires a token"):
@@ -445,7 +448,7 @@ def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth
 
 
 def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synth_root):
-    from deeplab.active.web import SESSION_COOKIE
+    from deeplab.annotate.server import SESSION_COOKIE
 
     exp = human_job(tmp_path, synth_root)
     server = _serve(exp, "127.0.0.1")
@@ -483,12 +486,12 @@ def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synt
         server.shutdown()
         server.server_close()
     # A Label Studio import's answers are on no browser session's stack.
-    from deeplab.active.web import RoundSession
+    from deeplab.annotate.session import RoundSession
 
     exp.ledger.append([{**_row(0), "image": q["image"], "region": q["region"],
                         "annotator": "label-studio", "source": "label_studio"}])
     s = RoundSession(exp, 0)
-    from deeplab.active.web import Refused
+    from deeplab.annotate.session import Refused
 
     for who in ("label-studio", "me"):
         with pytest.raises(Refused, match="nothing to undo"):
@@ -496,24 +499,25 @@ def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synt
 
 
 def test_one_process_serves_a_round(tmp_path, synth_root):
-    from deeplab.active import label_studio, web
+    from deeplab.annotate import label_studio, server
+    from deeplab.annotate.lock import round_lock
 
     exp = human_job(tmp_path, synth_root)
-    code = (f"import time\nfrom deeplab.active import web\nfrom deeplab.active.experiment import Experiment\n"
+    code = (f"import time\nfrom deeplab.annotate.lock import round_lock\nfrom deeplab.experiment.job import Experiment\n"
             f"exp = Experiment.open({str(exp.job_dir)!r})\n"
-            f"with web.round_lock(exp, 0):\n    print('locked', flush=True)\n    time.sleep(60)\n")
+            f"with round_lock(exp, 0):\n    print('locked', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(RuntimeError, match="being served already"):
-            web.serve_round(exp, 0, port=0)
+            server.serve_round(exp, 0, port=0)
         (tmp_path / "empty.json").write_text("[]")
         with pytest.raises(RuntimeError, match="being served already"):  # nor imported into
             label_studio.import_round(exp, 0, tmp_path / "empty.json")
     finally:
         proc.kill()
         proc.wait()
-    with web.round_lock(exp, 0):  # released with the process that held it
+    with round_lock(exp, 0):  # released with the process that held it
         pass
 
 
@@ -549,7 +553,7 @@ def _slow_decode(rle, n_values):
 def test_brush_rle_matches_label_studio():
     import hashlib
 
-    from deeplab.active.label_studio import mask_to_rle, rle_to_mask
+    from deeplab.annotate.label_studio import mask_to_rle, rle_to_mask
 
     square = np.zeros((5, 7), bool)
     square[1:4, 2:5] = True
@@ -592,8 +596,9 @@ def _complete(tasks, answers):
 
 
 def test_label_studio_round_trip(tmp_path, synth_root):
-    from deeplab.active import label_studio as ls, region_maps
-    from deeplab.active.web import RoundSession
+    from deeplab.annotate import label_studio as ls
+    from deeplab.experiment import region_maps
+    from deeplab.annotate.session import RoundSession
 
     exp = human_job(tmp_path, synth_root, clicks=6)
     sel = json.loads((exp.round_dir(0) / "selection.json").read_text())["regions"]
@@ -633,7 +638,7 @@ def test_label_studio_round_trip(tmp_path, synth_root):
 
 
 def test_label_studio_import_refuses_bad_tasks_with_id_and_reason(tmp_path, synth_root):
-    from deeplab.active import label_studio as ls
+    from deeplab.annotate import label_studio as ls
 
     exp = human_job(tmp_path, synth_root, clicks=6)
     ls.export_round(exp, 0, tmp_path / "tasks.json")
@@ -672,7 +677,7 @@ def test_label_studio_import_refuses_bad_tasks_with_id_and_reason(tmp_path, synt
                                          ("al_region", "3"), ("al_query", 1.5), ("al_round", True),
                                          ("al_image", ["x"])])
 def test_label_studio_import_refuses_ids_that_are_not_integers(tmp_path, synth_root, field, value):
-    from deeplab.active import label_studio as ls
+    from deeplab.annotate import label_studio as ls
 
     exp = human_job(tmp_path, synth_root, clicks=2)
     ls.export_round(exp, 0, tmp_path / "tasks.json")
@@ -687,7 +692,7 @@ def test_label_studio_import_refuses_ids_that_are_not_integers(tmp_path, synth_r
 def test_label_studio_urls_are_percent_encoded(tmp_path, synth_root):
     import urllib.parse
 
-    from deeplab.active import label_studio as ls
+    from deeplab.annotate import label_studio as ls
 
     exp = human_job(tmp_path, synth_root, clicks=40)
     odd = "a&b #1+c%20 ?d"
@@ -715,7 +720,7 @@ def test_label_studio_urls_are_percent_encoded(tmp_path, synth_root):
 def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_root):
     """The answers stage killed after part of its answers reached the ledger asks only the
     rest when run again: the ledger ends as if it had never stopped."""
-    from deeplab.active.rounds import annotate_round
+    from deeplab.experiment.stages import annotate_round
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True, num_train=3, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
@@ -723,7 +728,7 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
                               seed=2).validate()
     config.save_or_check()
     exp = Experiment(config)
-    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_round(exp, 0, progress=False))
     summary = annotate_round(exp, 0, progress=False)
     assert summary["answers"] == 9
@@ -738,7 +743,7 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
 def test_zoom_view_hatches_what_earlier_rounds_labelled():
     """The page asks for the class of the region's part a click will label: pixels an earlier
     answer labels are hatched in the zoom view (inside the region only), as the oracle answers."""
-    from deeplab.active.web import render_view
+    from deeplab.viz.views import render_view
 
     image = np.full((40, 60, 3), 100, np.uint8)
     mask = np.zeros((40, 60), bool)
@@ -807,7 +812,7 @@ def test_expected_errors_of_the_scripts_are_one_line(tmp_path, synth_root):
 
 
 def test_readme_and_code_agree_on_the_checkpoint_cadence():
-    from deeplab.al_pipeline import checkpoint_every
+    from deeplab.experiment.stages import checkpoint_every
 
     readme = (ROOT / "README.md").read_text()
     assert "every `max(50, TRAIN_STEPS // 5)` steps" in readme
@@ -815,7 +820,7 @@ def test_readme_and_code_agree_on_the_checkpoint_cadence():
 
 
 def test_handout_order_groups_each_images_queries():
-    from deeplab.active.web import handout_order
+    from deeplab.annotate.session import handout_order
 
     q = [{"image": im, "score": sc} for im, sc in
          [("b", 0.9), ("a", 0.8), ("b", 0.7), ("c", 0.8), ("a", 0.1), ("c", 0.75), ("b", 0.2)]]
@@ -825,7 +830,7 @@ def test_handout_order_groups_each_images_queries():
 
 
 def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_root):
-    from deeplab.active.web import Refused, RoundSession
+    from deeplab.annotate.session import Refused, RoundSession
 
     exp = human_job(tmp_path, synth_root, clicks=8)
     s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
@@ -847,7 +852,7 @@ def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_roo
     assert rows[0]["elapsed_ms"] == 2345 and before - 1 <= rows[0]["received_at"] <= time.time() + 1
     assert "elapsed_ms" not in rows[1] and rows[1]["received_at"] >= rows[0]["received_at"]
     # the simulated annotator's rows (an old ledger's too) read as before, without the fields
-    assert all("elapsed_ms" not in r for r in annotation.Ledger(tmp_path / "none.jsonl").read())
+    assert all("elapsed_ms" not in r for r in ledger.Ledger(tmp_path / "none.jsonl").read())
 
 
 def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_path, synth_root, capsys):
@@ -856,8 +861,8 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
     import importlib.util
 
     from deeplab.active import acquisition
-    from deeplab.active.rounds import timed_answer_features
-    from deeplab.active.web import RoundSession
+    from deeplab.experiment.stages import timed_answer_features
+    from deeplab.annotate.session import RoundSession
 
     exp = human_job(tmp_path, synth_root, clicks=14)
     s = RoundSession(exp, 0)
@@ -897,7 +902,7 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
 
 
 def test_review_pass_on_the_page_goes_to_another_session(tmp_path, synth_root):
-    from deeplab.active.web import Refused, RoundSession
+    from deeplab.annotate.session import Refused, RoundSession
 
     exp = human_job(tmp_path, synth_root, clicks=8, review_share=0.5)
     s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
@@ -920,7 +925,7 @@ def test_review_pass_on_the_page_goes_to_another_session(tmp_path, synth_root):
     assert s.done.is_set() and len(given) == 4
     reviews = exp.ledger.reviews(0)
     assert len(reviews) == 4 and all(rv[1]["cost"] == 0 and rv[1]["session"] == "s2" for rv in reviews.values())
-    from deeplab.active.rounds import review_summary
+    from deeplab.experiment.stages import review_summary
 
     rv = review_summary(exp, 0, s.queries)
     assert rv["reviewed"] == 4 and rv["agreement"] == 0.5 and rv["unclear_after_review"] == 2
@@ -931,7 +936,7 @@ def test_review_pass_on_the_page_goes_to_another_session(tmp_path, synth_root):
 
 
 def test_a_third_session_settles_a_disagreement(tmp_path, synth_root):
-    from deeplab.active.web import RoundSession
+    from deeplab.annotate.session import RoundSession
 
     exp = human_job(tmp_path, synth_root, clicks=4, review_share=1.0)
     s = RoundSession(exp, 0, lease_secs=60, clock=Clock())

@@ -43,14 +43,14 @@ def browser():
 
 def _serve_in_thread(exp, **kw):
     """serve_round in a thread; returns (url, thread, result dict)."""
-    from deeplab.active import web
+    from deeplab.annotate import server
 
     ready, result = threading.Event(), {}
     box = {}
 
     def run():
         try:
-            result["summary"] = web.serve_round(exp, 0, port=0, linger_secs=0.2,
+            result["summary"] = server.serve_round(exp, 0, port=0, linger_secs=0.2,
                                                 ready=lambda u: (box.update(url=u), ready.set()), **kw)
         except BaseException as e:  # reported by the test
             result["error"] = e
@@ -237,7 +237,7 @@ def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     for line in rows[1:]:
         cells = line.split(",")
         assert 0 <= float(cells[2]) <= 100  # measured on splits/val.txt
-    from deeplab.active.experiment import Experiment
+    from deeplab.experiment.job import Experiment
 
     exp = Experiment.open(job)
     m = exp.manifest(1)
@@ -291,7 +291,7 @@ def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root)
     assert proc.returncode == 0, log[-4000:]
     assert len(answers) == 8 and "round 0: every queried region is answered" in log
     job = tmp_path / "work" / "mine"
-    from deeplab.active.experiment import Experiment
+    from deeplab.experiment.job import Experiment
 
     rows = Experiment.open(job).ledger.read()
     assert [(r["image"], r["region"], r["answer"]) for r in rows] == answers

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplab.active import compare, superpixels
-from deeplab.active.experiment import Experiment
-from deeplab.active.results import iou_column
+from deeplab.experiment import compare
+from deeplab.active import superpixels
+from deeplab.experiment.job import Experiment
+from deeplab.experiment.results import iou_column
+from deeplab.active import labels as L
 
 ROOT = Path(__file__).parents[1]
 TINY = {"ROUNDS": "2", "CLICKS_PER_ROUND": "5%", "TRAIN_STEPS": "6", "TRAIN_CROP_SIZE": "65",
@@ -147,9 +149,10 @@ def test_arms_run_their_modes(compared):
 def test_merge_bound_merges_with_the_reference_model(compared):
     """merge_bound: round 1's adaptive map is the merge by the reference's probabilities, its
     statistics (what the score reads) the previous round's model's."""
-    from deeplab.active import adaptive, region_maps
+    from deeplab.active import adaptive
+    from deeplab.experiment import region_maps
     from deeplab.active import regions as R
-    from deeplab.inference import Predictor
+    from deeplab.training.inference import Predictor
 
     cmp_dir, _ = compared
     exp = Experiment.open(cmp_dir / "merge_bound_s3")
@@ -307,8 +310,8 @@ def test_properties_on_constructed_rows():
 def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
     """The annotation page of round 1 draws each query with what round 0 labelled hatched."""
     from deeplab import io_utils
-    from deeplab.active import annotation
-    from deeplab.active.web import RoundSession, render_view
+    from deeplab.annotate.session import RoundSession
+    from deeplab.viz.views import render_view
 
     cmp_dir, _ = compared
     exp = Experiment.open(cmp_dir / "paper_s3")
@@ -319,8 +322,8 @@ def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
         regions = exp.load_map(1, q["image"])
         labelled = None
         if q["image"] in earlier:
-            answers = annotation.answer_luts(earlier[q["image"]])
-            painted, _ = annotation.paint({0: exp.load_map(0, q["image"])}, answers)
+            answers = L.answer_luts(earlier[q["image"]])
+            painted, _ = L.paint({0: exp.load_map(0, q["image"])}, answers)
             labelled = painted != 255
         kind = "plain" if labelled is None else \
             "hatched" if (labelled & (regions == q["region"])).any() else "beside"

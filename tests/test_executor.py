@@ -4,7 +4,7 @@ a process pool, inline and on Ray."""
 import numpy as np
 import pytest
 
-from deeplab.active import executor
+from deeplab import parallel
 
 
 def _square_sum(a):
@@ -20,14 +20,14 @@ def test_results_in_order_with_bounded_in_flight(workers):
             produced.append(i)
             yield np.full(5, i)
 
-    with executor.make_executor("local", workers) as ex:
+    with parallel.make_executor("local", workers) as ex:
         out = []
         for k, r in enumerate(ex.imap(_square_sum, tasks(), max_in_flight=2)):
             out.append(r)
             # the producer never runs more than the in-flight bound ahead of the consumer
             assert len(produced) <= k + 1 + 2
     assert out == [5 * i * i for i in range(12)]
-    assert executor.TASKS["_square_sum"] >= 12
+    assert parallel.TASKS["_square_sum"] >= 12
 
 
 def test_ray_gives_the_pool_results():
@@ -35,21 +35,21 @@ def test_ray_gives_the_pool_results():
     from deeplab.active.regions import num_slots  # importable on Ray's workers (tests are not)
 
     tasks = [np.arange(i + 1, dtype=np.int32).reshape(1, -1) * 3 for i in range(9)]
-    with executor.make_executor("ray", 2) as ex:
+    with parallel.make_executor("ray", 2) as ex:
         got = ex.map(num_slots, tasks, progress=False)
-    with executor.make_executor("local", 2) as ex:
+    with parallel.make_executor("local", 2) as ex:
         assert got == ex.map(num_slots, tasks, progress=False) == [3 * i + 1 for i in range(9)]
 
 
 def test_prefetch_keeps_order():
-    assert list(executor.prefetch(lambda i: i * 2, range(20), threads=3)) == list(range(0, 40, 2))
+    assert list(parallel.prefetch(lambda i: i * 2, range(20), threads=3)) == list(range(0, 40, 2))
 
 
 def test_unknown_executor_and_bad_workers_are_refused():
     with pytest.raises(ValueError, match="EXECUTOR 'spark' is unknown; valid: local, ray"):
-        executor.make_executor("spark", 2)
+        parallel.make_executor("spark", 2)
     with pytest.raises(ValueError, match="NUM_WORKERS must be >= 1"):
-        executor.make_executor("local", 0)
+        parallel.make_executor("local", 0)
 
 
 def test_large_arrays_travel_through_shared_memory_and_are_freed():
@@ -57,9 +57,9 @@ def test_large_arrays_travel_through_shared_memory_and_are_freed():
 
     before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     big = [np.random.default_rng(i).random((600, 600)) for i in range(4)]  # 2.9 MB each
-    assert big[0].nbytes >= executor.SHARED_MIN_BYTES
+    assert big[0].nbytes >= parallel.SHARED_MIN_BYTES
     tasks = [{"probs": b, "k": i} for i, b in enumerate(big)]
-    with executor.make_executor("local", 2) as ex:
+    with parallel.make_executor("local", 2) as ex:
         got = list(ex.imap(_dict_task, tasks))
     assert got == [(i, float(b.sum())) for i, b in enumerate(big)]
     if os.path.isdir("/dev/shm"):  # every block the driver made is unlinked

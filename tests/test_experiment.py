@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from deeplab import cli
-from deeplab.active import jobs
-from deeplab.active.experiment import Experiment, ExperimentConfig, MODEL_VARIANTS
-from deeplab.active.rounds import select_round
+from deeplab.experiment import tasks
+from deeplab.experiment.config import MODEL_VARIANTS, ExperimentConfig
+from deeplab.experiment.job import Experiment
+from deeplab.experiment.stages import select_round
+from deeplab.active import labels as L
 
 ROOT = Path(__file__).parents[1]
 
@@ -30,14 +32,13 @@ def _config(job_dir, synth_root, **kw):
 
 
 def _run(job_dir, t, stages):
-    from deeplab import al_pipeline
-    from deeplab.active import rounds
+    from deeplab.experiment import stages
 
-    fns = {"regions": al_pipeline.round_regions, "select": rounds.select_round,
-           "annotate": rounds.annotate_round,
-           "data": lambda e, r: al_pipeline.round_data(e, r, progress=False),
-           "train": lambda e, r: al_pipeline.train_round(e, r, progress=False),
-           "eval": lambda e, r: al_pipeline.eval_round(e, r, progress=False)}
+    fns = {"regions": stages.round_regions, "select": stages.select_round,
+           "annotate": stages.annotate_round,
+           "data": lambda e, r: stages.round_data(e, r, progress=False),
+           "train": lambda e, r: stages.train_round(e, r, progress=False),
+           "eval": lambda e, r: stages.eval_round(e, r, progress=False)}
     for s in stages:
         assert cli.run_stage(job_dir, t, s, fns[s]) == 0
 
@@ -55,10 +56,10 @@ def finished_job(tmp_path_factory, synth_root):
     exp = Experiment(config)
     build_data.build_split(exp.descriptor, exp.descriptor.list_split(synth_root, "val"),
                            exp.val_tfrecord_dir, "val", num_shards=2, progress=False)
-    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
     _run(job, 0, ALL)
     _run(job, 1, ("regions",) + ALL)
-    from deeplab.active.results import write_results
+    from deeplab.experiment.results import write_results
 
     write_results(Experiment.open(job))
     return job
@@ -94,12 +95,11 @@ def test_budget_and_no_region_asked_twice(finished_job):
         r1 = [r for r in rs if r["round"] == 1]
         if not r1:
             continue
-        from deeplab.active import annotation
 
-        answers = annotation.answer_luts([r for r in rs if r["round"] < 1])
+        answers = L.answer_luts([r for r in rs if r["round"] < 1])
         maps = {t: exp.load_map(t, name) for t in answers}
 
-        cov = annotation.covered(maps, answers) if answers else np.zeros(exp.load_map(1, name).shape, bool)
+        cov = L.covered(maps, answers) if answers else np.zeros(exp.load_map(1, name).shape, bool)
         m1 = exp.load_map(1, name)
         for r in r1:
             region = m1 == r["region"]
@@ -129,7 +129,7 @@ def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
     assert exp.ledger.path.read_text() == ledger  # no answer appended twice
     assert (exp.round_dir(1) / "selection.json").read_text() == sel
     assert {p: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == labels
-    from deeplab.active.results import write_results
+    from deeplab.experiment.results import write_results
 
     write_results(exp)
     assert (finished_job / "results.csv").read_text() == results
@@ -247,7 +247,7 @@ def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
 
 
 def test_collapse_warning_names_the_cause():
-    from deeplab.al_pipeline import collapse_warning
+    from deeplab.experiment.stages import collapse_warning
 
     assert collapse_warning({"regions_per_image_before": 100.0, "regions_per_image_after": 30.0}, 1, 0.1) is None
     msg = collapse_warning({"regions_per_image_before": 100.0, "regions_per_image_after": 6.0}, 2, 0.1)
@@ -257,7 +257,7 @@ def test_collapse_warning_names_the_cause():
 
 
 def test_results_table_is_aligned(finished_job):
-    from deeplab.active.results import format_results, results_rows
+    from deeplab.experiment.results import format_results, results_rows
 
     lines = format_results(results_rows(Experiment.open(finished_job))).splitlines()
     assert len(lines) == 3 and len({len(line) for line in lines}) == 1
@@ -305,7 +305,7 @@ def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path, execut
     exp = _copy_job(finished_job, tmp_path / "elsewhere" / "renamed", drop_round=1,
                     executor=executor, num_workers=2)
     assert exp.base_dir != Experiment.open(finished_job).base_dir  # its own cache
-    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0,
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0,
                       executor=exp.executor(), progress=False)
     _run(exp.job_dir, 1, ("regions", "select", "annotate", "data"))
     rows, labels, maps = _round_outputs(exp, 1)
@@ -324,7 +324,7 @@ def test_job_reached_by_another_path_keeps_its_settings(finished_job, tmp_path, 
 
 
 def test_round_tfrecords_are_deleted_after_eval_and_rebuilt_on_need(finished_job, tmp_path):
-    from deeplab.al_pipeline import ensure_round_tfrecords
+    from deeplab.experiment.stages import ensure_round_tfrecords
     from deeplab.datasets import tfrecord
 
     exp = _copy_job(finished_job, tmp_path / "w" / "job")
@@ -338,8 +338,8 @@ def test_round_tfrecords_are_deleted_after_eval_and_rebuilt_on_need(finished_job
 
 
 def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
-    from deeplab.active.annotation import LedgerError
-    from deeplab.active.results import results_rows
+    from deeplab.experiment.ledger import LedgerError
+    from deeplab.experiment.results import results_rows
 
     exp = _copy_job(finished_job, tmp_path / "w" / "job")
     lines = exp.ledger.path.read_text().splitlines(keepends=True)
@@ -356,7 +356,7 @@ def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
 
 
 def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, synth_root):
-    from deeplab.al_pipeline import eval_round
+    from deeplab.experiment.stages import eval_round
     from deeplab.datasets import build_data, tfrecord
 
     exp = _copy_job(finished_job, tmp_path / "w" / "job")
@@ -389,7 +389,7 @@ def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, s
 
 
 def test_edited_ledger_line_stops_the_job_naming_it(finished_job, tmp_path):
-    from deeplab.active.annotation import LedgerError
+    from deeplab.experiment.ledger import LedgerError
 
     exp = _copy_job(finished_job, tmp_path / "w" / "job")
     lines = exp.ledger.path.read_text().splitlines(keepends=True)
@@ -410,7 +410,7 @@ def test_edited_ledger_line_stops_the_job_naming_it(finished_job, tmp_path):
 def _folder_job(tmp_path, synth_root, **kw):
     """A folder data set with labels (oracle answers), round 0 selected and answered."""
     from conftest import make_folder_dataset
-    from deeplab.active import rounds
+    from deeplab.experiment import stages
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=False,
                                num_train=4, num_val=1)
@@ -420,14 +420,14 @@ def _folder_job(tmp_path, synth_root, **kw):
                               **kw).validate()
     config.save_or_check()
     exp = Experiment(config)
-    jobs.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    for stage, fn in (("select", rounds.select_round), ("annotate", rounds.annotate_round)):
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    for stage, fn in (("select", stages.select_round), ("annotate", stages.annotate_round)):
         assert cli.run_stage(exp.job_dir, 0, stage, lambda e, t: fn(e, t, progress=False)) == 0
     return exp, root
 
 
 def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, capsys):
-    from deeplab import al_pipeline
+    from deeplab.experiment import stages
 
     exp, root = _folder_job(tmp_path, synth_root)
     rows = exp.ledger.read()
@@ -435,7 +435,7 @@ def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, c
     mine = [r for r in rows if r["image"] == gone]
     for p in list((root / "images").rglob(f"{Path(gone).name}.*")) + [root / "labels" / f"{gone}.png"]:
         p.unlink()
-    data = lambda e, t: al_pipeline.round_data(e, t, progress=False)  # noqa: E731
+    data = lambda e, t: stages.round_data(e, t, progress=False)  # noqa: E731
     with pytest.raises(ValueError, match=rf"1 answered images are no longer.*'{gone}'.*"
                                          rf"{len(mine)} answers.*DROP_MISSING_ANSWERED=1"):
         cli.run_stage(exp.job_dir, 0, "data", data)
@@ -497,7 +497,7 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
     """Killed after every map was written but before the stage was recorded: the rerun writes
     nothing new and records the figures (images, regions per image, ASA, the collapse warning)
     of the uninterrupted stage."""
-    from deeplab import al_pipeline
+    from deeplab.experiment import stages
 
     whole = Experiment.open(finished_job).manifest(1)["regions"]
     exp = _copy_job(finished_job, tmp_path / "w" / "job", cache_dir=str(finished_job.parent / "cache"))
@@ -505,7 +505,7 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
     del manifest["regions"]
     (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
     before = {p.name: p.stat().st_mtime_ns for p in (exp.round_dir(1) / "regions").rglob("*.npz")}
-    assert cli.run_stage(exp.job_dir, 1, "regions", al_pipeline.round_regions) == 0
+    assert cli.run_stage(exp.job_dir, 1, "regions", stages.round_regions) == 0
     resumed = exp.manifest(1)["regions"]
     assert resumed["resumed"] == len(exp.samples) and whole["resumed"] == 0
     assert {k: v for k, v in resumed.items() if k != "resumed"} == {k: v for k, v in whole.items() if k != "resumed"}
@@ -515,7 +515,7 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
 
 
 def test_annotation_cost_of_a_constructed_round():
-    from deeplab.active.results import annotation_cost
+    from deeplab.experiment.results import annotation_cost
 
     names = ["road", "car"]
     rows = [{"answer": 0, "size": 100, "cost": 1, "elapsed_ms": 1000},
@@ -536,10 +536,10 @@ def test_annotation_cost_of_a_constructed_round():
 def test_review_pass_of_a_noisy_simulated_annotator(tmp_path, synth_root):
     """ORACLE_NOISE=0.3: a review of every answer, a third answer on each disagreement, lowers
     the label noise; review rows cost nothing and are not answers in force."""
-    from deeplab import al_pipeline
+    from deeplab.experiment import stages
     from deeplab.active import review
 
-    data = lambda e, t: al_pipeline.round_data(e, t, progress=False)  # noqa: E731
+    data = lambda e, t: stages.round_data(e, t, progress=False)  # noqa: E731
     noise = {}
     for share in (0.0, 1.0):
         exp, _ = _folder_job(tmp_path / f"r{share}", synth_root, oracle_noise=0.3, review_share=share)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import checkpoints
-from deeplab.eval import confusion_matrix, iou_from_confusion
+from deeplab.training import checkpoints
+from deeplab.training.evaluate import confusion_matrix, iou_from_confusion
 from deeplab.model import ModelOptions, build_model, regularized_kernels
-from deeplab.train import TrainConfig, masked_cross_entropy_sum, train
+from deeplab.training import trainer
+from deeplab.training.trainer import TrainConfig, masked_cross_entropy_sum, train
 
 TSV = Path(__file__).parent / "data" / "xception65_checkpoint_variables.tsv"
 LIGHT = dict(model_variant="xception_light", bn_momentum=0.9)
@@ -136,6 +137,51 @@ def test_loss_ignores_255_and_empty_batches_give_zero():
     assert float(s0) == 0.0 and float(n0) == 0.0
 
 
+def test_poly_schedule_momentum_and_weight_decay_take_the_hand_computed_steps():
+    """Three optimizer steps on w with loss a.w + wd |w|^2 / 2 (gradient a + wd w): the poly
+    learning rate base (1 - s / total) ** power, Keras' momentum v = m v - lr g, w += v."""
+    config = TrainConfig(train_logdir="unused", tfrecord_dir="unused", training_number_of_steps=4,
+                         base_learning_rate=0.1, learning_power=0.9, momentum=0.9, weight_decay=0.5)
+    optimizer, schedule = trainer.make_optimizer(config)
+    np.testing.assert_allclose([float(schedule(s)) for s in range(5)],
+                               [0.1 * (1 - s / 4) ** 0.9 for s in range(5)], rtol=1e-6)
+    assert float(schedule(4)) == 0.0
+    a = np.array([0.3, 0.7], np.float32)
+    w = tf.Variable([1.0, -2.0])
+    w_hand, v_hand = np.array([1.0, -2.0]), np.zeros(2)
+    for s in range(3):
+        with tf.GradientTape() as tape:
+            ce, loss = trainer.replica_loss(tf.reduce_sum(a * w), tf.constant(1.0), [w],
+                                            config.weight_decay, replicas=1)
+        optimizer.apply_gradients([(tape.gradient(loss, w), w)])
+        g = a + 0.5 * w_hand
+        v_hand = 0.9 * v_hand - 0.1 * (1 - s / 4) ** 0.9 * g
+        w_hand = w_hand + v_hand
+        np.testing.assert_allclose(w.numpy(), w_hand, rtol=1e-5)
+    # on 2 replicas each carries half the weight decay; a batch with nothing labelled: 0, no NaN
+    ce, loss = trainer.replica_loss(tf.constant(0.0), tf.constant(0.0), [w], 0.5, replicas=2)
+    assert float(ce) == 0.0
+    np.testing.assert_allclose(float(trainer.replica_loss(tf.constant(3.0), tf.constant(4.0), [w], 0.0, 2)[0]), 0.75)
+    np.testing.assert_allclose(float(loss), 0.25 * 0.5 * float(tf.reduce_sum(w * w)), rtol=1e-6)
+    assert float(trainer.weight_decay_loss([], 0.5)) == 0.0
+
+
+def test_only_the_logits_bias_learns_twice_as_fast():
+    model = build_model(ModelOptions(num_classes=3, **LIGHT))
+    variables = model.trainable_variables
+    mult = trainer.gradient_multipliers(variables)
+    doubled = [v.path for v, m in zip(variables, mult) if m != 1.0]
+    assert len(doubled) == 1 and doubled[0].endswith("bias") and "logits" in doubled[0]
+    assert set(mult) == {1.0, trainer.BIAS_GRADIENT_MULTIPLIER} and trainer.BIAS_GRADIENT_MULTIPLIER == 2.0
+    grads = [tf.ones_like(v) for v in variables]
+    out = trainer.apply_multipliers(grads, mult)
+    for v, g, m in zip(variables, out, mult):
+        assert float(tf.reduce_max(g)) == m and float(tf.reduce_min(g)) == m, v.path
+    # weight decay regularises every non-depthwise kernel, never the bias or BN
+    paths = {k.path for k in regularized_kernels(model)}
+    assert doubled[0] not in paths and all(p.endswith("kernel") for p in paths)
+
+
 def test_miou_matches_hand_computed():
     labels = np.array([0, 0, 1, 1, 2, 255, 2, 0])
     preds = np.array([0, 1, 1, 1, 0, 2, 2, 0])
@@ -162,7 +208,7 @@ def _config(tmp_path, tfrecords, steps, **kw):
 def _val_loss(logdir, tfrecords):
     """Mean cross-entropy of a trained model over the val split (deterministic)."""
     from deeplab.datasets import data_generator
-    from deeplab.train import load_trained
+    from deeplab.training.trainer import load_trained
 
     model, _ = load_trained(logdir)
     total, count = 0.0, 0.0
@@ -188,10 +234,10 @@ def test_training_lowers_loss_and_resumes(tmp_path, synth_tfrecords):
     # Finished: a rerun does nothing.
     assert train(_config(tmp_path, synth_tfrecords, 40))["steps_this_run"] == 34
     # Evaluation and export of the trained model.
-    from deeplab.eval import evaluate
-    from deeplab.export_model import export
-    from deeplab.inference import Predictor
-    from deeplab.train import load_trained
+    from deeplab.training.evaluate import evaluate
+    from deeplab.training.export import export
+    from deeplab.training.inference import Predictor
+    from deeplab.training.trainer import load_trained
 
     model, _ = load_trained(tmp_path / "train")
     res = evaluate(model, synth_tfrecords, "val", 19, progress=False)
@@ -207,8 +253,8 @@ def test_training_lowers_loss_and_resumes(tmp_path, synth_tfrecords):
 
 
 def test_same_labels_give_bit_identical_weights_and_miou(tmp_path, synth_tfrecords):
-    from deeplab.eval import evaluate
-    from deeplab.train import load_trained
+    from deeplab.training.evaluate import evaluate
+    from deeplab.training.trainer import load_trained
 
     def run(name, seed):
         train(dataclasses.replace(_config(tmp_path / name, synth_tfrecords, 5), seed=seed))
@@ -238,7 +284,7 @@ import sys, json, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from deeplab.model import ModelOptions
-from deeplab.train import TrainConfig, train
+from deeplab.training.trainer import TrainConfig, train
 info = train(TrainConfig(train_logdir=sys.argv[1], tfrecord_dir=sys.argv[2],
     model=ModelOptions(model_variant="xception_light", bn_momentum=0.9), training_number_of_steps=4,
     base_learning_rate=0.05, train_crop_size=(33, 33), train_batch_size=4, seed=0,
@@ -252,7 +298,7 @@ import sys, json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from deeplab.model import ModelOptions
-from deeplab.train import TrainConfig, train
+from deeplab.training.trainer import TrainConfig, train
 # batch norm frozen and no dropout: a replica's forward pass does not depend on the others, so
 # two replicas of 2 examples must take the step one replica of the same 4 examples takes
 options = ModelOptions(model_variant="xception_light", fine_tune_batch_norm=False, dropout_keep_prob=1.0)
@@ -324,7 +370,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from deeplab.inference import Predictor
+from deeplab.training.inference import Predictor
 from deeplab.model import ModelOptions, build_model
 model = build_model(ModelOptions(num_classes=5, model_variant="xception_light", aspp_depth=16,
                                  decoder_depth=16))
@@ -350,7 +396,7 @@ def test_one_inference_replica_per_device_gives_the_same_probs():
 
 def test_dataset_dir_flag_points_to_tfrecord_dir(capsys):
     """--dataset_dir is the data root in every script; the trainer and evaluator say so."""
-    from deeplab import eval as deeplab_eval
+    from deeplab.training import evaluate as deeplab_eval
 
     with pytest.raises(SystemExit) as e:
         deeplab_eval.main(["--checkpoint_dir", "x", "--dataset_dir", "/data/tfrecord"])

@@ -5,7 +5,8 @@ import pytest
 from scipy.ndimage import label as nd_label
 from scipy.spatial.distance import jensenshannon
 
-from deeplab.active import adaptive, metrics, region_maps, superpixels
+from deeplab.active import adaptive, metrics, superpixels
+from deeplab.experiment import region_maps
 from deeplab.active import regions as R
 
 

@@ -137,8 +137,8 @@ def test_every_image_kind_is_decoded_one_way_everywhere(tmp_path, synth_root):
 
     from PIL import Image
 
-    from deeplab.active import jobs
-    from deeplab.active.web import render_view
+    from deeplab.experiment import tasks
+    from deeplab.viz.views import render_view
     from deeplab.datasets import build_data, get_dataset, tfrecord
 
     ds = get_dataset("synthetic")
@@ -179,8 +179,8 @@ def test_every_image_kind_is_decoded_one_way_everywhere(tmp_path, synth_root):
     for ex in tfrecord.read_examples(tmp_path / "rec", "train"):
         np.testing.assert_array_equal(ex["image"], decoded[ex["name"]], err_msg=ex["name"])
     # superpixels and the page's views are made from those pixels
-    jobs.extract_base(folder, list(samples.values()), tmp_path / "base", "slic", 128.0, progress=False)
-    from deeplab.active import region_maps
+    tasks.extract_base(folder, list(samples.values()), tmp_path / "base", "slic", 128.0, progress=False)
+    from deeplab.experiment import region_maps
 
     m = region_maps.load(region_maps.path(tmp_path / "base", "grey16"))
     assert m.shape == grey.shape and m.max() > 4
@@ -216,7 +216,6 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask):
 
 
 def test_image_and_label_of_other_sizes_are_named_by_file(tmp_path, synth_root):
-    import shutil
 
     from PIL import Image
 

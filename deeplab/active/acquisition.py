@@ -156,6 +156,37 @@ def select(scores: np.ndarray, eligible: np.ndarray, image_index: np.ndarray, re
                      bool(exhausted and spent < budget_clicks))
 
 
+def eligible_regions(size, covered_px) -> np.ndarray:
+    """bool [N]: the regions a round may ask (algorithms.md section 5): the region exists
+    (size > 0) and fewer than half of its pixels lie in regions answered before."""
+    size = np.asarray(size, np.float64)
+    covered_px = np.asarray(covered_px, np.float64)
+    if size.shape != covered_px.shape:
+        raise ValueError(f"size {size.shape} and covered pixels {covered_px.shape} disagree")
+    return (size > 0) & (covered_px < size / 2.0)
+
+
+def pool_scores(method: str, eligible, uncertainty, dominant_class, size, num_classes,
+                rng) -> np.ndarray:
+    """float64 [N]: `compute_scores` over the eligible regions only (the pool: its min-max
+    normalisation and class shares ignore every region that cannot be asked), 0 elsewhere."""
+    eligible = np.asarray(eligible, bool)
+    scores = np.zeros(len(eligible))
+    if eligible.any():
+        e = np.flatnonzero(eligible)
+        scores[e] = compute_scores(method, np.asarray(uncertainty)[e], np.asarray(dominant_class)[e],
+                                   np.asarray(size)[e], num_classes, rng)
+    return scores
+
+
+def budget_clicks(clicks_per_round: int, clicks_percent: float, base_regions_total: int) -> int:
+    """Clicks of one round: `clicks_per_round`, or (when `clicks_percent` is set) that share
+    of the pool's base superpixels, rounded, at least 1."""
+    if clicks_percent:
+        return max(1, int(round(base_regions_total * clicks_percent / 100.0)))
+    return int(clicks_per_round)
+
+
 def compute_scores(method: str, uncertainty, dominant_class, size, num_classes, rng) -> np.ndarray:
     if method == "random":
         return rng.permutation(len(size)).astype(np.float64)  # a seeded shuffle

@@ -74,9 +74,9 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
       num_shards: number of shards (at most one per image).
       label_dir: None to store the ground truth; otherwise a folder of partial label PNGs
         (`{label_dir}/{name}.png`, uint8, 255 = unlabelled), as the AL rounds write them.
-      executor: where the shards are written (`deeplab.active.executor`); default: here.
+      executor: where the shards are written (`deeplab.parallel`); default: here.
     """
-    from deeplab.active.executor import LocalExecutor
+    from deeplab.parallel import LocalExecutor
     from deeplab.datasets import tfrecord
 
     if not samples:

@@ -51,6 +51,17 @@ class Sample:
     label_kind: str = "train_ids"
 
 
+def class_colours(num_classes: int) -> np.ndarray:
+    """uint8 [C, 3]: Cityscapes' colours for 19 classes, a qualitative colour map otherwise."""
+    colours = cityscapes_labels.TRAIN_ID_COLOURS
+    if num_classes == len(colours):
+        return np.array(colours, np.uint8)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return (np.array([cmap(i % 20)[:3] for i in range(num_classes)]) * 255).astype(np.uint8)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetDescriptor:
     """What the code needs to know about a data set, by name."""
@@ -71,8 +82,6 @@ class DatasetDescriptor:
         a qualitative colour map."""
         if self.colours is not None:
             return np.array(self.colours, np.uint8)
-        from deeplab.active.overlays import class_colours
-
         return class_colours(self.num_classes)
 
     def has_split(self, root: Path | str, split: str) -> bool:

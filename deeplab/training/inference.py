@@ -71,7 +71,7 @@ class Predictor:
 
     @classmethod
     def from_train_dir(cls, logdir, inference_scale: float = 1.0, batch_size: int = 4):
-        from deeplab.train import load_trained
+        from deeplab.training.trainer import load_trained
 
         model, _ = load_trained(logdir)
         return cls(model, inference_scale, batch_size)

@@ -1,5 +1,5 @@
 """The per-image stages, each a pure function of one image (plus its inputs) that an executor
-maps (`deeplab.active.executor`): base superpixels, oracle maps, a round's region map with its
+maps (`deeplab.parallel`): base superpixels, oracle maps, a round's region map with its
 statistics, and a round's training labels with sieving. Each writes its one file atomically and
 returns its figures; the driver aggregates them. Resume: images whose file exists are skipped
 by the callers.
@@ -13,10 +13,13 @@ from typing import Sequence
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import adaptive, labels as L, metrics, overlays, region_maps, superpixels
+from deeplab.active import adaptive, labels as L, metrics, superpixels
+from deeplab.viz import overlays
+from deeplab.experiment import region_maps
 from deeplab.active import regions as R
-from deeplab.active.executor import Executor, LocalExecutor
+from deeplab.parallel import Executor, LocalExecutor
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.active import oracle
 
 
 def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:
@@ -167,3 +170,43 @@ def labels_task(task: dict) -> dict:
                                 np.where(asked[maps[t]], maps[t] + 1, 0), painted, labels, gt,
                                 descriptor.class_names, ignore, title=ov["title"])
     return out
+
+
+def pool_task(task: dict):
+    """One image's part of round t's pool: (sizes, uncertainty, dominant class, pixels already
+    covered by earlier answers) of its regions in round t's map."""
+    if task["round"] == 0:
+        regions = region_maps.load(task["map"])
+        n = R.num_slots(regions)
+        size, unc, dom = R.sizes(regions, n), np.zeros(n), np.zeros(n, np.int64)
+    else:
+        regions, stats = region_maps.load_with_stats(task["map"])
+        size, unc, dom = stats["size"], stats["uncertainty"], stats["dominant_class"]
+        n = len(size)
+    answers = task["answers"]
+    if answers:
+        maps = {r: region_maps.load(p) for r, p in task["maps"].items()}
+        cov = L.covered(maps, answers)
+        cov_px = np.bincount(regions.ravel(), weights=cov.ravel(), minlength=n)
+    else:
+        cov_px = np.zeros(n)
+    if not task.get("features"):
+        return size, unc, dom, cov_px
+    # what a measured cost model needs: boundary length and merged base superpixels
+    boundary = R.boundary_lengths(regions, n)
+    base = np.ones(n, np.int64) if task["round"] == 0 else \
+        R.base_counts(regions, region_maps.load(task["base"]), n)
+    return size, unc, dom, cov_px, boundary, base
+
+
+def answers_task(task: dict) -> tuple[list[int], list[int]]:
+    """The simulated annotator on one image: (answers, sizes) of the asked regions."""
+    regions = region_maps.load(task["map"])
+    d = task["descriptor"]
+    label = d.read_label(task["sample"])
+    # the pixels earlier rounds' answers label are not this click's
+    labelled = L.labelled_by(task.get("earlier"), lambda r: region_maps.load(task["maps"][r]),
+                                      d.ignore_label)
+    unlabelled = None if labelled is None else ~labelled
+    answers, sizes = oracle.oracle_answers(regions, label, np.asarray(task["ids"]), unlabelled)
+    return answers.tolist(), sizes.tolist()

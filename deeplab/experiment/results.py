@@ -8,7 +8,8 @@ import io
 import json
 
 from deeplab import io_utils
-from deeplab.active.experiment import Experiment
+from deeplab.experiment.job import Experiment
+from deeplab.viz import plots
 
 
 def iou_column(class_name: str) -> str:
@@ -140,27 +141,13 @@ def write_results(exp: Experiment) -> list[dict]:
     writer.writeheader()
     writer.writerows(rows)
     io_utils.write_text(exp.job_dir / "results.csv", buf.getvalue())
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     measured = [r for r in rows if r["miou"] != NOT_AVAILABLE]
     if not measured:  # no val split: nothing to plot
         return rows
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot([r["clicks"] for r in measured], [r["miou"] for r in measured], "o-")
-    for r in measured:
-        ax.annotate(f"r{r['round']}", (r["clicks"], r["miou"]), textcoords="offset points", xytext=(4, -10))
     c = exp.config
-    ax.set_xlabel("clicks (one per region)")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title(f"{c.dataset}: {c.regions} regions, {c.acquisition}, sieve={int(c.sieve)}", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with io_utils.atomic_path(exp.job_dir / "al_curve.png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    plots.al_curve(exp.job_dir / "al_curve.png", [r["clicks"] for r in measured],
+                   [r["miou"] for r in measured], [r["round"] for r in measured],
+                   f"{c.dataset}: {c.regions} regions, {c.acquisition}, sieve={int(c.sieve)}")
     return rows
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active.experiment import Experiment
-from deeplab.active.results import iou_cells, iou_column, results_rows
+from deeplab.experiment.job import Experiment
+from deeplab.experiment.results import iou_cells, iou_column, results_rows
 
 # Arm -> (REGIONS, ACQUISITION, SIEVE) of rounds >= 1.
 ARMS = {
@@ -329,40 +329,21 @@ def _clicks_text(summary, arms, t) -> str:
 
 
 def plot(summary: dict, path: Path | str, title: str = "") -> None:
-    """comparison.png: mIoU against clicks, mean +/- standard-error band per arm, the
-    reference as a line."""
-    import matplotlib
+    """comparison.png (`deeplab.viz.plots.comparison_plot`): mIoU against clicks, mean +/-
+    standard-error band per arm, the reference as a line."""
+    from deeplab.viz import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=130)
+    curves = []
     for arm, by_round in summary.items():
         if arm == REFERENCE:
             continue
         pts = [v for t, v in sorted(by_round.items())]
-        x = np.array([p[0] for p in pts])
-        y = np.array([p[1] for p in pts])
-        se = np.array([standard_error(p[2], p[3]) for p in pts])
-        (line,) = ax.plot(x, y, "o-", label=f"{arm} (n={max(p[3] for p in pts)})", lw=1.6, ms=4)
-        ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.18, lw=0)
+        curves.append({"arm": arm, "clicks": [p[0] for p in pts], "mean": [p[1] for p in pts],
+                       "se": [standard_error(p[2], p[3]) for p in pts],
+                       "seeds": max(p[3] for p in pts)})
     ref = summary.get(REFERENCE, {}).get("")
-    if ref:
-        ax.axhline(ref[1], color="k", ls="--", lw=1.2,
-                   label=f"fully supervised {ref[1]:.1f} (n={ref[3]})")
-        se = standard_error(ref[2], ref[3])
-        if se > 0:
-            ax.axhspan(ref[1] - se, ref[1] + se, color="k", alpha=0.08, lw=0)
-    ax.set_xlabel("clicks (one per region, cumulative)")
-    ax.set_ylabel("mIoU (%) on val")
-    ax.set_title((title + "\n" if title else "") + "mean over seeds; bands: +/- one standard error",
-                 fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    reference = {"mean": ref[1], "se": standard_error(ref[2], ref[3]), "seeds": ref[3]} if ref else None
+    plots.comparison_plot(path, curves, reference, title)
 
 
 # ---------------------------------------------------------------------------- properties

@@ -29,9 +29,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import region_maps
-from deeplab.active.experiment import Experiment
-from deeplab.active.rounds import read_selection, round_answers
+from deeplab.experiment import ledger, region_maps
+from deeplab.experiment.job import Experiment
+from deeplab.experiment.stages import read_selection, round_answers
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
@@ -223,7 +223,7 @@ def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
     if not isinstance(tasks, list):
         raise ImportRefused(f"{export} is not a Label Studio JSON export (a list of tasks); export "
                             "the project as JSON, not JSON-MIN or CSV")
-    from deeplab.active.web import round_lock
+    from deeplab.annotate.lock import round_lock
 
     with round_lock(exp, t):  # not while the round's page is taking answers
         return _import(exp, t, export, tasks)
@@ -280,13 +280,8 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
             continue
         seen[key] = tid
         q = asked[key]
-        row = {"round": t, "image": key[0], "region": key[1], "answer": names[name],
-               "size": q["size"], "score": q["score"], "cost": q["cost"], "annotator": who,
-               "source": "label_studio"}
-        lead = _lead_time_ms(task)
-        if lead is not None:
-            row["elapsed_ms"] = lead
-        rows.append(row)
+        rows.append(ledger.make_row(t, q, names[name], annotator=who, source="label_studio",
+                                    elapsed_ms=_lead_time_ms(task)))
     if errors:
         shown = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
         raise ImportRefused(f"{export}: {len(errors)} tasks refused, nothing was imported:\n  {shown}")

@@ -1,5 +1,5 @@
-"""The simulated annotator (section 6), the append-only ledger of answers, and painting the
-training labels from it (section 7)."""
+"""The job's append-only ledger of answers (one JSON line per answer, fsynced), its one row
+builder (`make_row`), and the checks that find lost, edited or added lines."""
 
 from __future__ import annotations
 
@@ -9,50 +9,33 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from deeplab.active import regions as R
 
 LEDGER_FIELDS = ("round", "image", "region", "answer", "size", "score", "cost")
 
 
-def oracle_answers(regions: np.ndarray, label: np.ndarray, region_ids: np.ndarray,
-                   unlabelled: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Dominant ground-truth value (255 included, ties: smaller value) and size of each region.
+def make_row(t: int, query: dict, answer: int, *, size: int | None = None, cost: int | None = None,
+             **optional) -> dict:
+    """One ledger row, the only place rows are built: the answer to `query` (a selection entry:
+    image, region, score, cost, size) of round t, the fields of LEDGER_FIELDS in order (`size`
+    and `cost` default to the query's), then those of `Ledger.OPTIONAL` that are given (None:
+    left out)."""
+    unknown = sorted(set(optional) - set(Ledger.OPTIONAL))
+    if unknown:
+        raise ValueError(f"ledger rows have no field {unknown}; optional fields: {Ledger.OPTIONAL}")
+    values = {"round": int(t), "image": query["image"], "region": int(query["region"]),
+              "answer": int(answer), "size": int(query["size"] if size is None else size),
+              "score": float(query["score"]), "cost": int(query["cost"] if cost is None else cost)}
+    row = {f: values[f] for f in LEDGER_FIELDS}
+    row.update({k: v for k, v in optional.items() if v is not None})
+    return row
 
-    The answer names what the click will label: with `unlabelled`, the dominant value among the
-    region's pixels that no earlier answer labels (only those are painted, section 7), as a
-    careful annotator shown the region and what is already labelled would answer; a region all
-    of whose pixels are labelled (never eligible) is answered over all of them.
 
-    Args:
-      regions: int [H, W] the map the regions were asked in.
-      label: uint8 [H, W] ground truth.
-      region_ids: int [K] the asked regions.
-      unlabelled: bool [H, W] pixels without an earlier answer (None: every pixel).
-
-    Returns:
-      (answers uint8 [K], sizes int64 [K]: the regions' whole sizes).
-    """
-    if regions.shape != label.shape:
-        raise ValueError(f"region map {regions.shape} and label {label.shape} sizes disagree")
-    if unlabelled is not None and unlabelled.shape != label.shape:
-        raise ValueError(f"unlabelled mask {unlabelled.shape} and label {label.shape} sizes disagree")
-    n = R.num_slots(regions)
-    region_ids = np.asarray(region_ids, np.int64)
-    if len(region_ids) and (region_ids.min() < 0 or region_ids.max() >= n):
-        raise ValueError(f"asked region ids outside 0..{n - 1}")
-    hist = R.histograms(regions, label.astype(np.int64), 256, n)[region_ids]
-    sizes = hist.sum(axis=1)
-    if len(region_ids) and (sizes == 0).any():
-        raise ValueError(f"asked regions {region_ids[sizes == 0][:5].tolist()} have no pixels")
-    if unlabelled is not None:
-        # Pixels with an earlier answer get the value 256, a bin that is then dropped.
-        code = np.where(unlabelled, label.astype(np.int64), 256)
-        open_hist = R.histograms(regions, code, 257, n)[region_ids][:, :256]
-        has_open = open_hist.sum(axis=1) > 0
-        hist = np.where(has_open[:, None], open_hist, hist)
-    return R.majority(hist).astype(np.uint8), sizes
+def undo_row(t: int, query: dict, **optional) -> dict:
+    """The row that takes back the latest earlier answer of `query`'s region in round t."""
+    row = {"round": int(t), "image": query["image"], "region": int(query["region"]), "undo": True}
+    row.update({k: v for k, v in optional.items() if v is not None})
+    return row
 
 
 def row_digests(rows: list[dict]) -> list[str]:
@@ -163,7 +146,7 @@ class Ledger:
                         f"ledger {self.path} line {n} answers region {key[2]} of '{key[1]}' (round "
                         f"{key[0]}) again, after line {first}, with no undo between: "
                         + ("the line is a duplicate; delete line " + str(n) if same else
-                           f"keep the line with the right answer and delete the other") +
+                           "keep the line with the right answer and delete the other") +
                         " (nothing else needs to change)")
                 latest[key] = len(rows)
                 rows.append(row)
@@ -234,62 +217,3 @@ class Ledger:
             if upto_round is None or r["round"] <= upto_round:
                 out.setdefault(r["image"], []).append(r)
         return out
-
-
-def answer_luts(rows: list[dict]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per round: (region ids, answers) of one image's ledger rows."""
-    out: dict[int, tuple[list, list]] = {}
-    for r in rows:
-        ids, ans = out.setdefault(r["round"], ([], []))
-        ids.append(r["region"])
-        ans.append(r["answer"])
-    return {t: (np.asarray(i, np.int64), np.asarray(a, np.uint8)) for t, (i, a) in sorted(out.items())}
-
-
-def paint(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]],
-          ignore_label: int = 255) -> tuple[np.ndarray, np.ndarray]:
-    """Paints answers oldest round first; a pixel keeps the first answer it got; 255 answers
-    label nothing.
-
-    Args:
-      maps: round -> int [H, W] region map of that round.
-      answers: round -> (region ids, answers) asked in that round.
-
-    Returns:
-      (labels uint8 [H, W], owner int8 [H, W]: the round whose answer a pixel carries, -1 none).
-    """
-    shape = next(iter(maps.values())).shape
-    labels = np.full(shape, ignore_label, np.uint8)
-    owner = np.full(shape, -1, np.int8)
-    for t in sorted(answers):
-        ids, ans = answers[t]
-        regions = maps[t]
-        lut = np.full(R.num_slots(regions), ignore_label, np.uint8)
-        lut[ids] = ans
-        painted = lut[regions]
-        take = (labels == ignore_label) & (painted != ignore_label)
-        labels[take] = painted[take]
-        owner[take] = t
-    return labels, owner
-
-
-def labelled_by(rows: list[dict], load_map, ignore_label: int = 255) -> np.ndarray | None:
-    """bool [H, W]: the pixels that one image's answers `rows` label (section 7), with
-    `load_map(round)` giving each round's region map; None without rows."""
-    if not rows:
-        return None
-    answers = answer_luts(rows)
-    painted, _ = paint({t: load_map(t) for t in answers}, answers, ignore_label)
-    return painted != ignore_label
-
-
-def covered(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """bool [H, W]: pixels inside any region answered so far (255 answers included), the
-    footprint used for eligibility, so that no area is asked twice."""
-    shape = next(iter(maps.values())).shape
-    out = np.zeros(shape, bool)
-    for t, (ids, _) in answers.items():
-        asked = np.zeros(R.num_slots(maps[t]), bool)
-        asked[ids] = True
-        out |= asked[maps[t]]
-    return out

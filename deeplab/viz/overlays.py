@@ -10,23 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.datasets.descriptors import class_colours
 
 # Label-error colours of the sieving panel.
 KEPT_WRONG = (255, 140, 0)
 SIEVED_WRONG = (230, 0, 0)
 SIEVED_RIGHT = (0, 120, 255)
-
-
-def class_colours(num_classes: int) -> np.ndarray:
-    """uint8 [C, 3]: Cityscapes' colours for 19 classes, a qualitative colour map otherwise."""
-    from deeplab.datasets.cityscapes_labels import TRAIN_ID_COLOURS
-
-    if num_classes == len(TRAIN_ID_COLOURS):
-        return np.array(TRAIN_ID_COLOURS, np.uint8)
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    return (np.array([cmap(i % 20)[:3] for i in range(num_classes)]) * 255).astype(np.uint8)
 
 
 def _scale_for(shape, min_width=600) -> int:

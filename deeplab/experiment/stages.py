@@ -1,0 +1,565 @@
+"""One round's stages, in the order the drivers run them (algorithms.md sections 4-9):
+
+  regions   round t's region map and statistics (adaptive / base / oracle) from the previous
+            round's model
+  select    the size-aware, class-balanced (or random / uncertainty) choice of the regions to ask
+  annotate  the simulated annotator's answers (ANNOTATOR=oracle) into the ledger; with
+            ANNOTATOR=human the page answers (`deeplab.annotate.server.annotate_round`) and
+            scripts/annotate_regions.py chooses between the two
+  data      every answer painted, sieved with the previous round's model, label PNGs, TFRecords
+  train     DeepLabv3+ on the round's TFRecords (deeplab.training, imported when it runs)
+  eval      mIoU on the val split
+
+Each stage takes (exp, t) and returns the figures its manifest records; the per-image work
+runs on the job's executor (deeplab.experiment.tasks). The driver runs them alone: it is the
+only writer of the ledger, the selection and the manifests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from deeplab import io_utils
+from deeplab.active import acquisition
+from deeplab.active import regions as R
+from deeplab.datasets import build_data
+from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.experiment import ledger, region_maps, tasks
+from deeplab.experiment.job import Experiment
+from deeplab.parallel import Executor, LocalExecutor, prefetch
+from deeplab.active import labels as L
+
+
+def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample], predictor,
+                           base_dir: Path | str, out_dir: Path | str, mode: str = "adaptive",
+                           eps: float = 0.1, oracle_dir: Path | str | None = None,
+                           overlay_dir: Path | str | None = None, max_overlays: int = 4,
+                           progress: bool = True, executor: Executor | None = None,
+                           merge_predictor=None) -> dict:
+    """Streams the model over `samples` and writes, per image, the round's region map and its
+    statistics (`{out_dir}/{name}.npz`: regions, size, uncertainty, dominant_class).
+
+    mode `adaptive` merges the base map (section 3); `base` keeps it; `oracle` uses the
+    ground-truth components; with `merge_predictor` (adaptive only), the merge uses its
+    probabilities and the statistics `predictor`'s. The model runs here (images decoded ahead by a thread); each
+    image's probabilities go to the executor's workers as soon as they exist, with a bounded
+    number in flight. Images already written are skipped (resume). Returns a summary with
+    regions per image and ASA before and after.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    todo = [s for s in samples if not region_maps.path(out_dir, s.name).is_file()]
+    extra = f", eps={eps:g}" if mode == "adaptive" else ""
+
+    def work():
+        import itertools
+
+        images = prefetch(lambda s: (s.name, descriptor.read_image(s)), todo)
+        if merge_predictor is None:
+            merging = itertools.repeat((None, None))
+        else:  # the same decoded images through both models, in step
+            images, again = itertools.tee(images)
+            merging = merge_predictor.stream(again)
+        for k, (s, (name, probs), (_, merge_probs)) in enumerate(
+                zip(todo, predictor.stream(images), merging)):
+            assert name == s.name
+            yield {"descriptor": descriptor, "sample": s, "probs": probs, "mode": mode, "eps": eps,
+                   "merge_probs": merge_probs,
+                   "base": region_maps.path(base_dir, name), "out": region_maps.path(out_dir, name),
+                   "oracle": region_maps.path(oracle_dir, name) if oracle_dir else None,
+                   "overlay": Path(overlay_dir) / f"{name}_{mode}.png"
+                   if overlay_dir and k < max_overlays else None,
+                   "title": f"{name}{extra}"}
+
+    done = [s for s in samples if s not in todo]
+    with (executor or LocalExecutor()) as ex:
+        results = list(tqdm(ex.imap(tasks.round_map_task, work()), total=len(todo),
+                            desc=f"{mode} regions", unit="img", disable=not progress))
+        if done:  # written by an interrupted run: their figures from the maps on disk
+            results += ex.map(tasks.map_figures_task, [
+                {"descriptor": descriptor, "sample": s, "base": region_maps.path(base_dir, s.name),
+                 "out": region_maps.path(out_dir, s.name)} for s in done],
+                f"{mode} regions (written before)", progress)
+    # Every image's figures, resumed or not: a resumed stage records what an uninterrupted one does.
+    summary = {"images": len(samples), "resumed": len(done)}
+    if results:
+        summary.update({f"regions_per_image_{k}": float(np.mean([r[k] for r in results]))
+                        for k in ("before", "after")})
+        # ASA needs the ground truth of every image; without it, not available (never 0).
+        summary.update({k: None if any(r[k] is None for r in results) else
+                        float(np.mean([r[k] for r in results])) for k in ("asa_before", "asa_after")})
+    return summary
+
+
+def checkpoint_every(train_steps: int) -> int:
+    """A round's training saves a checkpoint every this many steps (README: "max(50,
+    TRAIN_STEPS // 5)"), besides every SAVE_INTERVAL_SECS."""
+    return max(50, train_steps // 5)
+
+
+def predictor_for_round(exp: Experiment, t: int):
+    from deeplab.training.inference import Predictor
+
+    return Predictor.from_train_dir(exp.round_dir(t) / "train", exp.config.inference_scale)
+
+
+def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
+    """Regions stage of round t >= 1, with round t-1's model."""
+    if t < 1:
+        raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
+    exp.require(t - 1, "train")
+    merge_predictor = None
+    if exp.config.merge_model:
+        from deeplab.training.inference import Predictor
+
+        merge_predictor = Predictor.from_train_dir(exp.config.merge_model, exp.config.inference_scale)
+    summary = generate_round_regions(
+        exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
+        exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
+        exp.round_dir(t) / "overlays" if write_overlays else None, executor=exp.executor(),
+        merge_predictor=merge_predictor)
+    warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
+    if warning:
+        import sys
+
+        print(f"WARNING: {warning}", file=sys.stderr)
+        summary["warning"] = warning
+    return summary
+
+
+# A merge that leaves fewer than this share of the base regions has collapsed the maps.
+COLLAPSE_SHARE = 0.25
+
+
+def collapse_warning(summary: dict, t: int, eps: float) -> str | None:
+    """The warning for a round whose adaptive merge collapsed the maps, or None."""
+    before, after = summary.get("regions_per_image_before"), summary.get("regions_per_image_after")
+    if not before or after is None or after >= COLLAPSE_SHARE * before:
+        return None
+    return (f"round {t}: the adaptive merge left {after:.1f} regions per image of {before:.1f} base "
+            f"superpixels ({100 * after / before:.0f} %, under {100 * COLLAPSE_SHARE:.0f} %): round "
+            f"{t - 1}'s model is too weak for eps={eps:g} (its class distributions are alike "
+            f"almost everywhere), so large merged regions will be answered with one class. "
+            f"Train longer (TRAIN_STEPS), lower EPS, or use REGIONS=base")
+
+
+def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool = False):
+    """Per image, on the job's executor: pool_task's arrays for round t."""
+    rows_by_image = exp.ledger.by_image()
+    work = []
+    for s in exp.samples:
+        rows = [r for r in rows_by_image.get(s.name, []) if r["round"] < t]
+        answers = L.answer_luts(rows)
+        work.append({"round": t, "map": exp.map_path(t, s.name), "answers": answers,
+                      "maps": {r: exp.map_path(r, s.name) for r in answers},
+                      "features": features, "base": exp.map_path(0, s.name)})
+    with exp.executor() as ex:
+        return ex.map(tasks.pool_task, work, f"round {t} pool", progress)
+
+
+def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Selection stage: writes round_XX/selection.json; returns its summary. The per-image pool
+    runs on the executor; scoring and ranking the whole pool run here."""
+    c = exp.config
+    method = "random" if t == 0 else c.acquisition
+    measured = c.cost_model == acquisition.MEASURED
+    pool = _round_pool(exp, t, progress, features=measured)
+    counts = np.array([len(p[0]) for p in pool])
+    offsets = R.offsets(counts)
+    size = np.concatenate([p[0] for p in pool]).astype(np.int64)
+    unc = np.concatenate([p[1] for p in pool]).astype(np.float64)
+    dom = np.concatenate([p[2] for p in pool]).astype(np.int64)
+    cov = np.concatenate([p[3] for p in pool])
+    image_index = np.repeat(np.arange(len(pool)), counts)
+    region_id = np.arange(len(size)) - offsets[image_index]
+    eligible = acquisition.eligible_regions(size, cov)
+    scores = acquisition.pool_scores(method, eligible, unc, dom, size, exp.descriptor.num_classes,
+                                     np.random.default_rng([c.seed, t]))
+    base_total = int((size > 0).sum()) if t == 0 else exp.base_regions_total()
+    if measured:  # seconds predicted from what is known before asking, in click-equivalents
+        model = exp.cost_model()
+        feats = acquisition.region_features(size, np.concatenate([p[4] for p in pool]),
+                                            np.concatenate([p[5] for p in pool]), unc)
+        cost = model.clicks(feats)
+    else:
+        cost = acquisition.COST_MODELS[c.cost_model](size)
+    sel = acquisition.select(scores, eligible, image_index, region_id, cost,
+                             exp.budget_clicks(base_total))
+    chosen = [{"image": exp.samples[image_index[i]].name, "region": int(region_id[i]),
+               "score": float(scores[i]), "cost": int(k), "size": int(size[i])}
+              for i, k in zip(sel.index, sel.cost)]
+    info = {"method": method, "budget": sel.budget, "spent": sel.spent, "pool": sel.pool_size,
+            "regions_total": int((size > 0).sum()), "exhausted": sel.exhausted,
+            "base_regions_total": base_total,
+            "regions_per_image": float((size > 0).sum() / len(pool)),
+            "mean_region_px": float(size[size > 0].mean())}
+    if measured:
+        info["predicted_seconds"] = round(float(model.seconds(feats[sel.index]).sum()), 1)
+        info["cost_model"] = {"file": c.click_cost_model, "unit_seconds": model.unit_seconds}
+    io_utils.write_json(exp.round_dir(t) / "selection.json", {"info": info, "regions": chosen})
+    if sel.exhausted:
+        print(f"round {t}: the budget of {sel.budget} clicks exceeds the eligible pool "
+              f"({sel.pool_size} regions): taking the whole pool ({sel.spent} clicks)")
+    return info
+
+
+def read_selection(exp: Experiment, t: int) -> list[dict]:
+    """Round t's chosen regions (selection.json), in the order they were chosen."""
+    exp.require(t, "select")
+    return json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
+
+
+def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
+    """The ledger's answers of round t by (image, region); raises if one was never asked."""
+    asked = {(r["image"], r["region"]) for r in selection}
+    answered = {(r["image"], r["region"]): r for r in exp.ledger.read() if r["round"] == t}
+    stray = [k for k in answered if k not in asked]
+    if stray:
+        raise ledger.LedgerError(
+            f"ledger {exp.ledger.path} holds {len(stray)} answers of round {t} that its selection "
+            f"never asked (first: region {stray[0][1]} of '{stray[0][0]}'): the ledger was edited; "
+            "restore it")
+    return answered
+
+
+def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
+    """The annotate stage's figures once every region of the selection is answered."""
+    rows = list(round_answers(exp, t, selection).values())
+    if len(rows) != len(selection):
+        raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
+    answered = [r for r in rows if r["answer"] != exp.descriptor.ignore_label]
+    return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
+            "labelled_answers": len(answered),
+            # each answer as recorded, in ledger order: a later edit of a line stops the job
+            "rows_sha256": ledger.row_digests(rows)}
+
+
+def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Answers stage with ANNOTATOR=oracle: the simulated annotator answers the selection (per
+    image, on the executor) and the driver appends the answers to the ledger; a resumed run asks
+    only the regions the ledger does not answer yet. With ANNOTATOR=human people answer on the
+    page (`deeplab.annotate.server.annotate_round`, which scripts/annotate_regions.py runs
+    instead of this)."""
+    if exp.config.annotator == "human":
+        raise ValueError(f"job {exp.job_dir} has ANNOTATOR=human: its answers come from the "
+                         "annotation page (scripts/annotate_regions.py serves it), not the oracle")
+    sel = read_selection(exp, t)
+    summary = _oracle_first_answers(exp, t, sel, progress)
+    if exp.config.review_share > 0:
+        _oracle_reviews(exp, t, sel, progress)
+        summary["review"] = review_summary(exp, t, sel)
+    return summary
+
+
+def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
+            what: str) -> tuple[list[int], list[int]]:
+    """The simulated annotator's (noise-free) answers to `queries` and the regions' sizes,
+    in their order."""
+    exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
+    by_image: dict[str, list] = {}
+    for k, r in enumerate(queries):
+        by_image.setdefault(r["image"], []).append(k)
+    samples = {s.name: s for s in exp.samples}
+    order = {s.name: i for i, s in enumerate(exp.samples)}
+    names = sorted(by_image, key=order.__getitem__)
+    earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
+    work = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
+              "ids": [queries[k]["region"] for k in by_image[n]], "earlier": earlier.get(n, []),
+              "maps": {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])}}
+             for n in names]
+    with exp.executor() as ex:
+        results = ex.map(tasks.answers_task, work, f"round {t} {what}", progress)
+    out, sizes = [0] * len(queries), [0] * len(queries)
+    for name, (answers, size) in zip(names, results):
+        for k, a, n in zip(by_image[name], answers, size):
+            out[k], sizes[k] = int(a), int(n)
+    return out, sizes
+
+
+def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int], k: int) -> list[int]:
+    """ORACLE_NOISE applied to answers of the selection's `positions` (draw k: 0 the first
+    answer, 1 the review, 2 the third): one seeded draw per region, so a resumed stage draws
+    what an uninterrupted one would."""
+    from deeplab.active import review
+
+    c = exp.config
+    if not c.oracle_noise:
+        return list(answers)
+    d = exp.descriptor
+    return [int(review.noisy([a], c.oracle_noise, d.num_classes,
+                             np.random.default_rng([c.seed, t, p, k]), d.ignore_label)[0])
+            for a, p in zip(answers, positions)]
+
+
+def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> dict:
+    done = round_answers(exp, t, sel)
+    todo = [k for k, r in enumerate(sel) if (r["image"], r["region"]) not in done]
+    if todo:
+        queries = [sel[k] for k in todo]
+        answers, sizes = _oracle(exp, t, queries, progress, "answers")
+        answers = _mistakes(exp, t, answers, todo, 0)
+        # in the ledger by image (the data set's order), as the oracle always wrote them
+        order = {s.name: i for i, s in enumerate(exp.samples)}
+        rows = [ledger.make_row(t, q, a, size=n) for q, a, n in zip(queries, answers, sizes)]
+        rows = [rows[k] for k in sorted(range(len(rows)), key=lambda k: (order[rows[k]["image"]], k))]
+        exp.ledger.append(rows)
+    return answers_summary(exp, t, sel)
+
+
+def _oracle_reviews(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
+    """The review pass by the simulated annotator: REVIEW_SHARE of the round's answers asked
+    again (an independent draw of ORACLE_NOISE), a third answer where the two disagree."""
+    from deeplab.active import review
+
+    c = exp.config
+    first = round_answers(exp, t, sel)
+    picked = review.review_subset(len(sel), c.review_share, c.seed, t).tolist()
+    for k in (1, 2):
+        have = exp.ledger.reviews(t)
+        if k == 1:
+            todo = [p for p in picked if 1 not in have.get((sel[p]["image"], sel[p]["region"]), {})]
+        else:  # a third answer where the review disagreed
+            todo = [p for p in picked if (key := (sel[p]["image"], sel[p]["region"])) in have
+                    and 1 in have[key] and 2 not in have[key]
+                    and have[key][1]["answer"] != first[key]["answer"]]
+        if not todo:
+            continue
+        queries = [sel[p] for p in todo]
+        answers, _ = _oracle(exp, t, queries, progress, "review" if k == 1 else "third answers")
+        answers = _mistakes(exp, t, answers, todo, k)
+        exp.ledger.append([ledger.make_row(t, q, a, size=first[(q["image"], q["region"])]["size"],
+                                           cost=0, review=k, source="oracle",
+                                           annotator=f"oracle-{'review' if k == 1 else 'third'}")
+                           for q, a in zip(queries, answers)])
+
+
+def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
+    """The review pass's figures of round t: reviewed, raw agreement, Cohen's kappa, agreement
+    per class of the first answer, third answers, and regions left unclear by a disagreement."""
+    from deeplab.active import review
+
+    first = round_answers(exp, t, sel)
+    reviews = exp.ledger.reviews(t)
+    keys = [k for k in first if 1 in reviews.get(k, {})]
+    a = [first[k]["answer"] for k in keys]
+    b = [reviews[k][1]["answer"] for k in keys]
+    d = exp.descriptor
+    stats = review.agreement(a, b, d.num_classes, d.ignore_label)
+    names = dict(enumerate(d.class_names))
+    names[d.ignore_label] = "unclear"
+    resolved = [review.resolve(first[k]["answer"], reviews[k][1]["answer"],
+                               reviews[k][2]["answer"] if 2 in reviews[k] else None, d.ignore_label)
+                for k in keys]
+    return {"reviewed": stats["reviewed"], "agreement": stats["agreement"], "kappa": stats["kappa"],
+            "agreement_per_class": {names.get(c, str(c)): v for c, v in stats["per_class"].items()},
+            "third_answers": sum(2 in reviews[k] for k in keys),
+            "unclear_after_review": sum(1 for k, r in zip(keys, resolved)
+                                        if r == d.ignore_label and first[k]["answer"] != d.ignore_label)}
+
+
+def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n, 4], seconds [n]) of the ledger's timed answers: what the selection knew of
+    each region before it was asked (`acquisition.region_features`, from its round's map), and
+    the measured time of the answer."""
+    rows = [r for r in exp.ledger.read() if isinstance(r.get("elapsed_ms"), (int, float))]
+    if not rows:
+        raise ValueError(f"ledger {exp.ledger.path} holds no timed answer (elapsed_ms): answer a "
+                         "round on the page (ANNOTATOR=human) first")
+    feats, seconds = [], []
+    by_map: dict[tuple[int, str], list[dict]] = {}
+    for r in rows:
+        by_map.setdefault((r["round"], r["image"]), []).append(r)
+    for (t, name), mine in by_map.items():
+        if t == 0:
+            regions, unc = region_maps.load(exp.map_path(0, name)), None
+        else:
+            regions, stats = region_maps.load_with_stats(exp.map_path(t, name))
+            unc = stats["uncertainty"]
+        n = R.num_slots(regions)
+        boundary = R.boundary_lengths(regions, n)
+        base = np.ones(n, np.int64) if t == 0 else R.base_counts(regions, exp.load_map(0, name), n)
+        ids = np.array([r["region"] for r in mine])
+        size = R.sizes(regions, n)[ids]  # the region's size, as the selection saw it
+        feats.append(acquisition.region_features(size, boundary[ids], base[ids],
+                                                 np.zeros(len(ids)) if unc is None else unc[ids]))
+        seconds += [r["elapsed_ms"] / 1000.0 for r in mine]
+    return np.concatenate(feats), np.array(seconds)
+
+
+def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
+    """Data stage of round t: labels from every answer so far (sieved from round 1 on with
+    round t-1's model), label PNGs, TFRecords, and the label-noise report. The per-image work
+    runs on the job's executor, fed by the model here."""
+    from tqdm import tqdm
+
+    c = exp.config
+    rows_by_image = exp.answers_by_image(upto_round=t)
+    samples = [s for s in exp.samples if s.name in rows_by_image]
+    if not samples:
+        raise ValueError(f"round {t}: the ledger holds no answers yet")
+    label_dir = exp.round_dir(t) / "labels"
+    sieve = c.sieve and t >= 1
+    min_size = exp.min_size_px()
+    title = f"{c.regions} regions, {c.acquisition}, sieve={int(sieve)}"
+
+    def work():
+        if sieve:
+            images = prefetch(lambda s: (s.name, exp.descriptor.read_image(s)), samples)
+            probs = (p for _, p in predictor_for_round(exp, t - 1).stream(images))
+        else:
+            probs = (None for _ in samples)
+        shown = 0
+        for s, p in zip(samples, probs):
+            answers = L.answer_luts(rows_by_image[s.name])
+            overlay = None
+            if t in answers and shown < max_overlays:
+                shown += 1
+                overlay = {"round": t, "path": exp.round_dir(t) / "overlays" / f"{s.name}_answers.png",
+                           "title": f"round {t}, {s.name}: {title}"}
+            yield {"descriptor": exp.descriptor, "sample": s, "probs": p,
+                   "maps": {r: exp.map_path(r, s.name) for r in answers}, "answers": answers,
+                   "knee": c.knee, "min_size_px": min_size,
+                   "label_png": build_data.label_png_path(label_dir, s.name), "overlay": overlay}
+
+    with exp.executor() as ex:
+        results = list(tqdm(ex.imap(tasks.labels_task, work()), total=len(samples),
+                            desc=f"round {t} labels", unit="img", disable=not progress))
+        written = [s for s, r in zip(samples, results) if r["written"]]
+        if not written:
+            raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
+        build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
+                               num_shards=round_shards(len(written)), label_dir=label_dir,
+                               progress=progress, executor=ex)
+    # Error counts need the ground truth; where an image has none they are not available (None),
+    # never 0.
+    totals = {k: None if any(r[k] is None for r in results) else sum(r[k] for r in results)
+              for k in results[0] if k != "written"}
+
+    def share(a, b):
+        if a is None:
+            return None
+        return round(a / b, 5) if b else 0.0
+
+    return {"images": len(written), "labelled_px": totals["labelled_after"],
+            "labelled_px_before_sieve": totals["labelled_before"],
+            "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
+            "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
+            "sieved_px": totals["labelled_sieved"],
+            "sieved_wrong_share": share(totals["wrong_sieved"], totals["labelled_sieved"]),
+            "sieve": bool(sieve), "min_size_px": min_size}
+
+
+def round_shards(num_images: int) -> int:
+    """Shards of a round's TFRecords: about 100 images each (DeepLab writes Cityscapes train in
+    10 shards), at least one per image up to 8, so shards can be written in parallel."""
+    return max(min(8, num_images), -(-num_images // 100))
+
+
+def ensure_round_tfrecords(exp: Experiment, t: int, progress: bool = True) -> None:
+    """Rebuilds round t's TFRecords from its label PNGs when they were deleted after the
+    round's evaluation (or a stage needs them again); a no-op while they are complete."""
+    from deeplab.datasets import tfrecord
+
+    exp.require(t, "data")
+    out = exp.round_dir(t) / "tfrecord"
+    info = exp.manifest(t)["data"]
+    meta = tfrecord.read_meta(out, "train")
+    if meta is not None and meta["count"] == info["images"]:
+        return
+    if info.get("full"):
+        samples = exp.samples
+        label_dir = None
+    else:
+        label_dir = exp.round_dir(t) / "labels"
+        samples = [s for s in exp.samples if build_data.label_png_path(label_dir, s.name).is_file()]
+    if len(samples) != info["images"]:
+        raise RuntimeError(f"round {t}: {len(samples)} label PNGs in {label_dir} but the data stage "
+                           f"wrote {info['images']}: rerun it (delete 'data' and later stages from "
+                           f"{exp.round_dir(t).name}/manifest.json)")
+    print(f"round {t}: rebuilding its TFRecords in {out}")
+    with exp.executor() as ex:
+        build_data.build_split(exp.descriptor, samples, out, "train", round_shards(len(samples)),
+                               label_dir=label_dir, progress=progress, executor=ex)
+
+
+def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
+    """Data stage of the fully supervised reference (round 0 of its own job): TFRecords of every
+    train image with its whole ground truth. `clicks` is the number of base superpixels of the
+    train split, what asking every one of them would cost."""
+    if t != 0:
+        raise ValueError("the fully supervised reference has one round (0)")
+    d = exp.descriptor
+    labelled = 0
+    for s in exp.samples:
+        labelled += int((d.read_label(s) != d.ignore_label).sum())
+    if not labelled:
+        raise ValueError(f"the train split of {exp.data_root} has no labelled pixel")
+    with exp.executor() as ex:
+        build_data.build_split(d, exp.samples, exp.round_dir(t) / "tfrecord", "train",
+                               num_shards=round_shards(len(exp.samples)), progress=progress, executor=ex)
+    return {"images": len(exp.samples), "labelled_px": labelled, "full": True,
+            "clicks": exp.base_regions_total()}
+
+
+def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    from deeplab.model import ModelOptions
+    from deeplab.training.trainer import TrainConfig, train
+
+    c = exp.config
+    d = exp.descriptor
+    ensure_round_tfrecords(exp, t, progress)
+    init, init_last = (c.init_checkpoint or None), c.initialize_last_layer
+    if c.warm_start and t > 0:
+        from deeplab.training.trainer import FINAL_WEIGHTS
+
+        exp.require(t - 1, "train")
+        init, init_last = str(exp.round_dir(t - 1) / "train" / FINAL_WEIGHTS), True
+    config = TrainConfig(
+        train_logdir=str(exp.round_dir(t) / "train"), tfrecord_dir=str(exp.round_dir(t) / "tfrecord"),
+        num_classes=d.num_classes, ignore_label=d.ignore_label,
+        model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
+                           bn_momentum=c.batch_norm_decay,
+                           fine_tune_batch_norm=c.fine_tune_batch_norm),
+        training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
+        train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
+        tf_initial_checkpoint=init, initialize_last_layer=init_last,
+        # The same seed every round and arm: initialisation and augmentation are fixed, so what
+        # differs between two trainings of a comparison is their labels.
+        save_interval_steps=checkpoint_every(c.train_steps), save_interval_secs=c.save_interval_secs,
+        seed=c.seed,
+        deterministic=c.deterministic, progress=progress)
+    info = train(config)
+    return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
+
+
+def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    from deeplab.training.evaluate import evaluate, format_table
+    from deeplab.training.trainer import load_trained
+
+    from deeplab.datasets import tfrecord
+
+    if not exp.evaluable:
+        shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
+        why = f"{exp.descriptor.list_file(exp.data_root, 'val')} does not exist"
+        print(f"round {t}: not evaluated ({why}: the data set has no val split)")
+        return {"miou": None, "evaluated": False, "reason": why}
+    val = exp.descriptor.list_split(exp.data_root, "val")
+    names = [s.name for s in val]
+    tfrecord.check_meta(exp.val_tfrecord_dir, "val", names,
+                        fix=f"python scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits val")
+    model, _ = load_trained(exp.round_dir(t) / "train")
+    res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
+                   exp.descriptor.ignore_label, progress=progress)
+    if res["images"] != len(names):
+        raise RuntimeError(f"evaluated {res['images']} val images but the list has {len(names)}: "
+                           f"rebuild {exp.val_tfrecord_dir}")
+    io_utils.write_json(exp.round_dir(t) / "eval.json", res)
+    # The round's TFRecords are rebuilt from its label PNGs if a stage needs them again.
+    shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
+    iou = np.array([np.nan if v is None else v for v in res["per_class_iou"]])
+    print(format_table(iou, exp.descriptor.class_names, res["miou"]))
+    return {"miou": res["miou"]}

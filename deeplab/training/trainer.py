@@ -1,0 +1,342 @@
+"""The trainer of DeepLabv3+ (DeepLab's train.py on TensorFlow 2 / Keras 3); its command line
+is `python -m deeplab.train` (deeplab/train.py).
+
+  python -m deeplab.train --train_logdir work_dirs/exp/train \
+      --dataset synthetic --tfrecord_dir work_dirs/cache/<data>/tfrecord \
+      --model_variant xception_light --training_number_of_steps 200 --train_crop_size 129,129
+
+Poly learning rate (power 0.9), momentum 0.9, weight decay (slim's `wd * sum(w^2) / 2` on
+every non-depthwise kernel), per-pixel cross-entropy averaged over labelled pixels (a batch
+without labelled pixels contributes 0), logits-bias gradients x2. Runs under tf.distribute:
+MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy with several GPUs, the
+default strategy otherwise. Resumes from the newest checkpoint in train_logdir, which is saved
+every `save_interval_steps` steps and every `save_interval_secs` seconds (DeepLab's default,
+1200 s: a crash costs at most that much work); a resumed run continues the input stream where
+its checkpoint was, so with `deterministic` it ends with the weights of an uninterrupted run,
+bit for bit. Writes
+TensorBoard summaries, `model_options.json`, `train_config.json`, and at the end
+`final_weights.npz` (DeepLab-named) and `train_done.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from deeplab import io_utils
+from deeplab.paths import require_checkpoint
+from deeplab.model import ModelOptions
+
+FINAL_WEIGHTS = "final_weights.npz"
+DONE_FILE = "train_done.json"
+OPTIONS_FILE = "model_options.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    train_logdir: str
+    tfrecord_dir: str  # folder of TFRecords ({split}-*-of-*.tfrecord)
+    num_classes: int = 19
+    ignore_label: int = 255
+    train_split: str = "train"
+    model: ModelOptions = dataclasses.field(default_factory=ModelOptions)
+    training_number_of_steps: int = 30000
+    base_learning_rate: float = 0.007
+    learning_power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    train_crop_size: tuple[int, int] = (769, 769)
+    train_batch_size: int = 4  # global, over all replicas
+    min_scale_factor: float = 0.5
+    max_scale_factor: float = 2.0
+    scale_factor_step_size: float = 0.25
+    tf_initial_checkpoint: str | None = None
+    initialize_last_layer: bool = True
+    save_interval_steps: int = 500
+    save_interval_secs: float = 1200.0  # also save when this long has passed (DeepLab's)
+    log_steps: int = 10
+    seed: int | None = None
+    deterministic: bool = False
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    progress: bool = True
+
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def choose_strategy(name: str = "auto"):
+    """`auto`: MultiWorkerMirrored when TF_CONFIG is set, Mirrored with several GPUs, else the
+    default strategy. `mirrored` on a machine without GPUs mirrors over the logical CPU devices
+    (useful for tests)."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{name}'; valid: {', '.join(STRATEGIES)}")
+    if name == "multi_worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
+        # Must come before anything initialises the TensorFlow context.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def enable_determinism() -> None:
+    """Deterministic kernels (`tf.config.experimental.enable_op_determinism`): with a seed and a
+    deterministic input pipeline, the same labels give bit-identical weights. It must precede
+    any op; an error names the op that has no deterministic kernel."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def masked_cross_entropy_sum(labels, logits, ignore_label=255):
+    """(sum of per-pixel softmax cross-entropy over labelled pixels, number of them)."""
+    import tensorflow as tf
+
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, ignore_label)
+    safe = tf.where(valid, labels, tf.zeros_like(labels))
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    ce = tf.where(valid, ce, tf.zeros_like(ce))
+    return tf.reduce_sum(ce), tf.reduce_sum(tf.cast(valid, tf.float32))
+
+
+def make_optimizer(config: TrainConfig):
+    """(optimizer, schedule): SGD with momentum `config.momentum` (Keras: v = m v - lr g,
+    w += v) on DeepLab's poly schedule lr(step) = base (1 - step / total) ** power, read at
+    `optimizer.iterations`; wrapped for loss scaling with mixed precision."""
+    import keras
+
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        config.base_learning_rate, decay_steps=config.training_number_of_steps,
+        end_learning_rate=0.0, power=config.learning_power)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
+    if config.mixed_precision:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer, schedule
+
+
+def weight_decay_loss(kernels, weight_decay: float):
+    """slim's L2 regulariser: weight_decay * sum(w^2) / 2 over `kernels` (its gradient is
+    weight_decay * w)."""
+    import tensorflow as tf
+
+    if not kernels:
+        return tf.constant(0.0)
+    return 0.5 * weight_decay * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+
+
+def replica_loss(ce_sum, global_count, kernels, weight_decay: float, replicas: int):
+    """(cross-entropy, loss) of one replica's share of a step: the cross-entropy summed over
+    its labelled pixels divided by the labelled pixels of the whole global batch (0 when none
+    is labelled), plus its 1/replicas share of the weight decay, so that the replicas' summed
+    gradients are those of one replica on the global batch."""
+    import tensorflow as tf
+
+    ce = ce_sum / tf.maximum(global_count, 1.0)
+    return ce, ce + weight_decay_loss(kernels, weight_decay) / replicas
+
+
+BIAS_GRADIENT_MULTIPLIER = 2.0  # DeepLab's get_model_gradient_multipliers: biases learn x2
+
+
+def gradient_multipliers(variables) -> list[float]:
+    """Per trainable variable: BIAS_GRADIENT_MULTIPLIER for a bias (in DeepLabv3+ the logits'
+    only), 1 otherwise."""
+    return [BIAS_GRADIENT_MULTIPLIER if v.path.endswith("bias") else 1.0 for v in variables]
+
+
+def apply_multipliers(grads, multipliers: list[float]):
+    return [g if m == 1.0 else g * m for g, m in zip(grads, multipliers)]
+
+
+def _check(config: TrainConfig):
+    if config.training_number_of_steps < 1:
+        raise ValueError(f"training_number_of_steps must be >= 1, got {config.training_number_of_steps}")
+    if config.train_batch_size < 1:
+        raise ValueError(f"train_batch_size must be >= 1, got {config.train_batch_size}")
+    if config.tf_initial_checkpoint:
+        require_checkpoint(config.tf_initial_checkpoint, "tf_initial_checkpoint")
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) training; returns a summary dict (also written as train_done.json)."""
+    import keras
+    import tensorflow as tf
+
+    from deeplab.training import checkpoints
+    from deeplab.datasets import data_generator, tfrecord
+    from deeplab.model import build_model, regularized_kernels
+
+    _check(config)
+    logdir = Path(config.train_logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    done = logdir / DONE_FILE
+    if done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("steps") == config.training_number_of_steps:
+            print(f"training already complete in {logdir} ({info['steps']} steps)")
+            return info
+    tfrecord.list_shards(config.tfrecord_dir, config.train_split)  # clear error if missing
+    io_utils.write_text(logdir / OPTIONS_FILE, config.model.to_json() + "\n")
+    cfg = dataclasses.asdict(config)
+    cfg["model"] = json.loads(config.model.to_json())
+    io_utils.write_json(logdir / "train_config.json", cfg)
+    strategy = choose_strategy(config.strategy)
+    if config.deterministic:
+        enable_determinism()
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    replicas = strategy.num_replicas_in_sync
+    if config.train_batch_size % replicas:
+        raise ValueError(
+            f"train_batch_size {config.train_batch_size} is not divisible by the "
+            f"{replicas} replicas")
+    total = config.training_number_of_steps
+    with strategy.scope():
+        model = build_model(dataclasses.replace(config.model, num_classes=config.num_classes))
+        optimizer, schedule = make_optimizer(config)
+        optimizer.build(model.trainable_variables)  # slots exist before tf.function traces
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # The random generators' states (dropout's) are model variables that a Checkpoint of
+        # the Keras model does not track: kept beside it so a resumed run draws what an
+        # uninterrupted one would.
+        random_states = [v for v in model.non_trainable_variables
+                         if v.path.endswith("seed_generator_state")]
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                                   random_states=random_states)
+    chief = _is_chief(strategy)
+    # Every worker takes part in saving; only the chief writes into train_logdir.
+    ckpt_dir = logdir / "ckpt" if chief else Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        print(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
+    elif config.tf_initial_checkpoint:
+        report = checkpoints.load_initial(model, config.tf_initial_checkpoint, config.initialize_last_layer)
+        print(f"initial checkpoint {config.tf_initial_checkpoint}: {report.summary()}")
+
+    kernels = regularized_kernels(model)
+    multipliers = gradient_multipliers(model.trainable_variables)
+    seed = 0 if config.seed is None else config.seed
+    start = int(step.numpy())
+
+    def dataset_fn(ctx):
+        # A resumed run continues the input stream where the checkpoint was: every step took
+        # train_batch_size examples, spread evenly over the input pipelines.
+        ds = data_generator.build_dataset(
+            config.tfrecord_dir, config.train_split,
+            batch_size=ctx.get_per_replica_batch_size(config.train_batch_size), is_training=True,
+            crop_size=config.train_crop_size, min_scale_factor=config.min_scale_factor,
+            max_scale_factor=config.max_scale_factor,
+            scale_factor_step_size=config.scale_factor_step_size,
+            ignore_label=config.ignore_label, seed=seed + 1000 * ctx.input_pipeline_id,
+            deterministic=config.deterministic, num_input_pipelines=ctx.num_input_pipelines,
+            input_pipeline_id=ctx.input_pipeline_id,
+            skip_examples=start * config.train_batch_size // ctx.num_input_pipelines)
+        return ds
+
+    dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
+
+    def replica_step(images, labels):
+        ctx = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            ce_sum, count = masked_cross_entropy_sum(labels, logits, config.ignore_label)
+            global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            ce, loss = replica_loss(ce_sum, global_count, kernels, config.weight_decay, replicas)
+            scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        grads = apply_multipliers(grads, multipliers)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return ce * replicas, count
+
+    @tf.function
+    def train_step(iterator):
+        images, labels = next(iterator)
+        ce, count = strategy.run(replica_step, args=(images, labels))
+        step.assign_add(1)
+        return (strategy.reduce(tf.distribute.ReduceOp.MEAN, ce, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+
+    writer = tf.summary.create_file_writer(str(logdir / "summaries"))
+    iterator = iter(dist_ds)
+    losses, t0, t_log = [], time.perf_counter(), time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not config.progress)
+    loss_value = float("nan")
+    last_save = time.monotonic()
+    while int(step.numpy()) < total:
+        ce, _count = train_step(iterator)
+        loss_value = float(ce)
+        if not (loss_value == loss_value):  # NaN
+            raise FloatingPointError(
+                f"loss became NaN at step {int(step.numpy())}: lower base_learning_rate")
+        losses.append(loss_value)
+        s = int(step.numpy())
+        bar.update(1)
+        if s % config.log_steps == 0 or s == total:
+            dt = time.perf_counter() - t_log
+            t_log = time.perf_counter()
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            with writer.as_default(step=s):
+                tf.summary.scalar("loss/cross_entropy", loss_value)
+                tf.summary.scalar("learning_rate", float(schedule(s)))
+                tf.summary.scalar("images_per_second",
+                                  config.log_steps * config.train_batch_size / max(dt, 1e-9))
+        if s < total and (s % config.save_interval_steps == 0
+                          or time.monotonic() - last_save >= config.save_interval_secs):
+            manager.save(checkpoint_number=s)
+            last_save = time.monotonic()
+    bar.close()
+    manager.save(checkpoint_number=int(step.numpy()))
+    if not chief:
+        return {"steps": total, "final_loss": loss_value, "chief": False}
+    checkpoints.save_weights(model, logdir / FINAL_WEIGHTS)
+    elapsed = time.perf_counter() - t0
+    done_steps = int(step.numpy()) - start
+    info = {"steps": total, "final_loss": loss_value,
+            "first_losses": losses[:5], "last_losses": losses[-5:],
+            "seconds": elapsed, "steps_this_run": done_steps,
+            "images_per_second": done_steps * config.train_batch_size / max(elapsed, 1e-9),
+            "replicas": replicas}
+    io_utils.write_json(done, info)
+    return info
+
+
+def load_trained(logdir: str | Path):
+    """(model, options) of a finished training folder."""
+    from deeplab.training import checkpoints
+    from deeplab.model import build_model
+
+    logdir = Path(logdir)
+    weights = logdir / FINAL_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{weights} does not exist: training in {logdir} has not finished (run it again to resume)")
+    options = ModelOptions.from_json((logdir / OPTIONS_FILE).read_text())
+    model = build_model(options)
+    report = checkpoints.load_weights(model, weights)
+    if report.missing:
+        raise ValueError(f"{weights} lacks {len(report.missing)} variables, e.g. {report.missing[:3]}")
+    return model, options
