@@ -1,7 +1,7 @@
 """DeepLabv3+ and adaptive-superpixel active learning (Kim et al., ICCV 2023) on TensorFlow 2.
 
-Importing `deeplab` or `deeplab.active` does not import TensorFlow; only the trainer,
-evaluator, exporter and input pipeline do.
+Importing `deeplab`, `deeplab.active`, `deeplab.experiment`, `deeplab.annotate` or `deeplab.viz`
+does not import TensorFlow; only deeplab.training, the model and the input pipeline do.
 """
 
 import os as _os

@@ -1,4 +1,4 @@
-"""Builds the ImageNet stand-in backbone (deeplab/standin.py) unless it exists; prints its path.
+"""Builds the ImageNet stand-in backbone (deeplab/training/standin.py) unless it exists; prints its path.
 
   python scripts/build_standin.py --model_variant xception_light      # -> models/standin_xception_light_<key>.npz
 

@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
+from deeplab.active import superpixels
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
     p.add_argument("--split", default="train")
-    p.add_argument("--method", default="seeds", choices=["seeds", "slic"])
+    p.add_argument("--method", default="seeds", choices=superpixels.METHODS)
     p.add_argument("--num_superpixels", type=int, default=None,
                    help="segments per image (default: image area / --superpixel_size_px)")
     p.add_argument("--superpixel_size_px", type=float, default=256.0,

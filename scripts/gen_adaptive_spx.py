@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
+from deeplab.active import superpixels
+from deeplab.experiment.config import REGION_MODES
 
 
 def main(argv=None) -> int:
@@ -28,12 +30,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint_dir", default=None, help="a finished train_logdir")
     p.add_argument("--base_dir", default=None,
                    help="base maps (default: those of --method and --num_superpixels in the cache)")
-    p.add_argument("--method", default="seeds", choices=["seeds", "slic"])
+    p.add_argument("--method", default="seeds", choices=superpixels.METHODS)
     p.add_argument("--num_superpixels", type=int, default=None)
     p.add_argument("--superpixel_size_px", type=float, default=256.0)
     cli.add_executor_flags(p)
     p.add_argument("--output_dir", default=None)
-    p.add_argument("--regions", default="adaptive", choices=["adaptive", "base", "oracle"])
+    p.add_argument("--regions", default="adaptive", choices=REGION_MODES)
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--inference_scale", type=float, default=1.0, help="paper: 0.5 on Cityscapes")
     p.add_argument("--overlay_dir", default=None)

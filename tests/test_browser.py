@@ -1,13 +1,11 @@
 """People answering a round: the annotation page in a real headless Chromium (Selenium with
-Debian's chromium-driver), and folder data sets through the drivers (with the oracle, and
-without labels with answers posted to the page the driver serves)."""
+Debian's chromium-driver). Folder data sets through the drivers are tests/test_drivers.py."""
 
 import contextlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import urllib.request
@@ -15,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_folder_dataset
 from test_annotation import human_job
 
 ROOT = Path(__file__).parents[1]
@@ -209,98 +206,6 @@ def test_two_people_never_get_the_same_region(browser, tmp_path, synth_root):
     rows = exp.ledger.read()
     assert len({(r["image"], r["region"]) for r in rows}) == 4
     assert sorted(r["annotator"] for r in rows) == ["person-one"] * 3 + ["person-two"]
-
-
-# ---------------------------------------------------------------------------- the drivers
-def _driver_env(tmp_path, root, **kw):
-    env = dict(os.environ, DATASET="folder", DATA_DIR=str(root), WORK_DIR=str(tmp_path / "work"),
-               JOB_NAME="mine", ROUNDS="2", CLICKS_PER_ROUND="20", SUPERPIXEL_METHOD="slic",
-               TRAIN_STEPS="3", TRAIN_CROP_SIZE="65", TRAIN_BATCH_SIZE="2", NUM_WORKERS="1",
-               TQDM_DISABLE="1", TF_CPP_MIN_LOG_LEVEL="2")
-    env.update({k: str(v) for k, v in kw.items()})
-    return env
-
-
-def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
-    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True,
-                               num_train=4, num_val=2)
-    # The modes compare.sh's arms do not run: uncertainty on base regions, sieving, no warm start.
-    env = _driver_env(tmp_path, root, REGIONS="base", ACQUISITION="uncertainty", SIEVE=1, WARM_START=0)
-    before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    for script in ("warm_up.sh", "adaptive_superpixel.sh"):
-        out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=900)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    job = tmp_path / "work" / "mine"
-    rows = (job / "results.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("round,clicks,miou")
-    for line in rows[1:]:
-        cells = line.split(",")
-        assert 0 <= float(cells[2]) <= 100  # measured on splits/val.txt
-    from deeplab.experiment.job import Experiment
-
-    exp = Experiment.open(job)
-    m = exp.manifest(1)
-    assert m["select"]["method"] == "uncertainty" and m["data"]["sieve"] is True
-    assert m["data"]["noise_before"] is not None and 0 <= m["data"]["noise_before"] <= 1
-    scores = [r["score"] for r in json.loads((exp.round_dir(1) / "selection.json").read_text())["regions"]]
-    assert scores == sorted(scores, reverse=True)  # taken by descending mean uncertainty
-    name = exp.samples[0].name
-    assert (exp.load_map(1, name) == exp.load_map(0, name)).all()  # REGIONS=base
-    cfg = json.loads((exp.round_dir(1) / "train" / "train_config.json").read_text())
-    assert cfg["tf_initial_checkpoint"] is None and cfg["deterministic"] is True
-    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into DATA_DIR
-
-
-def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root):
-    """No labels, no split lists: warm_up.sh serves round 0's page, the test answers every
-    region by posting to it, and the driver goes on (training; no evaluation, noise n/a)."""
-    root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
-                               num_train=3, num_val=1)
-    env = _driver_env(tmp_path, root, ANNOTATOR="human", ANNOTATE_PORT=0, CLICKS_PER_ROUND=8)
-    proc = subprocess.Popen(["bash", "bash_files/warm_up.sh"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        url = None
-        while url is None:
-            line = proc.stdout.readline()
-            assert line, "the driver ended before serving the page:\n" + "".join(lines)
-            lines.append(line)
-            m = re.search(r"Open (http://127\.0\.0\.1:\d+/) in a browser", line)
-            url = m and m.group(1)
-        answers = []
-        while True:
-            q = _post(url, "api/next", {"client": "tester"})["query"]
-            if q is None:
-                break
-            answer = [0, 2, 8, 10, 255][q["index"] % 5]
-            req = urllib.request.Request(url + "api/answer", method="POST", headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"client": "tester", "index": q["index"], "answer": answer}).encode())
-            with urllib.request.urlopen(req, timeout=10) as r:
-                done = json.loads(r.read())["done"]
-            answers.append((q["image"], q["region"], answer))
-            if done:
-                break
-        rest, _ = proc.communicate(timeout=600)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = "".join(lines)
-    assert proc.returncode == 0, log[-4000:]
-    assert len(answers) == 8 and "round 0: every queried region is answered" in log
-    job = tmp_path / "work" / "mine"
-    from deeplab.experiment.job import Experiment
-
-    rows = Experiment.open(job).ledger.read()
-    assert [(r["image"], r["region"], r["answer"]) for r in rows] == answers
-    assert "no val split" in log and "not evaluated" in log
-    table = log[log.index("round  clicks"):]
-    assert re.search(r"^\s+0\s+8\s+n/a\s", table.splitlines()[1]) and table.count("n/a") >= 3
-    data = json.loads((job / "round_00" / "manifest.json").read_text())["data"]
-    assert data["noise_before"] is None and data["labelled_px"] > 0
-    assert (job / "round_00" / "train").is_dir() and not (job / "al_curve.png").exists()
 
 
 # ---------------------------------------------------------------------------- other sites

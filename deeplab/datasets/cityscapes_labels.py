@@ -80,7 +80,7 @@ TRAIN_ID_COLOURS = (
 
 # Cityscapes' 7 categories (the `category` column of cityscapesscripts' table, void left out),
 # and the category of each train id: a coarser label space without the 19 classes'
-# distinctions (the stand-in backbone of deeplab/standin.py is pretrained on it).
+# distinctions (the stand-in backbone of deeplab/training/standin.py is pretrained on it).
 CATEGORY_NAMES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 _CATEGORY_OF_TRAIN_NAME = {
     "road": 0, "sidewalk": 0, "building": 1, "wall": 1, "fence": 1, "pole": 2,

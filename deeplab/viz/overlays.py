@@ -31,7 +31,7 @@ def _grey(image: np.ndarray, dim: float = 0.55) -> np.ndarray:
     return np.repeat(g, 3, -1)
 
 
-def _outline(image_up: np.ndarray, mask_up: np.ndarray, colour) -> np.ndarray:
+def _boundaries(image_up: np.ndarray, mask_up: np.ndarray, colour) -> np.ndarray:
     from skimage.segmentation import find_boundaries
 
     out = image_up.copy()
@@ -87,11 +87,11 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
     """
     k = _scale_for(image.shape)
     colours = class_colours(len(class_names))
-    asked = _outline(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
+    asked = _boundaries(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
     lab = labels != ignore_label
     drawn = _grey(image)
     drawn[lab] = 0.25 * image[lab] + 0.75 * colours[labels[lab]]
-    drawn = _outline(_up(drawn, k), _up(lab.astype(np.int32), k), (255, 255, 255))
+    drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (255, 255, 255))
     n_asked = len(np.unique(queried[queried > 0]))
     panels = [asked, drawn]
     titles = [f"asked this round: {n_asked} region(s) (yellow)",
@@ -119,8 +119,8 @@ def regions_figure(path: Path | str, image: np.ndarray, base: np.ndarray, region
     k = _scale_for(image.shape)
     img_up = _up(image, k).astype(np.float32)
     nb, nr = len(np.unique(base)), len(np.unique(regions))
-    panels = [_outline(img_up, _up(base, k), (255, 255, 0)),
-              _outline(img_up, _up(regions, k), (255, 80, 0))]
+    panels = [_boundaries(img_up, _up(base, k), (255, 255, 0)),
+              _boundaries(img_up, _up(regions, k), (255, 80, 0))]
     titles = [f"base superpixels: {nb}", f"{mode} regions: {nr}"]
     fig = _figure(panels, titles, [], title, image.shape[:2])
     _save(fig, path)

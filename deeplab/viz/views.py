@@ -35,13 +35,13 @@ def render_view(image: np.ndarray, mask: np.ndarray, kind: str,
             stripes = done & (((yy + xx) // 3) % 3 == 0)
             out[stripes] = 0.35 * out[stripes] + 0.65 * 255  # hatched: already labelled
         out = out.astype(np.uint8)
-        _outline(out, m, 2)
+        _halo(out, m, 2)
         return out
     scale = 720 / w  # reduced (area) or enlarged (nearest, crisp) to 720 px wide
     size = (720, max(1, round(h * scale)))
     out = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
     m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    _outline(out, m, 1)  # a region under a pixel of the reduced image: its box still shows it
+    _halo(out, m, 1)  # a region under a pixel of the reduced image: its box still shows it
     pad = 6
     bx0, by0 = int(x0 * scale) - pad, int(y0 * scale) - pad
     bx1, by1 = int(np.ceil(x1 * scale)) + pad, int(np.ceil(y1 * scale)) + pad
@@ -49,7 +49,7 @@ def render_view(image: np.ndarray, mask: np.ndarray, kind: str,
     return out
 
 
-def _outline(out: np.ndarray, mask: np.ndarray, width: int) -> None:
+def _halo(out: np.ndarray, mask: np.ndarray, width: int) -> None:
     import cv2
 
     if not mask.any():
