@@ -143,7 +143,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     standin = StandInPredictor(exp.descriptor, exp.samples)
     stages.predictor_for_round = lambda e, t: standin
     decode = DecodeClock.once()
-    stages = {
+    steps = {
         "regions": lambda t: stages.round_regions(exp, t, write_overlays=False),
         "select": lambda t: stages.select_round(exp, t, progress=False),
         "annotate": lambda t: stages.annotate_round(exp, t, progress=False),
@@ -181,10 +181,10 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
             lambda: tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "seeds",
                                       n_segments=args.num_superpixels, executor=ex, progress=False))
     for stage in ("select", "annotate", "data"):  # the warm-up round's labels (no model)
-        exp.mark(0, stage, measure(f"round 0 {stage}", lambda: stages[stage](0)))
+        exp.mark(0, stage, measure(f"round 0 {stage}", lambda: steps[stage](0)))
     exp.mark(0, "train", {"stand_in": True})
     for stage in ROUND_STAGES:
-        exp.mark(1, stage, measure(f"round 1 {stage}", lambda: stages[stage](1)))
+        exp.mark(1, stage, measure(f"round 1 {stage}", lambda: steps[stage](1)))
     ex.close()
     r1 = exp.round_dir(1)
     disk = {"round_1_regions": du(r1 / "regions"), "round_1_labels": du(r1 / "labels"),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deeplab import cli
-from deeplab.experiment import tasks
+from deeplab.experiment import stages, tasks
 from deeplab.experiment.config import MODEL_VARIANTS, ExperimentConfig
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import select_round
@@ -31,15 +31,13 @@ def _config(job_dir, synth_root, **kw):
     return ExperimentConfig(**base)
 
 
-def _run(job_dir, t, stages):
-    from deeplab.experiment import stages
-
+def _run(job_dir, t, names):
     fns = {"regions": stages.round_regions, "select": stages.select_round,
            "annotate": stages.annotate_round,
            "data": lambda e, r: stages.round_data(e, r, progress=False),
            "train": lambda e, r: stages.train_round(e, r, progress=False),
            "eval": lambda e, r: stages.eval_round(e, r, progress=False)}
-    for s in stages:
+    for s in names:
         assert cli.run_stage(job_dir, t, s, fns[s]) == 0
 
 
@@ -560,3 +558,48 @@ def test_review_pass_of_a_noisy_simulated_annotator(tmp_path, synth_root):
         assert rv["third_answers"] == len(third) > 0
         assert exp.manifest(0)["annotate"]["clicks"] == 12  # reviews are not clicks
     assert noise[1.0] < noise[0.0] / 2, noise
+
+
+def test_oracle_and_base_regions_from_a_trained_model(finished_job, tmp_path):
+    """REGIONS=oracle: round maps are the ground-truth components (the stored map when the
+    driver wrote one), REGIONS=base the base map; statistics from the model's probabilities."""
+    from deeplab.active import regions as R
+    from deeplab.active import superpixels
+    from deeplab.experiment import region_maps
+    from deeplab.training.inference import Predictor
+
+    exp = Experiment.open(finished_job)
+    samples = exp.samples[:3]
+    predictor = Predictor.from_train_dir(exp.round_dir(0) / "train")
+    probs = dict(predictor.stream((s.name, exp.descriptor.read_image(s)) for s in samples))
+    for mode in ("oracle", "base"):
+        out = tmp_path / mode
+        summary = stages.generate_round_regions(exp.descriptor, samples, predictor, exp.base_dir,
+                                                out, mode, eps=0.02, progress=False)
+        assert summary["images"] == 3 and summary["resumed"] == 0
+        for s in samples:
+            regions, stats = region_maps.load_with_stats(region_maps.path(out, s.name))
+            expected = superpixels.oracle_superpixels(exp.descriptor.read_label(s)) if mode == "oracle" \
+                else exp.load_map(0, s.name)
+            np.testing.assert_array_equal(regions, expected)
+            own = R.region_statistics(probs[s.name], regions)
+            np.testing.assert_allclose(stats["uncertainty"], own.uncertainty, rtol=1e-5, atol=1e-6)
+    # a stored oracle map (the driver's, from scripts/gen_oracle_spx.py) is used as it is
+    stored = tmp_path / "stored"
+    fake = np.zeros(exp.load_map(0, samples[0].name).shape, np.int32)
+    fake[:, fake.shape[1] // 2:] = 1
+    region_maps.save(region_maps.path(stored, samples[0].name), fake)
+    stages.generate_round_regions(exp.descriptor, samples[:1], predictor, exp.base_dir,
+                                  tmp_path / "from_stored", "oracle", eps=0.02, oracle_dir=stored,
+                                  progress=False)
+    np.testing.assert_array_equal(region_maps.load(region_maps.path(tmp_path / "from_stored",
+                                                                    samples[0].name)), fake)
+
+
+def test_collapse_warning_is_given_below_a_quarter_of_the_regions():
+    kept = {"regions_per_image_before": 100.0, "regions_per_image_after": 25.0}
+    collapsed = {"regions_per_image_before": 100.0, "regions_per_image_after": 24.9}
+    assert stages.collapse_warning(kept, 1, 0.1) is None
+    message = stages.collapse_warning(collapsed, 2, 0.1)
+    assert message.startswith("round 2: the adaptive merge left") and "eps=0.1" in message
+    assert stages.collapse_warning({}, 1, 0.1) is None  # nothing measured (no image)

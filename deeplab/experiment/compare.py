@@ -192,9 +192,11 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-# Pairs whose paired difference comparison.md reports (the paper's ordering and its parts).
+# Pairs whose paired difference comparison.md reports, when both arms ran: the paper's ordering
+# and its parts, then the ablations' bounds against the paper and against random.
 PAIRS = (("paper", "random"), ("paper", "class_balanced"), ("class_balanced", "random"),
-         ("paper", "adaptive"))
+         ("paper", "adaptive"), ("oracle", "paper"), ("merge_bound", "paper"),
+         ("oracle", "random"), ("merge_bound", "random"))
 
 
 def paired_differences(rows: list[dict], pairs=PAIRS) -> list[dict]:
