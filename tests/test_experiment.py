@@ -70,8 +70,9 @@ def test_results_csv_has_a_row_per_round(finished_job):
     sel = json.loads((finished_job / "round_01" / "selection.json").read_text())["info"]
     assert sel["spent"] == min(60, sel["pool"])  # the whole pool when the budget exceeds it
     assert [int(r["clicks"]) for r in rows] == [60, 60 + sel["spent"]]
-    for r in rows:
-        assert 0 <= float(r["miou"]) <= 100
+    for r in rows:  # the round's eval.json, in %
+        ev = json.loads((finished_job / f"round_0{r['round']}" / "eval.json").read_text())
+        assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
         assert "iou_road" in r and "label_noise_before_sieve" in r
         assert r["annotation_seconds"] == r["seconds_per_click_median"] == r["seconds_per_click_road"] == "n/a"
     assert float(rows[0]["sieved_px"]) == 0  # no sieving in the warm-up

@@ -396,12 +396,14 @@ def test_one_inference_replica_per_device_gives_the_same_probs():
 
 def test_dataset_dir_flag_points_to_tfrecord_dir(capsys):
     """--dataset_dir is the data root in every script; the trainer and evaluator say so."""
-    from deeplab.training import evaluate as deeplab_eval
+    from deeplab import eval as deeplab_eval
+    from deeplab import train as deeplab_train
 
-    with pytest.raises(SystemExit) as e:
-        deeplab_eval.main(["--checkpoint_dir", "x", "--dataset_dir", "/data/tfrecord"])
-    assert e.value.code == 2
-    assert "pass the folder of TFRecords as --tfrecord_dir /data/tfrecord" in capsys.readouterr().err
+    for main, first in ((deeplab_eval.main, "--checkpoint_dir"), (deeplab_train.main, "--train_logdir")):
+        with pytest.raises(SystemExit) as e:
+            main([first, "x", "--dataset_dir", "/data/tfrecord"])
+        assert e.value.code == 2
+        assert "pass the folder of TFRecords as --tfrecord_dir /data/tfrecord" in capsys.readouterr().err
 
 
 def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path, synth_tfrecords):
