@@ -99,8 +99,12 @@ NUMPY_ROOMS = ("active", "experiment", "annotate", "viz")
 
 def test_numpy_rooms_do_not_import_tensorflow():
     """Every module of active/, experiment/, annotate/ and viz/ (found on disk, so a new one is
-    checked too) and the executor import without TensorFlow."""
+    checked too), the executor and the TFRecord module (TensorFlow only inside the functions
+    that read or write records: a resumed driver skips complete records without it) import
+    without TensorFlow."""
     names = [m for m, _ in _modules() if _package(m) in NUMPY_ROOMS + ("parallel",)]
+    # the data side a resumed driver touches: completeness checks, descriptors
+    names += ["deeplab.datasets.descriptors", "deeplab.datasets.tfrecord", "deeplab.datasets.build_data"]
     active = {m.rsplit(".", 1)[1] for m in names if m.startswith("deeplab.active.")}
     assert {"adaptive", "regions", "acquisition", "sieving", "oracle", "labels", "review"} <= active
     assert "deeplab.experiment.stages" in names and "deeplab.annotate.server" in names

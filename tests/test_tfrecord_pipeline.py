@@ -123,7 +123,7 @@ def test_records_carry_the_source_image_bytes_unchanged(synth_root, tmp_path):
     samples = ds.list_split(synth_root, "val")[:3]
     build_data.build_split(ds, samples, tmp_path, "val", num_shards=2, progress=False)
     raw = tf.data.TFRecordDataset(tfrecord.list_shards(tmp_path, "val"))
-    stored = [tf.io.parse_single_example(r, tfrecord.FEATURES)[tfrecord.IMAGE_ENCODED].numpy() for r in raw]
+    stored = [tf.io.parse_single_example(r, tfrecord.features())[tfrecord.IMAGE_ENCODED].numpy() for r in raw]
     assert stored == [s.image_path.read_bytes() for s in samples]
     assert tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples])
     assert not tfrecord.meta_matches(tmp_path, "val", [s.name for s in samples[:2]])

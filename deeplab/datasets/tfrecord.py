@@ -19,13 +19,16 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from deeplab import io_utils
+
+if TYPE_CHECKING:  # TensorFlow is imported by the functions that use it: the rest (shard names,
+    # the completeness check) runs without it
+    import tensorflow as tf
 
 IMAGE_ENCODED = "image/encoded"
 IMAGE_FILENAME = "image/filename"
@@ -36,16 +39,20 @@ IMAGE_CHANNELS = "image/channels"
 LABEL_ENCODED = "image/segmentation/class/encoded"
 LABEL_FORMAT = "image/segmentation/class/format"
 
-FEATURES = {
-    IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    IMAGE_FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    IMAGE_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
-    IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64, default_value=0),
-    IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64, default_value=0),
-    IMAGE_CHANNELS: tf.io.FixedLenFeature((), tf.int64, default_value=3),
-    LABEL_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    LABEL_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="png"),
-}
+def features() -> dict:
+    """The parsing spec of an Example (DeepLab's fields)."""
+    import tensorflow as tf
+
+    return {
+        IMAGE_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        IMAGE_FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        IMAGE_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+        IMAGE_HEIGHT: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+        IMAGE_WIDTH: tf.io.FixedLenFeature((), tf.int64, default_value=0),
+        IMAGE_CHANNELS: tf.io.FixedLenFeature((), tf.int64, default_value=3),
+        LABEL_ENCODED: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        LABEL_FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="png"),
+    }
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -129,10 +136,14 @@ def list_shards(tfrecord_dir: Path | str, split: str) -> list[str]:
 
 
 def _bytes(v: bytes) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
 
 
 def _int(v: int) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
 
 
@@ -157,6 +168,8 @@ def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes
     Raises:
       ValueError: wrong dtype or rank, or image and label sizes disagree.
     """
+    import tensorflow as tf
+
     if isinstance(image, (bytes, bytearray)):
         image_bytes = bytes(image)
         h, w, c, fmt = _image_size(image_bytes, "image", name)
@@ -200,6 +213,8 @@ def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes
 
 def write_shard(path: Path | str, examples: Iterable[tf.train.Example], expected: int) -> int:
     """Writes one shard atomically; raises unless it holds exactly `expected` examples."""
+    import tensorflow as tf
+
     written = 0
     with io_utils.atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
@@ -237,6 +252,7 @@ def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, outpu
     place, so a reader never sees a mix; with `names` (the examples' image names in order), the
     meta file is written last.
     """
+
     if num_examples < 1:
         raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
     begin_split(output_dir, split)
@@ -252,7 +268,9 @@ def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, outpu
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Decodes one serialized Example into `image` uint8 [H, W, 3], `label` uint8 [H, W, 1]
     (all 255 when the record has no label), `name` string, `height`, `width`."""
-    f = tf.io.parse_single_example(serialized, FEATURES)
+    import tensorflow as tf
+
+    f = tf.io.parse_single_example(serialized, features())
     image = tf.io.decode_image(f[IMAGE_ENCODED], channels=3, expand_animations=False)
     has_label = tf.strings.length(f[LABEL_ENCODED]) > 0
     label = tf.cond(
@@ -270,6 +288,8 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 def read_examples(tfrecord_dir: Path | str, split: str) -> Iterable[dict[str, np.ndarray]]:
     """Yields decoded examples of `split` as numpy (for tools and tests, in shard order)."""
+    import tensorflow as tf
+
     ds = tf.data.TFRecordDataset(list_shards(tfrecord_dir, split)).map(parse_example)
     for ex in ds.as_numpy_iterator():
         yield {"image": ex["image"], "label": ex["label"][..., 0], "name": ex["name"].decode()}
