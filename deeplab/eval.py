@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.train import add_tfrecord_flags, check_tfrecord_flags, dataset_for_tfrecords
+from deeplab.train import (
+    add_tfrecord_flags,
+    check_tfrecord_flags,
+    dataset_for_tfrecords,
+)
 from deeplab.training.evaluate import evaluate, format_table
 from deeplab.training.trainer import load_trained
 

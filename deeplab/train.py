@@ -1,20 +1,9 @@
-"""Trains DeepLabv3+ from TFRecords (DeepLab's train.py, on TensorFlow 2 / Keras 3).
+"""Trains DeepLabv3+ from TFRecords: DeepLab's train.py command line, with its flag names. What
+a step computes, how it resumes and what it writes: deeplab/training/trainer.py.
 
   python -m deeplab.train --train_logdir work_dirs/exp/train \
       --dataset synthetic --tfrecord_dir work_dirs/cache/<data>/tfrecord \
       --model_variant xception_light --training_number_of_steps 200 --train_crop_size 129,129
-
-Poly learning rate (power 0.9), momentum 0.9, weight decay (slim's `wd * sum(w^2) / 2` on
-every non-depthwise kernel), per-pixel cross-entropy averaged over labelled pixels (a batch
-without labelled pixels contributes 0), logits-bias gradients x2. Runs under tf.distribute:
-MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy with several GPUs, the
-default strategy otherwise. Resumes from the newest checkpoint in train_logdir, which is saved
-every `save_interval_steps` steps and every `save_interval_secs` seconds (DeepLab's default,
-1200 s: a crash costs at most that much work); a resumed run continues the input stream where
-its checkpoint was, so with `deterministic` it ends with the weights of an uninterrupted run,
-bit for bit. Writes
-TensorBoard summaries, `model_options.json`, `train_config.json`, and at the end
-`final_weights.npz` (DeepLab-named) and `train_done.json`.
 """
 
 from __future__ import annotations
@@ -25,7 +14,8 @@ import sys
 
 from deeplab.cli import parse_bool
 from deeplab.model import ModelOptions
-from deeplab.training.trainer import STRATEGIES, TrainConfig, load_trained, train  # noqa: F401
+from deeplab.training.trainer import STRATEGIES, TrainConfig, train
+
 
 def _ints(text):
     return tuple(int(v) for v in str(text).replace("x", ",").split(",") if v)

@@ -125,9 +125,8 @@ def du(path: Path) -> int:
 
 
 def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
-    from deeplab.experiment import stages
     from deeplab import parallel
-    from deeplab.experiment import tasks
+    from deeplab.experiment import stages, tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
 

@@ -21,8 +21,8 @@ def main(argv=None) -> int:
     p.add_argument("--output_stride", type=int, default=16)
     p.add_argument("--output", required=True, help="where to write the .npz")
     args = p.parse_args(argv)
-    from deeplab.training import checkpoints
     from deeplab.model import ModelOptions, build_model
+    from deeplab.training import checkpoints
 
     model = build_model(ModelOptions(num_classes=args.num_classes, model_variant=args.model_variant,
                                      output_stride=args.output_stride))

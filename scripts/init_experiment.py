@@ -59,9 +59,9 @@ def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None
 
 
 def main(argv=None) -> int:
+    from deeplab.cli import parse_bool
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
-    from deeplab.cli import parse_bool
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(ExperimentConfig):

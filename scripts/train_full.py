@@ -12,8 +12,8 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.experiment import stages
     from deeplab import cli
+    from deeplab.experiment import stages
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True, help="a job initialised by scripts/init_experiment.py")

@@ -29,6 +29,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.annotate.lock import round_lock
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import read_selection, round_answers
@@ -223,8 +224,6 @@ def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
     if not isinstance(tasks, list):
         raise ImportRefused(f"{export} is not a Label Studio JSON export (a list of tasks); export "
                             "the project as JSON, not JSON-MIN or CSV")
-    from deeplab.annotate.lock import round_lock
-
     with round_lock(exp, t):  # not while the round's page is taking answers
         return _import(exp, t, export, tasks)
 

@@ -11,7 +11,6 @@ import re
 import threading
 import time
 
-
 from deeplab import io_utils
 from deeplab.active import labels as L
 from deeplab.active import review

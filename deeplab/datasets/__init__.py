@@ -2,6 +2,12 @@
 
 Imports none of the active-learning packages (only io_utils, paths and parallel)."""
 
-from deeplab.datasets.descriptors import DATASET_NAMES, DATASETS, DatasetDescriptor, Sample, get_dataset
+from deeplab.datasets.descriptors import (
+    DATASET_NAMES,
+    DATASETS,
+    DatasetDescriptor,
+    Sample,
+    get_dataset,
+)
 
 __all__ = ["DATASET_NAMES", "DATASETS", "DatasetDescriptor", "Sample", "get_dataset"]

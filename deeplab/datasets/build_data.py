@@ -10,7 +10,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from deeplab.datasets.descriptors import DatasetDescriptor, Sample, read_label_png, check_label_values
+from deeplab.datasets.descriptors import (
+    DatasetDescriptor,
+    Sample,
+    check_label_values,
+    read_label_png,
+)
 
 
 def label_png_path(label_dir: Path | str, name: str) -> Path:
@@ -76,8 +81,8 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
         (`{label_dir}/{name}.png`, uint8, 255 = unlabelled), as the AL rounds write them.
       executor: where the shards are written (`deeplab.parallel`); default: here.
     """
-    from deeplab.parallel import LocalExecutor
     from deeplab.datasets import tfrecord
+    from deeplab.parallel import LocalExecutor
 
     if not samples:
         raise ValueError(f"split '{split}' is empty: nothing to write to {output_dir}")

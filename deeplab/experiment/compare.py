@@ -29,6 +29,7 @@ import numpy as np
 from deeplab import io_utils
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
+from deeplab.viz import plots
 
 # Arm -> (REGIONS, ACQUISITION, SIEVE) of rounds >= 1.
 ARMS = {
@@ -333,8 +334,6 @@ def _clicks_text(summary, arms, t) -> str:
 def plot(summary: dict, path: Path | str, title: str = "") -> None:
     """comparison.png (`deeplab.viz.plots.comparison_plot`): mIoU against clicks, mean +/-
     standard-error band per arm, the reference as a line."""
-    from deeplab.viz import plots
-
     curves = []
     for arm, by_round in summary.items():
         if arm == REFERENCE:

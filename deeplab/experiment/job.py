@@ -34,15 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deeplab import io_utils
+from deeplab import io_utils, parallel
 from deeplab.active import acquisition
-from deeplab.experiment import ledger, region_maps
-from deeplab import parallel
 from deeplab.active import regions as R
-from deeplab.experiment.cache import DataCache
 from deeplab.datasets import get_dataset
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.experiment import ledger, region_maps
+from deeplab.experiment.cache import DataCache
 from deeplab.experiment.config import ExperimentConfig
+
 
 class Experiment:
     """Paths and state of one job."""

@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-
-
 LEDGER_FIELDS = ("round", "image", "region", "answer", "size", "score", "cost")
 
 
@@ -20,22 +18,24 @@ def make_row(t: int, query: dict, answer: int, *, size: int | None = None, cost:
     image, region, score, cost, size) of round t, the fields of LEDGER_FIELDS in order (`size`
     and `cost` default to the query's), then those of `Ledger.OPTIONAL` that are given (None:
     left out)."""
-    unknown = sorted(set(optional) - set(Ledger.OPTIONAL))
-    if unknown:
-        raise ValueError(f"ledger rows have no field {unknown}; optional fields: {Ledger.OPTIONAL}")
     values = {"round": int(t), "image": query["image"], "region": int(query["region"]),
               "answer": int(answer), "size": int(query["size"] if size is None else size),
               "score": float(query["score"]), "cost": int(query["cost"] if cost is None else cost)}
-    row = {f: values[f] for f in LEDGER_FIELDS}
-    row.update({k: v for k, v in optional.items() if v is not None})
-    return row
+    return {**{f: values[f] for f in LEDGER_FIELDS}, **_optional(optional)}
 
 
 def undo_row(t: int, query: dict, **optional) -> dict:
     """The row that takes back the latest earlier answer of `query`'s region in round t."""
-    row = {"round": int(t), "image": query["image"], "region": int(query["region"]), "undo": True}
-    row.update({k: v for k, v in optional.items() if v is not None})
-    return row
+    return {"round": int(t), "image": query["image"], "region": int(query["region"]), "undo": True,
+            **_optional(optional)}
+
+
+def _optional(fields: dict) -> dict:
+    """The optional fields that are given (None: left out); an unknown one is refused."""
+    unknown = sorted(set(fields) - set(Ledger.OPTIONAL))
+    if unknown:
+        raise ValueError(f"ledger rows have no field {unknown}; optional fields: {Ledger.OPTIONAL}")
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def row_digests(rows: list[dict]) -> list[str]:

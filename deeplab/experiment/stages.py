@@ -24,13 +24,13 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.active import acquisition
+from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.datasets import build_data
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
 from deeplab.experiment import ledger, region_maps, tasks
 from deeplab.experiment.job import Experiment
 from deeplab.parallel import Executor, LocalExecutor, prefetch
-from deeplab.active import labels as L
 
 
 def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample], predictor,
@@ -537,10 +537,9 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
 
 
 def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+    from deeplab.datasets import tfrecord
     from deeplab.training.evaluate import evaluate, format_table
     from deeplab.training.trainer import load_trained
-
-    from deeplab.datasets import tfrecord
 
     if not exp.evaluable:
         shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)

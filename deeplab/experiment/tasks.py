@@ -13,13 +13,13 @@ from typing import Sequence
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.active import adaptive, labels as L, metrics, superpixels
-from deeplab.viz import overlays
-from deeplab.experiment import region_maps
+from deeplab.active import adaptive, metrics, oracle, superpixels
+from deeplab.active import labels as L
 from deeplab.active import regions as R
-from deeplab.parallel import Executor, LocalExecutor
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
-from deeplab.active import oracle
+from deeplab.experiment import region_maps
+from deeplab.parallel import Executor, LocalExecutor
+from deeplab.viz import overlays
 
 
 def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:

@@ -4,9 +4,7 @@ and the confusion matrix (`evaluate`), and its table (`format_table`); its comma
 
 from __future__ import annotations
 
-
 import numpy as np
-
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int,

@@ -108,10 +108,10 @@ def build(config: StandinConfig = StandinConfig(), work_dir: Path | str = "work_
     out = weights_path(config, models_dir)
     if out.is_file():
         return out
-    from deeplab.training import checkpoints
     from deeplab.datasets import synthetic
-    from deeplab.training.evaluate import evaluate
     from deeplab.model import ModelOptions
+    from deeplab.training import checkpoints
+    from deeplab.training.evaluate import evaluate
     from deeplab.training.trainer import TrainConfig, load_trained, train
 
     t0 = time.perf_counter()

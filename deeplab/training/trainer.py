@@ -1,10 +1,6 @@
 """The trainer of DeepLabv3+ (DeepLab's train.py on TensorFlow 2 / Keras 3); its command line
 is `python -m deeplab.train` (deeplab/train.py).
 
-  python -m deeplab.train --train_logdir work_dirs/exp/train \
-      --dataset synthetic --tfrecord_dir work_dirs/cache/<data>/tfrecord \
-      --model_variant xception_light --training_number_of_steps 200 --train_crop_size 129,129
-
 Poly learning rate (power 0.9), momentum 0.9, weight decay (slim's `wd * sum(w^2) / 2` on
 every non-depthwise kernel), per-pixel cross-entropy averaged over labelled pixels (a batch
 without labelled pixels contributes 0), logits-bias gradients x2. Runs under tf.distribute:
@@ -28,8 +24,8 @@ import time
 from pathlib import Path
 
 from deeplab import io_utils
-from deeplab.paths import require_checkpoint
 from deeplab.model import ModelOptions
+from deeplab.paths import require_checkpoint
 
 FINAL_WEIGHTS = "final_weights.npz"
 DONE_FILE = "train_done.json"
@@ -181,9 +177,9 @@ def train(config: TrainConfig) -> dict:
     import keras
     import tensorflow as tf
 
-    from deeplab.training import checkpoints
     from deeplab.datasets import data_generator, tfrecord
     from deeplab.model import build_model, regularized_kernels
+    from deeplab.training import checkpoints
 
     _check(config)
     logdir = Path(config.train_logdir)
@@ -326,8 +322,8 @@ def train(config: TrainConfig) -> dict:
 
 def load_trained(logdir: str | Path):
     """(model, options) of a finished training folder."""
-    from deeplab.training import checkpoints
     from deeplab.model import build_model
+    from deeplab.training import checkpoints
 
     logdir = Path(logdir)
     weights = logdir / FINAL_WEIGHTS

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deeplab import io_utils
 from deeplab.datasets.descriptors import class_colours
+from deeplab.viz.plots import pyplot, save_figure
 
 # Label-error colours of the sieving panel.
 KEPT_WRONG = (255, 140, 0)
@@ -39,19 +39,8 @@ def _boundaries(image_up: np.ndarray, mask_up: np.ndarray, colour) -> np.ndarray
     return out
 
 
-def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 def _figure(panels, titles, legend, suptitle, shape):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     h, w = shape
@@ -110,7 +99,7 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
                       f"{int(kept_wrong.sum())} wrong px kept")
         legend += [("kept, wrong", KEPT_WRONG), ("sieved, was wrong", SIEVED_WRONG),
                    ("sieved, was right", SIEVED_RIGHT)]
-    _save(_figure(panels, titles, legend, title, image.shape[:2]), path)
+    save_figure(_figure(panels, titles, legend, title, image.shape[:2]), path)
 
 
 def regions_figure(path: Path | str, image: np.ndarray, base: np.ndarray, regions: np.ndarray,
@@ -123,4 +112,4 @@ def regions_figure(path: Path | str, image: np.ndarray, base: np.ndarray, region
               _boundaries(img_up, _up(regions, k), (255, 80, 0))]
     titles = [f"base superpixels: {nb}", f"{mode} regions: {nr}"]
     fig = _figure(panels, titles, [], title, image.shape[:2])
-    _save(fig, path)
+    save_figure(fig, path)

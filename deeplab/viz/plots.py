@@ -10,7 +10,8 @@ import numpy as np
 from deeplab import io_utils
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,16 +20,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, plt, path) -> None:
-    fig.tight_layout()
+def save_figure(fig, path: Path | str) -> None:
+    """Writes `fig` as a PNG at `path` atomically and closes it."""
     with io_utils.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def al_curve(path: Path | str, clicks, miou, rounds, title: str = "") -> None:
     """al_curve.png: mIoU against clicks, each point marked with its round."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     ax.plot(clicks, miou, "o-")
     for x, y, t in zip(clicks, miou, rounds):
@@ -37,7 +38,8 @@ def al_curve(path: Path | str, clicks, miou, rounds, title: str = "") -> None:
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    _save(fig, plt, path)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def comparison_plot(path: Path | str, curves: list[dict], reference: dict | None = None,
@@ -45,7 +47,7 @@ def comparison_plot(path: Path | str, curves: list[dict], reference: dict | None
     """comparison.png: per arm `{"arm", "clicks", "mean", "se", "seeds"}` (arrays over rounds)
     as a line with a +/- one standard error band; `reference` `{"mean", "se", "seeds"}` as a
     dashed line with its band."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=130)
     for c in curves:
         x, y, se = (np.asarray(c[k], float) for k in ("clicks", "mean", "se"))
@@ -63,4 +65,5 @@ def comparison_plot(path: Path | str, curves: list[dict], reference: dict | None
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    _save(fig, plt, path)
+    fig.tight_layout()
+    save_figure(fig, path)
