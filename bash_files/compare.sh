@@ -10,7 +10,10 @@
 # The defaults are the benchmark setting past the cold start (README, "Comparing methods"):
 # a larger generated pool, every round from the stand-in backbone (scripts/build_standin.py,
 # built once when missing), 0.3 % of the pool per round; comparison.md reports the setting's
-# properties P1-P8. Every variable of bash_files/settings.sh is a setting here too.
+# properties P1-P9. Every variable of bash_files/settings.sh is a setting here too.
+# With BUDGETS (per-round budgets in the CLICKS_PER_ROUND form) it draws the budget map: the
+# arms at every budget under budget_<b>/ (each with its comparison.*), the reference once
+# (full_s{seed}/, shared), then budget_map.csv, .md and .png; NUMERICS_CHECK is not run.
 # Re-running resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,12 +32,14 @@ SYNTH_TRAIN="${SYNTH_TRAIN:-400}"               # the embedded pool (DATASET=syn
 SYNTH_VAL="${SYNTH_VAL:-100}"
 STANDIN_DIR="${STANDIN_DIR:-models}"            # where the stand-in's .npz is kept
 STANDIN_FLAGS="${STANDIN_FLAGS:-}"              # e.g. "--steps 3000": see scripts/build_standin.py
-NUMERICS_CHECK="${NUMERICS_CHECK:-1}"           # 1: warm-up and reference again with oneDNN flipped (P5)
+NUMERICS_CHECK="${NUMERICS_CHECK:-1}"           # 1: the first seed's arms again with oneDNN flipped (P5)
+NUMERICS_ARMS="${NUMERICS_ARMS:-random class_balanced paper}"  # the arms P5 runs again (those in ARMS)
+BUDGETS="${BUDGETS:-}"                          # the budget map: per-round budgets, e.g. "0.3% 1% 3% 10%"
 source bash_files/settings.sh
 
 COMPARE_NAME="$JOB_NAME"
 COMPARE_DIR="$WORK_DIR/$COMPARE_NAME"
-py scripts/compare.py check --arms "$ARMS" --seeds "$SEEDS"
+py scripts/compare.py check --arms "$ARMS" --seeds "$SEEDS" --budgets "$BUDGETS"
 mkdir -p "$COMPARE_DIR"
 start="$(date +%s)"  # every run's wall time is appended (P8 sums them over resumed runs)
 trap 'echo "$start $(date +%s)" >> "$COMPARE_DIR/wall_clock.txt"' EXIT
@@ -50,47 +55,73 @@ fi
 ONEDNN="${TF_ENABLE_ONEDNN_OPTS:-1}"  # TensorFlow's default on x86: on
 export $SETTINGS TF_CPP_MIN_LOG_LEVEL
 
-for seed in $SEEDS; do
-  first=""  # the first arm of this seed: the others share its warm-up round
-  for arm in $ARMS; do
-    eval "$(py scripts/compare.py arm --name "$arm" --reference_dir "$COMPARE_DIR/full_s$seed")"
-    SEED="$seed" JOB_NAME="$COMPARE_NAME/${arm}_s${seed}"
-    JOB_DIR="$WORK_DIR/$JOB_NAME"
-    echo "=== $COMPARE_NAME: arm $arm, seed $seed ($JOB_DIR)"
-    init_experiment
-    if [ "$arm" = full ]; then
-      py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
-      py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
-      py scripts/train_full.py --job_dir "$JOB_DIR"
-      continue
-    fi
-    if [ -n "$first" ] && [ "$SHARE_WARM_UP" = 1 ]; then
-      py scripts/compare.py share --source "$first" --job_dir "$JOB_DIR"
-    else
-      first="$JOB_DIR"
-    fi
-    bash bash_files/warm_up.sh
-    bash bash_files/adaptive_superpixel.sh
+# The reference reads no budget: with BUDGETS it runs once per seed (at CLICKS_PER_ROUND) and
+# every budget's report compares against it.
+run_reference() {
+  local seed="$1"
+  eval "$(py scripts/compare.py arm --name full)"
+  SEED="$seed" JOB_NAME="$COMPARE_NAME/full_s${seed}"
+  JOB_DIR="$WORK_DIR/$JOB_NAME"
+  echo "=== $COMPARE_NAME: reference, seed $seed ($JOB_DIR)"
+  init_experiment
+  py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
+  py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
+  py scripts/train_full.py --job_dir "$JOB_DIR"
+}
+
+# The arms of ARMS (but the reference) for every seed, under $COMPARE_NAME/$1 ("": the
+# comparison's own folder) at CLICKS_PER_ROUND.
+run_arms() {
+  local sub="$1" seed arm first
+  for seed in $SEEDS; do
+    first=""  # the first arm of this seed: the others share its warm-up round
+    for arm in $ARMS; do
+      [ "$arm" = full ] && continue
+      eval "$(py scripts/compare.py arm --name "$arm" --reference_dir "$COMPARE_DIR/full_s$seed")"
+      SEED="$seed" JOB_NAME="$COMPARE_NAME/${sub:+$sub/}${arm}_s${seed}"
+      JOB_DIR="$WORK_DIR/$JOB_NAME"
+      echo "=== $COMPARE_NAME: ${sub:+$sub, }arm $arm, seed $seed ($JOB_DIR)"
+      init_experiment
+      if [ -n "$first" ] && [ "$SHARE_WARM_UP" = 1 ]; then
+        py scripts/compare.py share --source "$first" --job_dir "$JOB_DIR"
+      else
+        first="$JOB_DIR"
+      fi
+      bash bash_files/warm_up.sh
+      bash bash_files/adaptive_superpixel.sh
+    done
   done
-done
+}
+
+if [ -z "$BUDGETS" ]; then
+  for seed in $SEEDS; do
+    case " $ARMS " in *" full "*) run_reference "$seed" ;; esac
+    run_arms ""
+  done
+else
+  case " $ARMS " in *" full "*) for seed in $SEEDS; do run_reference "$seed"; done ;; esac
+  for budget in $BUDGETS; do
+    sub="$(py scripts/compare.py budget_folder --budget "$budget")"
+    CLICKS_PER_ROUND="$budget" run_arms "$sub"
+    py scripts/compare.py report --compare_dir "$COMPARE_DIR/$sub" --reference_dir "$COMPARE_DIR" \
+      --arms "$ARMS" --seeds "$SEEDS" --onednn "$ONEDNN" \
+      --title "$COMPARE_NAME: $DATASET, $MODEL_VARIANT, $TRAIN_STEPS steps/round, $budget clicks/round" \
+      > /dev/null
+  done
+  py scripts/compare.py budget_map --compare_dir "$COMPARE_DIR" --budgets "$BUDGETS" \
+    --arms "$ARMS" --running_since "$start"
+  exit 0
+fi
 if [ "$NUMERICS_CHECK" = 1 ]; then
-  # P5: the first seed's reference and warm-up round again under the other oneDNN setting.
-  other=$((1 - ONEDNN)) seed="${SEEDS%% *}"
-  for arm in full random; do
-    case " $ARMS " in *" $arm "*) ;; *) continue ;; esac
-    eval "$(py scripts/compare.py arm --name "$arm")"
-    SEED="$seed" JOB_NAME="$COMPARE_NAME/numerics_onednn$other/${arm}_s${seed}"
-    JOB_DIR="$WORK_DIR/$JOB_NAME"
-    echo "=== $COMPARE_NAME: numerics check, $arm, seed $seed, TF_ENABLE_ONEDNN_OPTS=$other"
-    ROUNDS=1 init_experiment
-    if [ "$arm" = full ]; then
-      py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
-      py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
-      TF_ENABLE_ONEDNN_OPTS="$other" py scripts/train_full.py --job_dir "$JOB_DIR"
-    else
-      TF_ENABLE_ONEDNN_OPTS="$other" ROUNDS=1 bash bash_files/warm_up.sh
-    fi
-  done
+  # P5: the first seed's arms of NUMERICS_ARMS (those in ARMS), every round, again under the
+  # other oneDNN setting (merge_bound still reads the main run's reference).
+  other=$((1 - ONEDNN))
+  arms=""
+  for arm in $NUMERICS_ARMS; do case " $ARMS " in *" $arm "*) arms="$arms $arm" ;; esac; done
+  if [ -n "$arms" ]; then
+    echo "=== $COMPARE_NAME: numerics check, seed ${SEEDS%% *}, TF_ENABLE_ONEDNN_OPTS=$other"
+    TF_ENABLE_ONEDNN_OPTS="$other" SEEDS="${SEEDS%% *}" ARMS="$arms" run_arms "numerics_onednn$other"
+  fi
 fi
 py scripts/compare.py report --compare_dir "$COMPARE_DIR" --arms "$ARMS" --seeds "$SEEDS" \
   --onednn "$ONEDNN" --running_since "$start" \

@@ -85,7 +85,10 @@ run_round_stages() {
 # other line of stderr passes. TF_CPP_MIN_LOG_LEVEL=0 shows TensorFlow's own logging again.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
 TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on'
+# STAGE_LOG (a file): every script's wall time, CPU time and peak memory appended to it
+# (deeplab/experiment/stage_log.py; bash_files/paper_check.sh reads it).
 py() {
+  if [ -n "${STAGE_LOG:-}" ]; then set -- -m deeplab.experiment.stage_log --log "$STAGE_LOG" -- "$@"; fi
   "$PYTHON" "$@" 2> >(grep --line-buffered -v -E "$TF_NOISE" >&2)
 }
 

@@ -18,6 +18,9 @@ def main(argv=None) -> int:
     c = sub.add_parser("check", help="validate ARMS and SEEDS")
     c.add_argument("--arms", required=True)
     c.add_argument("--seeds", required=True)
+    c.add_argument("--budgets", default="", help="BUDGETS (the budget map), space-separated")
+    b = sub.add_parser("budget_folder", help="print the folder of one budget's arms")
+    b.add_argument("--budget", required=True)
     a = sub.add_parser("arm", help="print an arm's settings as shell assignments")
     a.add_argument("--name", required=True)
     a.add_argument("--reference_dir", default="", help="the seed's reference job (merge_bound)")
@@ -29,22 +32,40 @@ def main(argv=None) -> int:
     r.add_argument("--arms", required=True)
     r.add_argument("--seeds", required=True)
     r.add_argument("--title", default="")
+    r.add_argument("--reference_dir", default="", help="where the reference's jobs lie (default: "
+                   "--compare_dir)")
     r.add_argument("--onednn", default="1", help="TF_ENABLE_ONEDNN_OPTS of the arms' runs (P5)")
     r.add_argument("--running_since", type=int, default=None,
                    help="epoch second this compare.sh run started (P8 counts it)")
+    m = sub.add_parser("budget_map", help="write budget_map.csv, .md and .png")
+    m.add_argument("--compare_dir", required=True)
+    m.add_argument("--budgets", required=True)
+    m.add_argument("--arms", required=True)
+    m.add_argument("--running_since", type=int, default=None)
     args = p.parse_args(argv)
     try:
         if args.command == "check":
             compare.check_arms(args.arms.split())
             compare.check_seeds(args.seeds.split())
+            compare.check_budgets(args.budgets.split())
+        elif args.command == "budget_folder":
+            print(compare.budget_folder(args.budget))
         elif args.command == "arm":
             print(compare.arm_settings(args.name, args.reference_dir))
         elif args.command == "share":
             print(compare.share_warm_up(args.source, args.job_dir))
+        elif args.command == "budget_map":
+            from deeplab.experiment import budget_map
+
+            print(budget_map.write_budget_map(args.compare_dir, args.budgets.split(),
+                                              compare.check_arms(args.arms.split()),
+                                              args.running_since))
+            for name in ("budget_map.csv", "budget_map.png", "budget_map.md"):
+                print(f"{args.compare_dir}/{name}")
         else:
             md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
                                       compare.check_seeds(args.seeds.split()), args.title,
-                                      args.onednn, args.running_since)
+                                      args.onednn, args.running_since, args.reference_dir or None)
             print(md)
             for name in ("comparison.csv", "comparison.png", "comparison.md"):
                 print(f"{args.compare_dir}/{name}")

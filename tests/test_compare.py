@@ -1,7 +1,7 @@
 """bash_files/compare.sh end to end on tiny data, with one shared run of the reference and two
 arms that train their own warm-up rounds: random (REGIONS=base, SIEVE=0) and merge_bound
 (REGIONS=adaptive merged by the reference's model, class_balanced, SIEVE=1), WARM_START=1,
-and P5's numerics jobs; identical labels give identical weights across processes.
+and P5's numerics jobs (both arms, every round, oneDNN flipped); identical labels give identical weights across processes.
 (ACQUISITION=uncertainty with REGIONS=base, SIEVE=1 and WARM_START=0 runs through both drivers
 in tests/test_drivers.py; REGIONS=oracle and the paper's own merge in tests/test_experiment.py.)"""
 
@@ -55,7 +55,8 @@ def compared(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("compare")
     # Every arm trains its own warm-up round here, to show that they are bit-identical.
     out = _driver("compare.sh", tmp, synth_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1", STANDIN_DIR=str(tmp / "models"))
+                  SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
+                  STANDIN_DIR=str(tmp / "models"))
     return tmp / "cmp", out
 
 
@@ -83,14 +84,20 @@ def test_compare_writes_csv_png_md(compared):
         assert f"| {arm} |" in md
     assert "Fully supervised reference" in md and "% of the reference" in md
     assert (cmp_dir / "comparison.png").stat().st_size > 10_000
-    # the setting's properties, each with a verdict; P5 from the numerics jobs (oneDNN off)
-    for pid in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"):
+    # the setting's properties, each with a verdict; P5 from the numerics jobs (oneDNN off):
+    # the arms of NUMERICS_ARMS again, every round, and the sign of their paired difference
+    for pid in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {pid} |"))
         assert line.rstrip().endswith(("PASS |", "FAIL |")), line
-    assert "(oneDNN 1) vs" in md and "(oneDNN 0)" in md
-    for arm in ("full", "random"):
+    p5 = next(ln for ln in md.splitlines() if ln.startswith("| P5 |"))
+    assert "merge_bound - random r1:" in p5 and "(oneDNN 1, 1 seeds) vs" in p5
+    assert "(oneDNN 0, 1)" in p5 and ("kept" in p5 or "FLIPPED" in p5)
+    p9 = next(ln for ln in md.splitlines() if ln.startswith("| P9 |"))
+    assert "road" in p9 and "% (" in p9  # the frequent classes by the reference's val pixels
+    for arm in AL_ARMS:
         job = Experiment.open(cmp_dir / "numerics_onednn0" / f"{arm}_s3")
-        assert job.done(0, "eval") and job.config.rounds == 1
+        assert job.done(1, "eval") and job.config.rounds == 2
+    assert not (cmp_dir / "numerics_onednn0" / "full_s3").exists()
     assert "| merge_bound - random |" in md and "of 1)" in md
     lines = (cmp_dir / "wall_clock.txt").read_text().split()
     assert len(lines) >= 2 and int(lines[1]) >= int(lines[0])
@@ -198,7 +205,8 @@ def test_compare_resumes_without_redoing_work(compared, data_root):
     before = (cmp_dir / "comparison.csv").read_text()
     ledger = (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text()
     out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
+                  SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
+                  STANDIN_DIR=str(cmp_dir.parent / "models"))
     assert "train done" not in out.stdout and "already complete" in out.stdout
     assert (cmp_dir / "comparison.csv").read_text() == before
     assert (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text() == ledger
@@ -286,22 +294,40 @@ def test_properties_on_constructed_rows():
                  _row("paper", s, 0, 10, 30.0 + s, px=500, noise=0.02),
                  _row("paper", s, 1, 20, 30.5 - s, px=1200, noise=0.05)]
     summary = compare.summarize(rows)
-    numerics = [dict(_row("full", 0, "", 1000, 40.6), onednn="0"),
-                dict(_row("random", 0, 0, 10, 31.5), onednn="0")]
-    props = {p["id"]: p for p in compare.properties(rows, summary, names, 1000, numerics, (140.0, 2))}
+    # seed 0 again with oneDNN off: paper - random at round 1 is +1.0 there, -3.5 in the main run
+    numerics = [dict(_row(arm, 0, t, 10 * (t + 1), m), onednn="0") for arm, t, m in
+                (("random", 0, 31.5), ("paper", 0, 31.5), ("random", 1, 31.0), ("paper", 1, 32.0))]
+    props = {p["id"]: p for p in compare.properties(rows, summary, names, 1000, numerics, (140.0, 2),
+                                                    frequent=[0, 1, 2, 3, 4])}
     assert props["P1"]["pass"] and "31.00 / 41.00" in props["P1"]["figure"]  # 75.6 %
     assert props["P2"]["pass"] and props["P2"]["figure"] == "10.00"
     assert props["P3"]["pass"] and "10 of 1000 = 1.00 %" in props["P3"]["figure"]
     # paper: round 1 mean 29.5 < round 0 mean 31 - s.e. 0.577
     assert not props["P4"]["pass"] and "paper round 1" in props["P4"]["figure"]
-    assert not props["P5"]["pass"]  # warm-up 30.00 vs 31.50 differs by 1.5 > 1
-    assert "reference s0: 40.00 (oneDNN 1) vs 40.60 (oneDNN 0)" in props["P5"]["figure"]
+    assert not props["P5"]["pass"]
+    assert ("paper - random r1: -3.50 (oneDNN 1, 3 seeds) vs +1.00 (oneDNN 0, 1) FLIPPED"
+            in props["P5"]["figure"])
+    # the warm-up rows carry no IoU here: P9 says what it needs
+    assert props["P9"]["pass"] is None and "needs" in props["P9"]["figure"]
     assert props["P6"]["pass"] and "0.58 vs 2.50" in props["P6"]["figure"]  # std 1 over 3 seeds
     assert props["P7"]["figure"] == "12 of 14" and props["P7"]["pass"]
     assert props["P8"]["pass"] and "2 runs" in props["P8"]["figure"]
     md = compare.format_markdown(summary, rows, names, list(props.values()))
     assert "| P4 |" in md and "FAIL" in md and "## Paired differences" in md
     assert "| paper | 1 | 60.0 | 0.0500 |" in md  # 1200 px / 20 clicks
+
+
+def test_p9_compares_the_warm_up_with_the_reference_in_the_frequent_classes():
+    names = ["a", "b", "c"]
+    ref = {iou_column("a"): 80.0, iou_column("b"): 60.0, iou_column("c"): 10.0}
+    rows = [_row("full", s, "", 1000, 50.0, **ref) for s in (0, 1)]
+    for s, (a, b) in enumerate([(70.0, 40.0), (74.0, 44.0)]):  # means 72 and 42: 114 of 140
+        rows.append(_row("random", s, 0, 10, 30.0, **{iou_column("a"): a, iou_column("b"): b,
+                                                       iou_column("c"): 0.0}))
+    pid, _, figure, ok = compare.frequent_property(rows, names, [0, 1])
+    assert (pid, ok) == ("P9", True) and figure.startswith("81.4 % (a 72.0/80.0, b 42.0/60.0)")
+    _, _, figure, ok = compare.frequent_property(rows, names, [1])  # 42 of 60: 70 %
+    assert not ok and figure.startswith("70.0 %")
 
 
 def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
@@ -345,3 +371,138 @@ def test_arms_at_equal_predicted_seconds():
     assert "| random | 1 | 200 | 32.50 |" in md and "| paper | 1 | 300 | 33.00 |" in md
     clicks_only = [dict(r, predicted_seconds="n/a") for r in rows]
     assert "At equal effort" not in compare.format_markdown(compare.summarize(clicks_only), clicks_only, [])
+
+
+# ---------------------------------------------------------------------------- the budget map
+@pytest.fixture(scope="module")
+def budget_mapped(compared, data_root):
+    """BUDGETS in the same comparison folder: the reference full_s3 is reused (it reads no
+    budget), two budgets of random and paper run under budget_*/."""
+    cmp_dir, _ = compared
+    ref_weights = (cmp_dir / "full_s3" / "round_00" / "train" / "final_weights.npz").stat().st_mtime_ns
+    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3",
+                  ARMS="full random paper", BUDGETS="10% 5%", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
+    return cmp_dir, out, ref_weights
+
+
+def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
+    from deeplab.experiment import budget_map
+
+    cmp_dir, out, ref_weights = budget_mapped
+    # the reference was not trained again
+    assert (cmp_dir / "full_s3" / "round_00" / "train" / "final_weights.npz").stat().st_mtime_ns == ref_weights
+    assert not any(cmp_dir.glob("budget_*/full_s*"))
+    base_total = Experiment.open(cmp_dir / "random_s3").base_regions_total()
+    images = len(Experiment.open(cmp_dir / "random_s3").samples)
+    with open(cmp_dir / "budget_map.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:7] == list(budget_map.FIELDS)
+    assert list(rows[0])[-1] == "labelled_px" and "iou_road" in rows[0]
+    for budget, share in (("10%", 0.10), ("5%", 0.05)):
+        folder = cmp_dir / compare.budget_folder(budget)
+        assert (folder / "comparison.md").is_file()
+        for arm in ("random", "paper"):
+            exp = Experiment.open(folder / f"{arm}_s3")
+            assert exp.config.clicks_percent == pytest.approx(100 * share)
+            mine = [r for r in rows if r["budget"] == budget and r["arm"] == arm]
+            assert [r["round"] for r in mine] == ["0", "1"]
+            assert int(mine[0]["clicks"]) == round(share * base_total)
+            for r in mine:
+                assert float(r["clicks_per_image"]) == pytest.approx(int(r["clicks"]) / images, abs=1e-4)
+                ev = json.loads((exp.round_dir(int(r["round"])) / "eval.json").read_text())
+                assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
+        # the arms of one budget share its warm-up round
+        rows0 = [[r for r in Experiment.open(folder / f"{a}_s3").ledger.read() if r["round"] == 0]
+                 for a in ("random", "paper")]
+        assert rows0[0] == rows0[1]
+    ref = [r for r in rows if r["arm"] == "full"]
+    assert len(ref) == 1 and ref[0]["budget"] == "all"
+    md = (cmp_dir / "budget_map.md").read_text()
+    assert "## Crossover" in md and "### 5% per round" in md and "### 10% per round" in md
+    assert md.index("### 5% per round") < md.index("### 10% per round")  # by clicks per image
+    assert "Frequent classes: the 5 with the most ground-truth pixels" in md
+
+
+def test_budget_map_resumes_without_redoing_work(budget_mapped, data_root):
+    cmp_dir, _, _ = budget_mapped
+    before = (cmp_dir / "budget_map.csv").read_text()
+    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3",
+                  ARMS="full random paper", BUDGETS="10% 5%", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
+    assert "train done" not in out.stdout and "already complete" in out.stdout
+    assert (cmp_dir / "budget_map.csv").read_text() == before
+
+
+def test_budget_map_plot_draws_both_panels(budget_mapped):
+    """The two panels' contents: one line per arm on the left, one per pair on the right, both
+    on a log axis (read back from the figure the plot function draws)."""
+    from PIL import Image
+
+    cmp_dir, _, _ = budget_mapped
+    image = np.asarray(Image.open(cmp_dir / "budget_map.png").convert("RGB"))
+    h, w, _ = image.shape
+    assert w > 1.8 * h  # two panels side by side
+    left, right = image[:, : w // 2], image[:, w // 2:]
+    for panel in (left, right):  # matplotlib's first two colours: blue and orange lines
+        blue = (np.abs(panel.astype(int) - (31, 119, 180)).sum(-1) < 40).sum()
+        orange = (np.abs(panel.astype(int) - (255, 127, 14)).sum(-1) < 40).sum()
+        assert blue > 50 and orange > 50, (blue, orange)
+
+
+@pytest.mark.parametrize("text,expected", [("500", (500, 0.0)), ("0.3%", (0, 0.3)), (" 10% ", (0, 10.0))])
+def test_parse_budget(text, expected):
+    assert compare.parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("budgets,message", [
+    (["0%"], "'0%' is not a per-round budget"), (["-1"], "'-1' is not"), (["1e-9"], "'1e-9' is not"),
+    (["101%"], "'101%' is not"), (["nan%"], "'nan%' is not"), (["1%", "1.0%"], "lists a budget twice"),
+])
+def test_bad_budgets_refused(budgets, message):
+    with pytest.raises(ValueError, match=message):
+        compare.check_budgets(budgets)
+
+
+def _map_point(budget, diffs, images=100, pool=10_000):
+    """A budget point whose paper - random differences per seed are `diffs` (last round 1)."""
+    rows = []
+    for s, d in enumerate(diffs):
+        for arm, m1 in (("random", 30.0), ("class_balanced", 30.0), ("paper", 30.0 + d)):
+            rows += [dict(_row(arm, s, 0, 10, 25.0), clicks_per_image=0.1),
+                     dict(_row(arm, s, 1, 20, m1), clicks_per_image=0.2)]
+    return {"budget": budget, "folder": Path("."), "seeds": list(range(len(diffs))),
+            "images": images, "pool_base": pool, "rows": rows}
+
+
+def test_crossover_is_the_smallest_budget_where_paper_pays():
+    from deeplab.experiment import budget_map
+
+    small = _map_point("0.3%", [1.0, -0.5, 2.0])  # signs disagree
+    noisy = _map_point("1%", [0.1, 5.0, 0.2])  # all positive, mean 1.77 < 2 s.e. (2 x 1.62)
+    pays = _map_point("3%", [2.0, 2.5, 3.0])  # 2.5 > 2 x 0.29
+    large = _map_point("10%", [4.0, 4.0, 5.0])
+    assert budget_map._per_round(pays) == pytest.approx(3.0)  # 300 of 10,000 over 100 images
+    assert not budget_map.pays(budget_map.last_round_differences(noisy)[budget_map.CROSSOVER_PAIR])
+    assert budget_map.crossover([small, noisy, pays, large])["budget"] == "3%"
+    assert budget_map.crossover([small, noisy]) is None
+    one_seed = _map_point("10%", [9.0])
+    assert budget_map.crossover([one_seed]) is None  # a single seed never decides it
+    table = "\n".join(budget_map.map_table([small, pays], ["full", "random", "class_balanced", "paper"], 40.0))
+    assert "+2.50 +/- 0.29 (3/0 of 3) **pays**" in table
+    assert "+0.83 +/- 0.73 (2/1 of 3) |" in table
+
+
+def test_warm_up_frequent_share_and_class_change():
+    from deeplab.experiment import budget_map
+
+    names = ["a", "b", "c"]
+    ref = [dict(_row("full", s, "", 100, 40.0), iou_a=80.0, iou_b=40.0, iou_c=10.0) for s in (0, 1)]
+    point = {"rows": [], "seeds": [0, 1]}
+    for s in (0, 1):
+        point["rows"] += [dict(_row("random", s, 0, 10, 20.0), iou_a=60.0, iou_b=20.0, iou_c=0.0),
+                          dict(_row("random", s, 1, 20, 25.0), iou_a=70.0, iou_b=30.0 + s, iou_c=2.0)]
+    warm = compare.iou_matrix(point["rows"], "random", 0, names)
+    refm = compare.iou_matrix(ref, "full", "", names)
+    assert compare.frequent_share(warm, refm, [0, 1]) == pytest.approx(80 / 120)
+    lines = budget_map.class_change_table(point, ["random"], names, [0, 1], ref)
+    assert "| random | 1 | 40.00 -> 50.25 (+10.25) | 0.00 -> 2.00 (+2.00) |" in lines
+    assert any("a 60.0 of 80.0, b 20.0 of 40.0; 66.7 % of the reference" in ln for ln in lines)

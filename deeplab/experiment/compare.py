@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.experiment import results
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
 from deeplab.viz import plots
@@ -75,6 +76,36 @@ def check_seeds(seeds: list[str]) -> list[int]:
     if len(set(out)) != len(out):
         raise ValueError(f"SEEDS lists a seed twice: {' '.join(seeds)}")
     return out
+
+
+def parse_budget(text: str) -> tuple[int, float]:
+    """A per-round budget in the CLICKS_PER_ROUND form: (clicks, 0.0) for '500', (0, P) for
+    'P%' (a share of the train split's base superpixels)."""
+    t = str(text).strip()
+    try:
+        value = (0, float(t[:-1])) if t.endswith("%") else (int(t), 0.0)
+    except ValueError:
+        value = None
+    if value is None or not (value[0] >= 1 or 0 < value[1] <= 100) or not math.isfinite(value[1]):
+        raise ValueError(f"BUDGETS: '{text}' is not a per-round budget; give clicks (500) or a share "
+                         "of the base superpixels in (0, 100] % (0.3%), separated by spaces")
+    return value
+
+
+def check_budgets(budgets: list[str]) -> list[str]:
+    """BUDGETS validated: each in the CLICKS_PER_ROUND form, none twice (an empty list: no map)."""
+    for b in budgets:
+        parse_budget(b)
+    folders = [budget_folder(b) for b in budgets]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"BUDGETS lists a budget twice: {' '.join(budgets)}")
+    return budgets
+
+
+def budget_folder(budget: str) -> str:
+    """The folder of one budget's arms inside the comparison: budget_500, budget_0.3pct."""
+    clicks, percent = parse_budget(budget)
+    return f"budget_{clicks}" if clicks else f"budget_{percent:g}pct"
 
 
 def arm_settings(name: str, reference_dir: str = "") -> str:
@@ -135,13 +166,16 @@ NOISE_COLUMNS = ("regions_per_image", "labelled_px", "label_noise_before_sieve",
                  "label_noise_after_sieve", "sieved_px", "sieved_wrong_share", "predicted_seconds")
 
 
-def collect(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> tuple[list[dict], list[str]]:
-    """(rows, class names): every evaluated round of every arm and seed, and the reference."""
+def collect(compare_dir: Path | str, arms: list[str], seeds: list[int],
+            reference_dir: Path | str | None = None) -> tuple[list[dict], list[str]]:
+    """(rows, class names): every evaluated round of every arm and seed, and the reference
+    (whose jobs lie in `reference_dir`, by default `compare_dir`)."""
     compare_dir = Path(compare_dir)
+    reference_dir = Path(reference_dir) if reference_dir else compare_dir
     rows, names = [], None
     for arm in arms:
         for seed in seeds:
-            job = compare_dir / job_name(arm, seed)
+            job = (reference_dir if arm == REFERENCE else compare_dir) / job_name(arm, seed)
             if not (job / "config.json").is_file():
                 continue
             exp = Experiment.open(job)
@@ -224,7 +258,7 @@ def paired_differences(rows: list[dict], pairs=PAIRS) -> list[dict]:
 def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
                     properties: list[dict] | None = None) -> str:
     """comparison.md: mIoU mean +/- standard error per arm and round (and % of the reference),
-    the paired differences, the benchmark's properties P1-P8, labelled pixels per click, the
+    the paired differences, the benchmark's properties P1-P9, labelled pixels per click, the
     reference's per-class IoU."""
     ref = summary.get(REFERENCE, {}).get("")
     arms = [a for a in summary if a != REFERENCE]
@@ -347,16 +381,37 @@ def plot(summary: dict, path: Path | str, title: str = "") -> None:
     plots.comparison_plot(path, curves, reference, title)
 
 
+def iou_matrix(rows: list[dict], arm: str, t, names: list[str]) -> np.ndarray | None:
+    """[seeds, classes] IoU (%; nan where not available) of an arm's round t (the reference:
+    round ''), seeds in order; None when the arm has no such round."""
+    rs = sorted((r for r in rows if r["arm"] == arm and r["round"] == t), key=lambda r: r["seed"])
+    if not rs:
+        return None
+    return np.array([[np.nan if r.get(iou_column(n), "") in ("", None, "n/a")
+                      else float(r[iou_column(n)]) for n in names] for r in rs], np.float64)
+
+
+def frequent_share(warm: np.ndarray, ref: np.ndarray, frequent: list[int]) -> float:
+    """The warm-up's IoU over the reference's, summed over the `frequent` classes (each a mean
+    over seeds): how far the warm-up got where most pixels are."""
+    w = np.nanmean(warm[:, frequent], axis=0)
+    r = np.nanmean(ref[:, frequent], axis=0)
+    return float(np.nansum(w) / np.nansum(r)) if np.nansum(r) > 0 else float("nan")
+
+
 # ---------------------------------------------------------------------------- properties
-# What makes a ranking mean something (README, "The benchmark setting"): thresholds of P1-P8.
+# What makes a ranking mean something (README, "The benchmark setting"): thresholds of P1-P9.
 P1_SHARE = 0.60  # warm-up round >= this share of the reference
 P2_GAP = 8.0  # reference - warm-up >= this many mIoU points
 P3_ROUND_SHARE = 0.01  # one round asks <= this share of the pool's base superpixels
-P5_TOLERANCE = 1.0  # mIoU points between oneDNN on and off
+P9_SHARE = 0.80  # warm-up's IoU in the frequent classes >= this share of the reference's
+P9_CLASSES = 5  # the frequent classes: those with the most ground-truth pixels in val
 P6_SHARE = 0.25  # s.e. of a last-round mean <= this share of (reference - warm-up)
 P7_CLASSES = 12  # classes the reference learns above 1 % IoU (the earlier setting: 11)
 P8_MINUTES = 150.0  # wall time of the default comparison on 2 cores
-NUMERICS_PREFIX = "numerics_onednn"  # {compare}/numerics_onednn{0|1}/{arm}_s{seed}: the P5 jobs
+# {compare}/numerics_onednn{0|1}/{arm}_s{seed}: the P5 jobs (the first seed's arms and reference
+# again under the other oneDNN setting)
+NUMERICS_PREFIX = "numerics_onednn"
 WALL_CLOCK = "wall_clock.txt"  # one "start end" line (epoch seconds) per compare.sh run
 
 
@@ -401,10 +456,53 @@ def wall_minutes(compare_dir: Path | str, running_since: int | None = None) -> t
     return total / 60.0, runs
 
 
+def numerics_property(rows: list[dict], numerics: list[dict], onednn_main: str = "1"):
+    """P5: each paired difference of PAIRS at the last round the P5 jobs reached keeps its sign
+    under the other oneDNN setting (the flipped seeds' mean against the main run's mean over
+    every seed). (id, what, figure, pass), or None when no pair ran in both."""
+    texts, kept = [], []
+    main = {(d["pair"], d["round"]): d for d in paired_differences(rows)}
+    flipped = paired_differences(numerics)
+    last = {}
+    for d in flipped:
+        if d["round"] >= 1 and (d["pair"] not in last or d["round"] > last[d["pair"]]["round"]):
+            last[d["pair"]] = d
+    for pair, d in last.items():
+        m = main.get((pair, d["round"]))
+        if m is None:
+            continue
+        same = np.sign(m["mean"]) == np.sign(d["mean"])
+        kept.append(bool(same))
+        texts.append(f"{pair} r{d['round']}: {m['mean']:+.2f} (oneDNN {onednn_main}, {m['seeds']} "
+                     f"seeds) vs {d['mean']:+.2f} (oneDNN {numerics[0]['onednn']}, {d['seeds']}) "
+                     + ("kept" if same else "FLIPPED"))
+    if not kept:
+        return None
+    return ("P5", "robust to numerics: every paired difference keeps its sign with oneDNN flipped",
+            "; ".join(texts), all(kept))
+
+
+def frequent_property(rows: list[dict], class_names: list[str], frequent: list[int]):
+    """P9: the warm-up's IoU in the frequent classes (the most ground-truth pixels) over the
+    reference's. (id, what, figure, pass)."""
+    what = (f"the warm-up learnt the frequent classes: their IoU >= {100 * P9_SHARE:.0f} % of the "
+            "reference's")
+    ref = iou_matrix(rows, REFERENCE, "", class_names)
+    warm = next((w for w in (iou_matrix(rows, a, 0, class_names) for a in dict.fromkeys(
+        r["arm"] for r in rows if r["arm"] != REFERENCE)) if w is not None), None)
+    if (ref is None or warm is None or not frequent or np.isnan(ref[:, frequent]).all()
+            or np.isnan(warm[:, frequent]).all()):
+        return ("P9", what, "needs the reference, a warm-up round and the val confusion matrix", None)
+    share = frequent_share(warm, ref, frequent)
+    per = ", ".join(f"{class_names[i]} {np.nanmean(warm[:, i]):.1f}/{np.nanmean(ref[:, i]):.1f}"
+                    for i in frequent)
+    return ("P9", what, f"{100 * share:.1f} % ({per})", bool(share >= P9_SHARE))
+
+
 def properties(rows: list[dict], summary: dict, class_names: list[str], pool_base: int | None,
                numerics: list[dict] | None = None, wall: tuple[float, int] | None = None,
-               onednn_main: str = "1") -> list[dict]:
-    """P1-P8 with their figures and verdicts (None: not measurable from what ran)."""
+               onednn_main: str = "1", frequent: list[int] | None = None) -> list[dict]:
+    """P1-P9 with their figures and verdicts (None: not measurable from what ran)."""
     ref = summary.get(REFERENCE, {}).get("")
     warm = _warm_up_by_seed(rows)
     w = float(np.mean(list(warm.values()))) if warm else None
@@ -455,23 +553,9 @@ def properties(rows: list[dict], summary: dict, class_names: list[str], pool_bas
     else:
         add("P4", "more labels never hurt on average", "needs two rounds", None)
     if numerics:
-        diffs, texts = [], []
-        main_ref = {r["seed"]: r["miou"] for r in rows if r["arm"] == REFERENCE}
-        for r in numerics:
-            if r["arm"] == REFERENCE and r["seed"] in main_ref:
-                a, b = main_ref[r["seed"]], r["miou"]
-                what = "reference"
-            elif r["arm"] != REFERENCE and r["round"] == 0 and r["seed"] in warm:
-                a, b = warm[r["seed"]], r["miou"]
-                what = "warm-up"
-            else:
-                continue
-            diffs.append(abs(a - b))
-            texts.append(f"{what} s{r['seed']}: {a:.2f} (oneDNN {onednn_main}) vs {b:.2f} "
-                         f"(oneDNN {r['onednn']})")
-        if diffs:
-            add("P5", f"robust to numerics: oneDNN on vs off within {P5_TOLERANCE:g} point",
-                "; ".join(texts), max(diffs) <= P5_TOLERANCE)
+        p5 = numerics_property(rows, numerics, onednn_main)
+        if p5:
+            add(*p5)
     if not any(p["id"] == "P5" for p in out):
         add("P5", "robust to numerics", "not run (NUMERICS_CHECK=0, or the check jobs did not finish)", None)
     last = [(standard_error(v[2], v[3]), arm) for arm, by_round in summary.items() if arm != REFERENCE
@@ -499,14 +583,17 @@ def properties(rows: list[dict], summary: dict, class_names: list[str], pool_bas
             f"({runs} run{'s' if runs != 1 else ''} of compare.sh)", minutes <= P8_MINUTES)
     else:
         add("P8", "wall time", "not recorded", None)
+    add(*frequent_property(rows, class_names, frequent or []))
     return out
 
 
 def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], title: str = "",
-                 onednn_main: str = "1", running_since: int | None = None) -> str:
-    """Writes comparison.csv, .png and .md under compare_dir; returns the markdown."""
+                 onednn_main: str = "1", running_since: int | None = None,
+                 reference_dir: Path | str | None = None) -> str:
+    """Writes comparison.csv, .png and .md under compare_dir (the reference's jobs in
+    `reference_dir`, by default compare_dir); returns the markdown."""
     compare_dir = Path(compare_dir)
-    rows, names = collect(compare_dir, arms, seeds)
+    rows, names = collect(compare_dir, arms, seeds, reference_dir)
     if not rows:
         raise ValueError(f"no evaluated round under {compare_dir} for arms {' '.join(arms)}")
     fields = ["arm", "seed", "round", "clicks", "miou"]
@@ -518,8 +605,12 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     io_utils.write_text(compare_dir / "comparison.csv", buf.getvalue())
     summary = summarize(rows)
     plot(summary, compare_dir / "comparison.png", title)
+    ref_dir = Path(reference_dir) if reference_dir else compare_dir
+    evals = [ref_dir / job_name(REFERENCE, s) / "round_00" / "eval.json" for s in seeds]
+    frequent = results.frequent_classes([p for p in evals if p.is_file()], len(names), P9_CLASSES)
     props = properties(rows, summary, names, pool_base(compare_dir, arms, seeds),
-                       numerics_rows(compare_dir), wall_minutes(compare_dir, running_since), onednn_main)
+                       numerics_rows(compare_dir), wall_minutes(compare_dir, running_since),
+                       onednn_main, frequent)
     md = format_markdown(summary, rows, names, props)
     io_utils.write_text(compare_dir / "comparison.md", md)
     return md

@@ -23,6 +23,18 @@ def iou_cells(ev: dict, class_names) -> dict:
             for n, v in zip(class_names, ev["per_class_iou"])}
 
 
+def frequent_classes(eval_paths, num_classes: int, k: int = 5) -> list[int]:
+    """The k classes with the most ground-truth pixels, by the confusion matrix (its row sums)
+    of the first of `eval_paths` (eval.json files of one val split) that has one; [] if none."""
+    import numpy as np
+
+    for path in eval_paths:
+        cm = np.asarray(json.loads(open(path).read()).get("confusion_matrix", []), np.float64)
+        if cm.ndim == 2 and cm.shape[0] == num_classes:
+            return [int(i) for i in np.argsort(-cm.sum(axis=1), kind="stable")[:k]]
+    return []
+
+
 # A figure that needs what the data set does not have (ground truth, a val split).
 NOT_AVAILABLE = "n/a"
 

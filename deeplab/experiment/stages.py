@@ -196,7 +196,10 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
             "regions_total": int((size > 0).sum()), "exhausted": sel.exhausted,
             "base_regions_total": base_total,
             "regions_per_image": float((size > 0).sum() / len(pool)),
-            "mean_region_px": float(size[size > 0].mean())}
+            "mean_region_px": float(size[size > 0].mean()),
+            # the eligible pool's region sizes (px): 25th, 50th, 75th percentile
+            "pool_px_quartiles": [float(q) for q in np.percentile(size[eligible], [25, 50, 75])]
+            if eligible.any() else []}
     if measured:
         info["predicted_seconds"] = round(float(model.seconds(feats[sel.index]).sum()), 1)
         info["cost_model"] = {"file": c.click_cost_model, "unit_seconds": model.unit_seconds}

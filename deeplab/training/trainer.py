@@ -316,8 +316,22 @@ def train(config: TrainConfig) -> dict:
             "seconds": elapsed, "steps_this_run": done_steps,
             "images_per_second": done_steps * config.train_batch_size / max(elapsed, 1e-9),
             "replicas": replicas}
+    peak = gpu_peak_bytes()
+    if peak is not None:
+        info["gpu_peak_bytes"] = peak
     io_utils.write_json(done, info)
     return info
+
+
+def gpu_peak_bytes() -> int | None:
+    """The largest peak of allocated memory over this process's GPUs (None without a GPU)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if not gpus:
+        return None
+    return max(int(tf.config.experimental.get_memory_info(f"GPU:{i}")["peak"])
+               for i in range(len(gpus)))
 
 
 def load_trained(logdir: str | Path):

@@ -67,3 +67,40 @@ def comparison_plot(path: Path | str, curves: list[dict], reference: dict | None
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def budget_map_plot(path: Path | str, curves: list[dict], diffs: list[dict],
+                    reference: float | None = None, title: str = "") -> None:
+    """budget_map.png, two panels on a log axis of clicks per image. Left: per arm
+    `{"arm", "x", "mean", "se", "seeds"}` (last-round mIoU at each budget) with +/- one standard
+    error bars, the reference as a dashed line. Right: per pair `{"pair", "x", "mean", "se"}`
+    (paired last-round differences against clicks per image per round) with bars, and zero."""
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=130)
+    for c in curves:
+        x, y, se = (np.asarray(c[k], float) for k in ("x", "mean", "se"))
+        order = np.argsort(x)
+        ax.errorbar(x[order], y[order], yerr=se[order], fmt="o-", capsize=3, lw=1.6, ms=4,
+                    label=f"{c['arm']} (n<={c['seeds']})")
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1.2, label=f"fully supervised {reference:.1f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("clicks per image (cumulative, last round)")
+    ax.set_ylabel("mIoU (%) on val, last round")
+    ax.set_title((title + ": " if title else "") + "mean +/- one standard error", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, frameon=False)
+    for d in diffs:
+        x, y, se = (np.asarray(d[k], float) for k in ("x", "mean", "se"))
+        order = np.argsort(x)
+        bx.errorbar(x[order], y[order], yerr=se[order], fmt="s-", capsize=3, lw=1.6, ms=4,
+                    label=d["pair"])
+    bx.axhline(0.0, color="k", lw=1)
+    bx.set_xscale("log")
+    bx.set_xlabel("clicks per image per round (budget)")
+    bx.set_ylabel("paired mIoU difference (points)")
+    bx.set_title("paired by seed, last round; bars: +/- one standard error", fontsize=9)
+    bx.grid(alpha=0.3, which="both")
+    bx.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path)
