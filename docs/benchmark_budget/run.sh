@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The budget map in this folder: the command that drew it, resumable across machines.
+#   bash docs/benchmark_budget/run.sh          # from the repository root; hours on 2 CPU cores
+# 1. Restores results.tar.gz (the small files of every finished job: config, manifests, ledgers,
+#    selections, evaluations) into $WORK_DIR/budget_map when that folder is missing, so that
+#    compare.sh skips what is finished (checkpoints are not kept: only whole budgets are
+#    archived, and a budget that did not finish runs again from its warm-up round).
+# 2. Runs the map: BUDGETS="10% 3% 1% 0.3%", seeds 0 1, arms full random class_balanced paper.
+# 3. Archives the finished budgets again, draws the map of what the archive holds (from a copy:
+#    budget_map.csv, .md, .png) and copies it and every finished budget's comparison.* here.
+# A third seed where a budget's paired signs disagree (it joins the map, see budget_map.py):
+#   EXTRA="3%:2" bash docs/benchmark_budget/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE="$PWD/docs/benchmark_budget"
+WORK_DIR="${WORK_DIR:-work_dirs}"
+MAP="$WORK_DIR/budget_map"
+BUDGETS="${BUDGETS:-10% 3% 1% 0.3%}"
+ARMS="full random class_balanced paper"
+if [ ! -d "$MAP" ] && [ -f "$HERE/results.tar.gz" ]; then
+  mkdir -p "$MAP" && tar xzf "$HERE/results.tar.gz" -C "$MAP"
+fi
+if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is there
+  JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
+    bash bash_files/compare.sh
+  for extra in ${EXTRA:-}; do  # budget:seed
+    JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
+      ARMS="$ARMS" bash bash_files/compare.sh
+  done
+fi
+# The small files of the references and of every finished budget (one with its comparison.md).
+(cd "$MAP" && {
+  ls -d full_s*
+  for b in budget_*; do if [ -f "$b/comparison.md" ]; then echo "$b"; fi; done
+} | xargs -I{} find {} -type f \( -name "*.json" -o -name "*.csv" -o -name "*.md" -o -name "*.txt" \
+      -o -name ledger.jsonl \) -not -path "*/probs/*" -not -path "*/maps/*" -not -path "*/labels/*" \
+  | sort > "$HERE/.results.list")
+tar czf "$HERE/results.tar.gz.tmp" -C "$MAP" -T "$HERE/.results.list" && mv "$HERE/results.tar.gz.tmp" "$HERE/results.tar.gz"
+rm -f "$HERE/.results.list"
+# The map of what the archive holds (a budget still running is left out), drawn from a copy.
+copy="$(mktemp -d)" && trap 'rm -rf "$copy"' EXIT
+tar xzf "$HERE/results.tar.gz" -C "$copy"
+python scripts/compare.py budget_map --compare_dir "$copy" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
+sed -i "s|$copy|$MAP|g" "$copy"/budget_map.md
+cp "$copy"/budget_map.csv "$copy"/budget_map.md "$copy"/budget_map.png "$HERE/"
+for b in "$MAP"/budget_*/; do
+  [ -f "$b/comparison.md" ] || continue
+  mkdir -p "$HERE/$(basename "$b")" && cp "$b"/comparison.csv "$b"/comparison.md "$b"/comparison.png "$HERE/$(basename "$b")/"
+done
