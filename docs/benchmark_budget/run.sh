@@ -39,10 +39,10 @@ tar czf "$HERE/results.tar.gz.tmp" -C "$MAP" -T "$HERE/.results.list" && mv "$HE
 rm -f "$HERE/.results.list"
 # The map of what the archive holds (a budget still running is left out), drawn from a copy.
 copy="$(mktemp -d)" && trap 'rm -rf "$copy"' EXIT
-tar xzf "$HERE/results.tar.gz" -C "$copy"
-python scripts/compare.py budget_map --compare_dir "$copy" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
-sed -i "s|$copy|$MAP|g" "$copy"/budget_map.md
-cp "$copy"/budget_map.csv "$copy"/budget_map.md "$copy"/budget_map.png "$HERE/"
+mkdir "$copy/budget_map" && tar xzf "$HERE/results.tar.gz" -C "$copy/budget_map"
+python scripts/compare.py budget_map --compare_dir "$copy/budget_map" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
+sed -i "s|$copy/budget_map|$MAP|g" "$copy"/budget_map/budget_map.md
+cp "$copy"/budget_map/budget_map.{csv,md,png} "$HERE/"
 for b in "$MAP"/budget_*/; do
   [ -f "$b/comparison.md" ] || continue
   mkdir -p "$HERE/$(basename "$b")" && cp "$b"/comparison.csv "$b"/comparison.md "$b"/comparison.png "$HERE/$(basename "$b")/"
