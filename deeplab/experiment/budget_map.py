@@ -294,11 +294,15 @@ def format_markdown(data: dict, arms: list[str], frequent: list[int],
                   + (f"{ref_miou:.2f} mIoU over {len(ref)} seed(s)." if ref else "not run."), ""]
     lines += map_table(points, arms, ref_miou)
     found = crossover(points)
-    lines += ["", "## Crossover", ""]
+    mapped = ", ".join(p["budget"] for p in points) or "none"
+    lines += ["", "## Crossover", "", f"Budgets in the map: {mapped}.", ""]
     if found:
         d = last_round_differences(found)[CROSSOVER_PAIR]
+        below = [p["budget"] for p in points if _per_round(p) < _per_round(found)]
         lines.append(f"paper − random first pays at **{found['budget']}** per round "
-                     f"({_per_round(found):.2f} clicks per image per round): {_fmt_diff(d)}.")
+                     f"({_per_round(found):.2f} clicks per image per round): {_fmt_diff(d)}"
+                     + ("." if below else "; no smaller budget is in the map, so the crossover "
+                        "lies at or below it."))
     else:
         lines.append(f"No budget of the map shows paper − random above {CROSSOVER_SE:g} standard "
                      "errors with every seed agreeing.")
