@@ -7,7 +7,7 @@
 # Arms: random (random on base superpixels), class_balanced (on base), uncertainty (on
 # adaptive), adaptive (class-balanced on adaptive, no sieving), paper (adaptive + class-balanced
 # + sieving), oracle (class-balanced on ground-truth regions), full (the reference).
-# The defaults are the benchmark setting past the cold start (README, "Comparing methods"):
+# The defaults are the benchmark setting past the cold start (docs/benchmark.md):
 # a larger generated pool, every round from the stand-in backbone (scripts/build_standin.py,
 # built once when missing), 0.3 % of the pool per round; comparison.md reports the setting's
 # properties P1-P9. Every variable of bash_files/settings.sh is a setting here too.
@@ -30,6 +30,8 @@ BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"  # from the stand-in: 0.07 wrec
 STANDIN="${STANDIN:-1}"                         # 1: every round starts from the stand-in backbone
 SYNTH_TRAIN="${SYNTH_TRAIN:-400}"               # the embedded pool (DATASET=synthetic, no DATA_DIR)
 SYNTH_VAL="${SYNTH_VAL:-100}"
+SYNTH_HEIGHT="${SYNTH_HEIGHT:-128}"             # its image size (superpixels stay one per 256 px)
+SYNTH_WIDTH="${SYNTH_WIDTH:-256}"
 STANDIN_DIR="${STANDIN_DIR:-models}"            # where the stand-in's .npz is kept
 STANDIN_FLAGS="${STANDIN_FLAGS:-}"              # e.g. "--steps 3000": see scripts/build_standin.py
 NUMERICS_CHECK="${NUMERICS_CHECK:-1}"           # 1: the first seed's arms again with oneDNN flipped (P5)
@@ -46,7 +48,9 @@ trap 'echo "$start $(date +%s)" >> "$COMPARE_DIR/wall_clock.txt"' EXIT
 trap 'exit 130' INT TERM  # so that the EXIT trap records a run that is stopped
 if [ "$DATASET" = synthetic ] && [ -z "$DATA_DIR" ]; then
   DATA_DIR="datasets/synthetic_${SYNTH_TRAIN}_${SYNTH_VAL}"
-  py scripts/make_synthetic.py --dataset_dir "$DATA_DIR" --num_train "$SYNTH_TRAIN" --num_val "$SYNTH_VAL"
+  [ "${SYNTH_HEIGHT}x${SYNTH_WIDTH}" = 128x256 ] || DATA_DIR="${DATA_DIR}_${SYNTH_HEIGHT}x${SYNTH_WIDTH}"
+  py scripts/make_synthetic.py --dataset_dir "$DATA_DIR" --num_train "$SYNTH_TRAIN" --num_val "$SYNTH_VAL" \
+    --height "$SYNTH_HEIGHT" --width "$SYNTH_WIDTH"
 fi
 if [ -z "$INIT_CHECKPOINT" ] && [ "$STANDIN" = 1 ]; then
   INIT_CHECKPOINT="$(py scripts/build_standin.py --model_variant "$MODEL_VARIANT" --work_dir "$WORK_DIR" \

@@ -1,8 +1,21 @@
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Fixtures that run a driver end to end: a test that uses one is end to end itself (marked e2e,
+# so that `pytest -m "not e2e"` leaves it out).
+E2E_FIXTURES = {"compared"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +77,34 @@ def make_folder_dataset(src_root, dest, labels=True, splits=True, num_train=6, n
         for split in ("train", "val"):
             (dest / "splits" / f"{split}.txt").write_text("\n".join(names[split]) + "\n")
     return dest
+
+
+# compare.sh on tiny data: two rounds, 5 % of the base superpixels per round, a few steps, and a
+# tiny stand-in backbone (compare.sh builds it when missing).
+TINY_COMPARE = {"ROUNDS": "2", "CLICKS_PER_ROUND": "5%", "TRAIN_STEPS": "6", "TRAIN_CROP_SIZE": "65",
+                "TRAIN_BATCH_SIZE": "4", "BASE_LEARNING_RATE": "0.01", "SUPERPIXEL_METHOD": "slic",
+                "NUM_WORKERS": "1", "EPS": "0.02",
+                "STANDIN_FLAGS": "--num_images 6 --num_val 2 --steps 3 --height 64 --width 128 "
+                                 "--crop_size 65 --batch_size 2"}
+
+
+@pytest.fixture(scope="session")
+def compare_driver():
+    """run(work_dir, data_dir, **settings): bash_files/compare.sh with TINY_COMPARE and the given
+    settings; fails the test with the output's tail when the driver fails."""
+    def run(work_dir, data_dir, **env):
+        full = {**os.environ, "WORK_DIR": str(work_dir), "DATA_DIR": str(data_dir), **TINY_COMPARE, **env}
+        out = subprocess.run(["bash", "bash_files/compare.sh"], cwd=Path(__file__).parents[1], env=full,
+                             capture_output=True, text=True, timeout=1200)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out
+    return run
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, synth_root):
+    """A copy of the tiny data set for one module's drivers, so that what they leave in it
+    (nothing, checked in test_compare.py) cannot reach the other test modules."""
+    root = tmp_path_factory.mktemp("compare_data") / "synth"
+    shutil.copytree(synth_root, root, ignore=shutil.ignore_patterns("superpixels", "tfrecord"))
+    return root

@@ -811,11 +811,11 @@ def test_expected_errors_of_the_scripts_are_one_line(tmp_path, synth_root):
     assert str(label) in last and "77" in last
 
 
-def test_readme_and_code_agree_on_the_checkpoint_cadence():
+def test_docs_and_code_agree_on_the_checkpoint_cadence():
     from deeplab.experiment.stages import checkpoint_every
 
-    readme = (ROOT / "README.md").read_text()
-    assert "every `max(50, TRAIN_STEPS // 5)` steps" in readme
+    page = (ROOT / "docs" / "cityscapes.md").read_text()
+    assert "every `max(50, TRAIN_STEPS // 5)` steps" in page
     assert [checkpoint_every(n) for n in (100, 250, 600, 3000)] == [50, 50, 120, 600]
 
 

@@ -20,43 +20,17 @@ from deeplab.experiment.results import iou_column
 from deeplab.active import labels as L
 
 ROOT = Path(__file__).parents[1]
-TINY = {"ROUNDS": "2", "CLICKS_PER_ROUND": "5%", "TRAIN_STEPS": "6", "TRAIN_CROP_SIZE": "65",
-        "TRAIN_BATCH_SIZE": "4", "BASE_LEARNING_RATE": "0.01", "SUPERPIXEL_METHOD": "slic",
-        "NUM_WORKERS": "1", "EPS": "0.02",
-        # compare.sh builds its stand-in backbone when missing: a tiny one here
-        "STANDIN_FLAGS": "--num_images 6 --num_val 2 --steps 3 --height 64 --width 128 "
-                         "--crop_size 65 --batch_size 2"}
 ARMS = "full random merge_bound"
 AL_ARMS = ("random", "merge_bound")
 
 
-def _driver(script, tmp, synth_root, **env):
-    full = {**os.environ, "WORK_DIR": str(tmp), "DATA_DIR": str(synth_root), **TINY, **env}
-    out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=full, capture_output=True,
-                         text=True, timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory, synth_root):
-    """A copy of the tiny data set, so that what the drivers leave in it (nothing, checked
-    below) cannot reach the other test modules."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("compare_data") / "synth"
-    shutil.copytree(synth_root, root, ignore=shutil.ignore_patterns("superpixels", "tfrecord"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def compared(tmp_path_factory, data_root):
-    synth_root = data_root
+def compared(tmp_path_factory, data_root, compare_driver):
     tmp = tmp_path_factory.mktemp("compare")
     # Every arm trains its own warm-up round here, to show that they are bit-identical.
-    out = _driver("compare.sh", tmp, synth_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
-                  STANDIN_DIR=str(tmp / "models"))
+    out = compare_driver(tmp, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
+                         SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
+                         STANDIN_DIR=str(tmp / "models"))
     return tmp / "cmp", out
 
 
@@ -200,13 +174,13 @@ def test_collapse_warning_reaches_the_output(compared):
     assert "cuInit" not in out.stderr and "absl::InitializeLog" not in out.stderr
 
 
-def test_compare_resumes_without_redoing_work(compared, data_root):
+def test_compare_resumes_without_redoing_work(compared, data_root, compare_driver):
     cmp_dir, _ = compared
     before = (cmp_dir / "comparison.csv").read_text()
     ledger = (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text()
-    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                  SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
-                  STANDIN_DIR=str(cmp_dir.parent / "models"))
+    out = compare_driver(cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
+                         SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
+                         STANDIN_DIR=str(cmp_dir.parent / "models"))
     assert "train done" not in out.stdout and "already complete" in out.stdout
     assert (cmp_dir / "comparison.csv").read_text() == before
     assert (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text() == ledger
@@ -371,81 +345,6 @@ def test_arms_at_equal_predicted_seconds():
     assert "| random | 1 | 200 | 32.50 |" in md and "| paper | 1 | 300 | 33.00 |" in md
     clicks_only = [dict(r, predicted_seconds="n/a") for r in rows]
     assert "At equal effort" not in compare.format_markdown(compare.summarize(clicks_only), clicks_only, [])
-
-
-# ---------------------------------------------------------------------------- the budget map
-@pytest.fixture(scope="module")
-def budget_mapped(compared, data_root):
-    """BUDGETS in the same comparison folder: the reference full_s3 is reused (it reads no
-    budget), two budgets of random and paper run under budget_*/."""
-    cmp_dir, _ = compared
-    ref_weights = (cmp_dir / "full_s3" / "round_00" / "train" / "final_weights.npz").stat().st_mtime_ns
-    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3",
-                  ARMS="full random paper", BUDGETS="10% 5%", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
-    return cmp_dir, out, ref_weights
-
-
-def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
-    from deeplab.experiment import budget_map
-
-    cmp_dir, out, ref_weights = budget_mapped
-    # the reference was not trained again
-    assert (cmp_dir / "full_s3" / "round_00" / "train" / "final_weights.npz").stat().st_mtime_ns == ref_weights
-    assert not any(cmp_dir.glob("budget_*/full_s*"))
-    base_total = Experiment.open(cmp_dir / "random_s3").base_regions_total()
-    images = len(Experiment.open(cmp_dir / "random_s3").samples)
-    with open(cmp_dir / "budget_map.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0])[:7] == list(budget_map.FIELDS)
-    assert list(rows[0])[-1] == "labelled_px" and "iou_road" in rows[0]
-    for budget, share in (("10%", 0.10), ("5%", 0.05)):
-        folder = cmp_dir / compare.budget_folder(budget)
-        assert (folder / "comparison.md").is_file()
-        for arm in ("random", "paper"):
-            exp = Experiment.open(folder / f"{arm}_s3")
-            assert exp.config.clicks_percent == pytest.approx(100 * share)
-            mine = [r for r in rows if r["budget"] == budget and r["arm"] == arm]
-            assert [r["round"] for r in mine] == ["0", "1"]
-            assert int(mine[0]["clicks"]) == round(share * base_total)
-            for r in mine:
-                assert float(r["clicks_per_image"]) == pytest.approx(int(r["clicks"]) / images, abs=1e-4)
-                ev = json.loads((exp.round_dir(int(r["round"])) / "eval.json").read_text())
-                assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
-        # the arms of one budget share its warm-up round
-        rows0 = [[r for r in Experiment.open(folder / f"{a}_s3").ledger.read() if r["round"] == 0]
-                 for a in ("random", "paper")]
-        assert rows0[0] == rows0[1]
-    ref = [r for r in rows if r["arm"] == "full"]
-    assert len(ref) == 1 and ref[0]["budget"] == "all"
-    md = (cmp_dir / "budget_map.md").read_text()
-    assert "## Crossover" in md and "### 5% per round" in md and "### 10% per round" in md
-    assert md.index("### 5% per round") < md.index("### 10% per round")  # by clicks per image
-    assert "Frequent classes: the 5 with the most ground-truth pixels" in md
-
-
-def test_budget_map_resumes_without_redoing_work(budget_mapped, data_root):
-    cmp_dir, _, _ = budget_mapped
-    before = (cmp_dir / "budget_map.csv").read_text()
-    out = _driver("compare.sh", cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3",
-                  ARMS="full random paper", BUDGETS="10% 5%", WARM_START="1", STANDIN_DIR=str(cmp_dir.parent / "models"))
-    assert "train done" not in out.stdout and "already complete" in out.stdout
-    assert (cmp_dir / "budget_map.csv").read_text() == before
-
-
-def test_budget_map_plot_draws_both_panels(budget_mapped):
-    """The two panels' contents: one line per arm on the left, one per pair on the right, both
-    on a log axis (read back from the figure the plot function draws)."""
-    from PIL import Image
-
-    cmp_dir, _, _ = budget_mapped
-    image = np.asarray(Image.open(cmp_dir / "budget_map.png").convert("RGB"))
-    h, w, _ = image.shape
-    assert w > 1.8 * h  # two panels side by side
-    left, right = image[:, : w // 2], image[:, w // 2:]
-    for panel in (left, right):  # matplotlib's first two colours: blue and orange lines
-        blue = (np.abs(panel.astype(int) - (31, 119, 180)).sum(-1) < 40).sum()
-        orange = (np.abs(panel.astype(int) - (255, 127, 14)).sum(-1) < 40).sum()
-        assert blue > 50 and orange > 50, (blue, orange)
 
 
 @pytest.mark.parametrize("text,expected", [("500", (500, 0.0)), ("0.3%", (0, 0.3)), (" 10% ", (0, 10.0))])

@@ -14,6 +14,7 @@ import pytest
 from conftest import make_folder_dataset
 
 ROOT = Path(__file__).parents[1]
+pytestmark = pytest.mark.e2e  # both drivers, end to end
 
 
 def _post(url, path, body):

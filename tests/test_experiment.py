@@ -215,6 +215,7 @@ def test_driver_stops_on_bad_settings_before_any_work(tmp_path, synth_root, env,
     assert not list(Path(synth_root).glob("superpixels")) and not list(tmp_path.glob("*/cache"))
 
 
+@pytest.mark.e2e
 def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
     run = dict(cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = subprocess.run(["python", "scripts/extract_superpixels.py", "--dataset_dir", str(synth_root),
@@ -297,6 +298,7 @@ def _round_outputs(exp, t):
     return rows, labels, maps
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path, executor):
     """Round 1 of a copied job (another name and work folder: the base maps are made again in
@@ -357,6 +359,7 @@ def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
     assert len(exp.ledger.read()) == len(lines)
 
 
+@pytest.mark.e2e
 def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, synth_root):
     from deeplab.experiment.stages import eval_round
     from deeplab.datasets import build_data, tfrecord

@@ -1,4 +1,4 @@
-"""The house by job: each package imports only the rooms below it (README, "Layout"), the
+"""The house by job: each package imports only the rooms below it (docs/layout.md), the
 numpy packages never import TensorFlow, and the public import paths still work."""
 
 import ast
@@ -64,7 +64,7 @@ def test_every_package_imports_only_the_rooms_below_it():
         pkg = _package(module)
         if not pkg:
             continue
-        assert pkg in ALLOWED, f"{module}: a new room; add it to ALLOWED and the README's layout"
+        assert pkg in ALLOWED, f"{module}: a new room; add it to ALLOWED and docs/layout.md"
         for imported, at_top in _imports(path):
             other = _package(imported)
             if other in ("", pkg) or other not in ALLOWED:

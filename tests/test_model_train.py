@@ -73,6 +73,7 @@ def _write_tf1_checkpoint(path, values):
             saver.save(sess, str(path))
 
 
+@pytest.mark.e2e
 def test_converter_loads_every_value_where_it_belongs(tmp_path):
     model = build_model(ModelOptions(num_classes=5, **LIGHT))
     names = checkpoints.tf1_variables(model)
@@ -217,6 +218,7 @@ def _val_loss(logdir, tfrecords):
     return total / count
 
 
+@pytest.mark.e2e
 def test_training_lowers_loss_and_resumes(tmp_path, synth_tfrecords):
     info = train(_config(tmp_path, synth_tfrecords, 6))
     early = _val_loss(tmp_path / "train", synth_tfrecords)
@@ -303,6 +305,7 @@ print("RESULT", json.dumps({"replicas": [infos["mirrored"]["replicas"], infos["d
 """
 
 
+@pytest.mark.e2e
 def test_two_mirrored_replicas_take_the_step_of_one_on_the_same_global_batch(tmp_path, synth_tfrecords):
     out = subprocess.run([sys.executable, "-c", _TWO_REPLICAS, str(tmp_path / "m_"), str(synth_tfrecords)],
                          capture_output=True, text=True, timeout=600)
@@ -319,6 +322,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
     ports = [_free_port(), _free_port()]
@@ -339,6 +343,7 @@ def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
     assert (tmp_path / "mw" / "final_weights.npz").is_file()
 
 
+@pytest.mark.e2e
 def test_checkpoints_are_saved_by_time_as_well_as_by_step(tmp_path, synth_tfrecords):
     def kept(logdir):
         return sorted(int(p.name.split("-")[1].split(".")[0]) for p in (logdir / "ckpt").glob("ckpt-*.index"))
@@ -371,6 +376,7 @@ print("ok")
 """
 
 
+@pytest.mark.e2e
 def test_one_inference_replica_per_device_gives_the_same_probs():
     """Several devices (here two logical CPUs, as several GPUs would be): batches run on the
     replicas in turn; results come back in order and equal one replica's."""
@@ -390,6 +396,7 @@ def test_dataset_dir_flag_points_to_tfrecord_dir(capsys):
         assert "pass the folder of TFRecords as --tfrecord_dir /data/tfrecord" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path, synth_tfrecords):
     """A real training, SIGKILLed once a checkpoint exists and run again, ends with the weights of
     an uninterrupted run, bit for bit: the input stream continues where the checkpoint was (and

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -58,6 +59,7 @@ def test_same_weights_is_bit_for_bit(tmp_path):
     assert "different variables" in paper_check.same_weights(tmp_path / "a.npz", tmp_path / "e.npz")["why"]
 
 
+@pytest.mark.e2e
 def test_paper_check_tiny_on_the_cpu(tmp_path):
     env = dict(os.environ, WORK_DIR=str(tmp_path / "work"), PAPER_TRAIN="2", PAPER_VAL="1",
                PAPER_HEIGHT="64", PAPER_WIDTH="128", MODEL_VARIANT="xception_light",

@@ -1,4 +1,4 @@
-"""The method as pure functions of arrays, one module per section of algorithms.md:
+"""The method as pure functions of arrays, one module per section of docs/method.md:
 superpixels (base maps), regions (region statistics and kernels), adaptive (the merge),
 acquisition (scores, eligibility, the pool, the budget, cost models), oracle (the simulated
 annotator), labels (painting answers, a round's labels), sieving, metrics, review.

@@ -1,4 +1,4 @@
-"""Acquisition (algorithms.md section 5): which regions to ask next.
+"""Acquisition (docs/method.md section 5): which regions to ask next.
 
 Scoring is split into compute (`*_scores`), eligibility, and rank-and-spend (`select`).
 Regions of all images form one pool; global ids come from per-image offsets.
@@ -157,7 +157,7 @@ def select(scores: np.ndarray, eligible: np.ndarray, image_index: np.ndarray, re
 
 
 def eligible_regions(size, covered_px) -> np.ndarray:
-    """bool [N]: the regions a round may ask (algorithms.md section 5): the region exists
+    """bool [N]: the regions a round may ask (docs/method.md section 5): the region exists
     (size > 0) and fewer than half of its pixels lie in regions answered before."""
     size = np.asarray(size, np.float64)
     covered_px = np.asarray(covered_px, np.float64)

@@ -1,4 +1,4 @@
-"""Adaptive superpixels (algorithms.md section 3): merge base superpixels whose mean predicted
+"""Adaptive superpixels (docs/method.md section 3): merge base superpixels whose mean predicted
 class distributions are close in Jensen-Shannon distance to a seed's.
 
 Exact semantics: regions are visited by descending mean uncertainty (ties: ascending id); an
@@ -185,7 +185,7 @@ def adaptive_superpixels(probs: np.ndarray, regions: np.ndarray, eps: float = 0.
 
 
 def merge_superpixels(probs: np.ndarray, regions: np.ndarray, eps: float = 0.1) -> np.ndarray:
-    """Adaptive superpixels of one image (algorithms.md section 3).
+    """Adaptive superpixels of one image (docs/method.md section 3).
 
     Args:
       probs: float [H, W, C] softmax probabilities at the map's resolution.

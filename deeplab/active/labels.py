@@ -1,4 +1,4 @@
-"""Training labels of one image (algorithms.md sections 7-8), from its answers as arrays:
+"""Training labels of one image (docs/method.md sections 7-8), from its answers as arrays:
 painting (`paint`, `answer_luts`), the footprint of answered regions (`covered`), the pixels
 answers label (`labelled_by`), and a round's labels (`round_labels`): every answer painted
 oldest round first (a pixel keeps the first answer it got), then, from round 1 on, each

@@ -1,4 +1,4 @@
-"""Quality measures of region maps and labels (algorithms.md section 11)."""
+"""Quality measures of region maps and labels (docs/method.md section 11)."""
 
 from __future__ import annotations
 

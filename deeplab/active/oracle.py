@@ -1,4 +1,4 @@
-"""The simulated annotator (algorithms.md section 6): a click answers the dominant
+"""The simulated annotator (docs/method.md section 6): a click answers the dominant
 ground-truth class of the asked region, over the pixels the click will label."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sieving (algorithms.md section 8): drop the pixels of a large answered region that the
+"""Sieving (docs/method.md section 8): drop the pixels of a large answered region that the
 previous round's model finds unlikely under the answer.
 
 Per region: confidences `probs[x, L]` sorted ascending, every `max(1, n // knee)`-th value

@@ -400,7 +400,7 @@ def frequent_share(warm: np.ndarray, ref: np.ndarray, frequent: list[int]) -> fl
 
 
 # ---------------------------------------------------------------------------- properties
-# What makes a ranking mean something (README, "The benchmark setting"): thresholds of P1-P9.
+# What makes a ranking mean something (docs/benchmark.md, "The benchmark setting"): thresholds of P1-P9.
 P1_SHARE = 0.60  # warm-up round >= this share of the reference
 P2_GAP = 8.0  # reference - warm-up >= this many mIoU points
 P3_ROUND_SHARE = 0.01  # one round asks <= this share of the pool's base superpixels

@@ -1,4 +1,4 @@
-"""One round's stages, in the order the drivers run them (algorithms.md sections 4-9):
+"""One round's stages, in the order the drivers run them (docs/method.md sections 4-9):
 
   regions   round t's region map and statistics (adaptive / base / oracle) from the previous
             round's model
@@ -96,7 +96,7 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
 
 
 def checkpoint_every(train_steps: int) -> int:
-    """A round's training saves a checkpoint every this many steps (README: "max(50,
+    """A round's training saves a checkpoint every this many steps (docs/cityscapes.md: "max(50,
     TRAIN_STEPS // 5)"), besides every SAVE_INTERVAL_SECS."""
     return max(50, train_steps // 5)
 
