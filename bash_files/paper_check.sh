@@ -16,24 +16,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-JOB_NAME="${JOB_NAME:-paper_check}"
 PAPER_TRAIN="${PAPER_TRAIN:-16}"                # generated scenes (no DATA_DIR)
 PAPER_VAL="${PAPER_VAL:-4}"
 PAPER_HEIGHT="${PAPER_HEIGHT:-1024}"
 PAPER_WIDTH="${PAPER_WIDTH:-2048}"
 INFERENCE_IMAGES="${INFERENCE_IMAGES:-8}"       # val images timed in inference
-MODEL_VARIANT="${MODEL_VARIANT:-xception_65}"
-TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-769}"
-TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-4}"
-TRAIN_STEPS="${TRAIN_STEPS:-100}"
-SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"
-NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-8192}"
-INFERENCE_SCALE="${INFERENCE_SCALE:-0.5}"
-CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-0.2%}"
-if [ -n "${INIT_CHECKPOINT:-}" ]; then  # from ImageNet weights, as in the paper
-  BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.007}"
-  BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9997}"
-fi
+# The profile `paper_check` of the settings table (docs/settings.md): xception_65, crop 769,
+# batch 4, 100 steps, SEEDS with 8192 superpixels, INFERENCE_SCALE=0.5, 0.2 % of the base
+# superpixels per round, 2 rounds; from INIT_CHECKPOINT (ImageNet weights) `paper_check_imagenet`
+# also takes the paper's learning rate 0.007 and BN decay 0.9997.
+SETTINGS_PROFILE=paper_check
+[ -z "${INIT_CHECKPOINT:-}" ] || SETTINGS_PROFILE=paper_check_imagenet
 ROUNDS=2
 source bash_files/settings.sh
 

@@ -1,74 +1,78 @@
 # Settings shared by warm_up.sh and adaptive_superpixel.sh. Every one is a variable that the
 # environment overrides, e.g. `ROUNDS=4 ACQUISITION=uncertainty bash bash_files/warm_up.sh`.
-# The defaults run the embedded synthetic street scenes with the light backbone on a CPU.
-DATASET="${DATASET:-synthetic}"              # synthetic | cityscapes | pascal_voc_seg | folder
-DATA_DIR="${DATA_DIR:-}"                     # data root in the data set's layout (default: datasets/<name>)
-ANNOTATOR="${ANNOTATOR:-oracle}"             # oracle (reads the ground truth) | human (a web page)
+# The defaults run the embedded synthetic street scenes with the light backbone on a CPU; every
+# setting, its allowed values and what it does on a running job: docs/settings.md.
+# >>> generated from the table in deeplab/experiment/settings.py by `python -m deeplab.experiment.config --write`: change a default there, not here
+if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.md, "Profiles")
+  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.config --profile "$SETTINGS_PROFILE" --bash)"
+  eval "$profile_values"
+fi
+DATASET="${DATASET:-synthetic}"  # cityscapes | pascal_voc_seg | synthetic | folder: the data set's layout
+DATA_DIR="${DATA_DIR:-}"  # data root in that layout (empty: datasets/<name>; never written into)
+WORK_DIR="${WORK_DIR:-work_dirs}"  # where jobs and the cache live
+JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR
+ROUNDS="${ROUNDS:-3}"  # rounds, the warm-up included (more may be added to a job)
+CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}"  # clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)
+SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"  # slic | seeds: base superpixels
+NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-0}"  # base superpixels per image; 0: one per superpixel_size_px
+REGIONS="${REGIONS:-adaptive}"  # adaptive | base | oracle: the regions asked after the warm-up
+ACQUISITION="${ACQUISITION:-class_balanced}"  # random | uncertainty | class_balanced: the score after the warm-up
+SIEVE="${SIEVE:-1}"  # drop the pixels of large regions the answer probably does not fit
+REVIEW_SHARE="${REVIEW_SHARE:-0.0}"  # share of each round's answers asked again of another annotator (0: off)
+ORACLE_NOISE="${ORACLE_NOISE:-0.0}"  # the simulated annotator answers another class with this probability
+COST_MODEL="${COST_MODEL:-click}"  # click | measured: what a region costs (click: one, the paper's; measured: a fit of answer times)
+CLICK_COST_MODEL="${CLICK_COST_MODEL:-}"  # with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)
+EPS="${EPS:-0.1}"  # adaptive merge: Jensen-Shannon distance below which neighbours merge
+MERGE_MODEL="${MERGE_MODEL:-}"  # a finished training folder whose model merges instead of the previous round's (a bound)
+SEED="${SEED:-0}"  # the job's seed: selection, initialisation, augmentation
+MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_41 | xception_65 | xception_71 | xception_light: the backbone (xception_65 for the paper)
+TRAIN_STEPS="${TRAIN_STEPS:-300}"  # training steps per round
+TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-129}"  # training crop (square; 4k+1 keeps strides aligned)
+TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"  # training batch (over all replicas)
+BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"  # poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights
+BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # batch norm's moving-average decay (0.9997 from ImageNet weights)
+INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"  # initial weights: converted ImageNet weights (.npz) or a TF1 checkpoint
+WARM_START="${WARM_START:-0}"  # each round starts from the previous round's weights
+FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze batch norm's statistics (small batches)
+INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"  # image scale of acquisition-time inference (paper: 0.5)
+NUM_WORKERS="${NUM_WORKERS:-2}"  # processes for the per-image stages (or Ray CPUs)
+EXECUTOR="${EXECUTOR:-local}"  # local | ray: where the per-image stages run (ray: RAY_ADDRESS for a cluster)
+CACHE_DIR="${CACHE_DIR:-}"  # superpixel maps and val TFRecords, shared by jobs (empty: $WORK_DIR/cache)
+SAVE_INTERVAL_SECS="${SAVE_INTERVAL_SECS:-1200.0}"  # a checkpoint at least this often while training
+DETERMINISTIC="${DETERMINISTIC:-1}"  # deterministic kernels: a seed repeats a run bit for bit
+ANNOTATOR="${ANNOTATOR:-oracle}"  # oracle | human: who answers (oracle: reads the ground truth; human: people on a web page)
 ANNOTATE_HOST="${ANNOTATE_HOST:-127.0.0.1}"  # the page's address; another than 127.0.0.1 needs the printed token
-ANNOTATE_PORT="${ANNOTATE_PORT:-8765}"       # 0: any free port
-PRESELECT="${PRESELECT:-0}"                  # 1: the page pre-selects the model's dominant class
-LEASE_SECS="${LEASE_SECS:-300}"              # a region handed to one person is held for them this long
+ANNOTATE_PORT="${ANNOTATE_PORT:-8765}"  # the page's port; 0: any free port
+PRESELECT="${PRESELECT:-0}"  # the page pre-selects the model's dominant class
+LEASE_SECS="${LEASE_SECS:-300.0}"  # a region handed to one person is held for them this long
 DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
-WORK_DIR="${WORK_DIR:-work_dirs}"
-JOB_NAME="${JOB_NAME:-demo}"
-ROUNDS="${ROUNDS:-3}"                        # warm-up included
-CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}" # one click per region; or P% of the base superpixels (paper: 0.2%)
-SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"   # seeds | slic
-NUM_SUPERPIXELS="${NUM_SUPERPIXELS:-0}"      # per image; 0: one per 256 px of image
-REGIONS="${REGIONS:-adaptive}"               # adaptive | base | oracle (queried after the warm-up)
-ACQUISITION="${ACQUISITION:-class_balanced}" # class_balanced | uncertainty | random
-SIEVE="${SIEVE:-1}"                          # 1 | 0
-REVIEW_SHARE="${REVIEW_SHARE:-0}"            # share of each round's answers asked again of another annotator (0: off)
-ORACLE_NOISE="${ORACLE_NOISE:-0}"            # the simulated annotator answers another class with this probability
-COST_MODEL="${COST_MODEL:-click}"            # click (one per region, the paper) | measured (a fit of measured answer times)
-CLICK_COST_MODEL="${CLICK_COST_MODEL:-}"     # with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)
-EPS="${EPS:-0.1}"                            # adaptive merge: JS distance below which neighbours merge
-MERGE_MODEL="${MERGE_MODEL:-}"               # a training folder whose model merges instead of the previous round's (a bound)
-SEED="${SEED:-0}"
-MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_65 for the paper
-TRAIN_STEPS="${TRAIN_STEPS:-300}"
-TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-129}"
-TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"
-BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"  # from scratch; 0.007 from ImageNet weights
-BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # 0.9997 when starting from ImageNet weights
-INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"       # converted ImageNet weights (.npz) or a TF1 checkpoint
-WARM_START="${WARM_START:-0}"                # 1: each round starts from the previous round's weights
-FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze BN statistics (small batches)
-INFERENCE_SCALE="${INFERENCE_SCALE:-1.0}"    # 0.5 in the paper
-NUM_WORKERS="${NUM_WORKERS:-2}"                # processes for the per-image stages (or Ray CPUs)
-EXECUTOR="${EXECUTOR:-local}"                # local | ray (pip install -e ".[ray]"; RAY_ADDRESS: a cluster)
-CACHE_DIR="${CACHE_DIR:-$WORK_DIR/cache}"    # superpixel maps, val TFRecords; shared by jobs, never in DATA_DIR
-SAVE_INTERVAL_SECS="${SAVE_INTERVAL_SECS:-1200}"  # a checkpoint at least this often while training
-DETERMINISTIC="${DETERMINISTIC:-1}"          # 1: deterministic kernels, a seed repeats a run bit for bit
-PYTHON="${PYTHON:-python}"
-
-JOB_DIR="$WORK_DIR/$JOB_NAME"
-# Every setting above, for a driver that runs the others (compare.sh exports them).
+PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
-  REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
-  BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM
-  INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC PYTHON
-  ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS DROP_MISSING_ANSWERED"
-
+  REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL CLICK_COST_MODEL EPS
+  MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE BASE_LEARNING_RATE
+  BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS
+  EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT
+  PRESELECT LEASE_SECS DROP_MISSING_ANSWERED PYTHON"
 init_experiment() {
-  py scripts/init_experiment.py --job_dir "$JOB_DIR" --dataset "$DATASET" \
-    --dataset_dir "$DATA_DIR" --rounds "$ROUNDS" --clicks_per_round "$CLICKS_PER_ROUND" \
-    --superpixel_method "$SUPERPIXEL_METHOD" --num_superpixels "$NUM_SUPERPIXELS" \
-    --regions "$REGIONS" --acquisition "$ACQUISITION" --sieve "$SIEVE" --eps "$EPS" --merge_model "$MERGE_MODEL" --seed "$SEED" \
-    --cost_model "$COST_MODEL" --click_cost_model "$CLICK_COST_MODEL" \
-    --review_share "$REVIEW_SHARE" --oracle_noise "$ORACLE_NOISE" \
-    --model_variant "$MODEL_VARIANT" --train_steps "$TRAIN_STEPS" \
-    --train_crop_size "$TRAIN_CROP_SIZE" --train_batch_size "$TRAIN_BATCH_SIZE" \
-    --base_learning_rate "$BASE_LEARNING_RATE" --batch_norm_decay "$BATCH_NORM_DECAY" \
-    --init_checkpoint "$INIT_CHECKPOINT" --warm_start "$WARM_START" \
-    --fine_tune_batch_norm "$FINE_TUNE_BATCH_NORM" --inference_scale "$INFERENCE_SCALE" \
-    --num_workers "$NUM_WORKERS" --executor "$EXECUTOR" --cache_dir "$CACHE_DIR" \
-    --save_interval_secs "$SAVE_INTERVAL_SECS" --deterministic "$DETERMINISTIC" \
-    --annotator "$ANNOTATOR" --annotate_host "$ANNOTATE_HOST" --annotate_port "$ANNOTATE_PORT" \
-    --preselect "$PRESELECT" --lease_secs "$LEASE_SECS" \
-    --drop_missing_answered "$DROP_MISSING_ANSWERED" --work_dir "$WORK_DIR"
+  py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
+    --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
+    --superpixel_method="$SUPERPIXEL_METHOD" --num_superpixels="$NUM_SUPERPIXELS" \
+    --regions="$REGIONS" --acquisition="$ACQUISITION" --sieve="$SIEVE" \
+    --review_share="$REVIEW_SHARE" --oracle_noise="$ORACLE_NOISE" --cost_model="$COST_MODEL" \
+    --click_cost_model="$CLICK_COST_MODEL" --eps="$EPS" --merge_model="$MERGE_MODEL" \
+    --seed="$SEED" --model_variant="$MODEL_VARIANT" --train_steps="$TRAIN_STEPS" \
+    --train_crop_size="$TRAIN_CROP_SIZE" --train_batch_size="$TRAIN_BATCH_SIZE" \
+    --base_learning_rate="$BASE_LEARNING_RATE" --batch_norm_decay="$BATCH_NORM_DECAY" \
+    --init_checkpoint="$INIT_CHECKPOINT" --warm_start="$WARM_START" \
+    --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" --inference_scale="$INFERENCE_SCALE" \
+    --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" --cache_dir="$CACHE_DIR" \
+    --save_interval_secs="$SAVE_INTERVAL_SECS" --deterministic="$DETERMINISTIC" \
+    --annotator="$ANNOTATOR" --annotate_host="$ANNOTATE_HOST" \
+    --annotate_port="$ANNOTATE_PORT" --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
+    --drop_missing_answered="$DROP_MISSING_ANSWERED"
 }
-
+# <<< end of the generated block
+JOB_DIR="$WORK_DIR/$JOB_NAME"
 # The stages after the region maps, identical in every round.
 run_round_stages() {
   local t="$1"

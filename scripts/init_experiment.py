@@ -6,29 +6,8 @@ Called first by the drivers, so that bad settings stop them before any work:
 """
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
-
-
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-
-
-def _clicks(text):
-    """CLICKS_PER_ROUND: a count of clicks, or a share of the base superpixels such as '0.5%'."""
-    text = str(text).strip()
-    try:
-        if text.endswith("%"):
-            return 0, float(text[:-1])
-        return int(text), 0.0
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"CLICKS_PER_ROUND must be a number of clicks (1000) or a share of the base "
-            f"superpixels (0.5%), got '{text}'") from None
 
 
 def _check_superpixels(exp) -> None:
@@ -59,28 +38,37 @@ def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None
 
 
 def main(argv=None) -> int:
-    from deeplab.cli import parse_bool
+    from deeplab.experiment import settings as table
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(ExperimentConfig):
-        kind = {bool: parse_bool, int: _int, float: float}.get(type(f.default), str)
-        if f.name == "job_dir":
-            p.add_argument("--job_dir", required=True)
-        elif f.name == "clicks_percent":
-            continue  # given as CLICKS_PER_ROUND=P%
-        elif f.name == "clicks_per_round":
-            p.add_argument("--clicks_per_round", type=_clicks, default=(f.default, 0.0),
-                           help="clicks per round, or P%% of the train split's base superpixels")
-        else:
-            p.add_argument(f"--{f.name}", type=kind, default=f.default)
+    p.add_argument("--job_dir", required=True)
     p.add_argument("--work_dir", default=None,
-                   help="WORK_DIR: the job folder must lie inside it (JOB_NAME may not leave it)")
+                   help="WORK_DIR: the job folder must lie inside it (JOB_NAME may not leave it); "
+                        "an empty --cache_dir means WORK_DIR/cache")
+    for s in table.TABLE:  # every setting of the table, as text: parsed below, one line per error
+        if s.field and s.field != "clicks_percent":  # given as CLICKS_PER_ROUND=P%
+            p.add_argument(f"--{s.field}", default=None, help=f"{s.name}: {s.help}")
+    # A flag error is one line naming the flag, not argparse's usage page.
+    p.error = lambda message: (print(f"error: {message}", file=sys.stderr), sys.exit(2))
     args = p.parse_args(argv)
-    settings = vars(args)
-    work_dir = settings.pop("work_dir")
-    settings["clicks_per_round"], settings["clicks_percent"] = args.clicks_per_round
+    work_dir = args.work_dir
+    settings = {"job_dir": args.job_dir}
+    try:
+        for s in table.TABLE:
+            text = getattr(args, s.field, None) if s.field else None
+            if text is None:
+                continue
+            if s.field == "clicks_per_round":
+                settings["clicks_per_round"], settings["clicks_percent"] = table.parse_budget(text)
+            else:
+                settings[s.field] = table.parse_value(s, text)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not settings.get("cache_dir") and work_dir is not None:
+        settings["cache_dir"] = str(Path(work_dir) / "cache")
     try:
         config = ExperimentConfig(**settings).validate()
         exp = Experiment(config)

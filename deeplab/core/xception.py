@@ -1,6 +1,6 @@
 """DeepLab's aligned Xception (41, 65, 71) and a light Xception for CPU runs.
 
-Wiring follows `shared/docs/xception65_checkpoint.md`: pre-activation units (ReLU before each
+Wiring follows docs/xception65.md: pre-activation units (ReLU before each
 separable conv, no ReLU between depthwise and pointwise) except exit_flow/block2, which has
 ReLU after both and no residual; explicit symmetric padding for stride-2 convs; BN epsilon
 1e-3; stride reduced and dilation raised once the output stride is reached.

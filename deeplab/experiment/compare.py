@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.experiment import results
+from deeplab.experiment import results, settings
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
 from deeplab.viz import plots
@@ -45,9 +45,7 @@ ARMS = {
 }
 REFERENCE = "full"
 # Settings that round 0 does not read: jobs that differ only in these share their warm-up round.
-NOT_IN_ROUND_0 = ("job_dir", "rounds", "num_workers", "executor", "cache_dir", "save_interval_secs",
-                  "regions", "acquisition", "sieve", "eps", "knee", "min_size_px", "warm_start",
-                  "merge_model")
+NOT_IN_ROUND_0 = settings.NOT_IN_ROUND_0
 
 
 def check_arms(names: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """DeepLab checkpoints by variable name: TF1 model-zoo checkpoints and our own name-keyed
 weights files (`.npz`, no pickle; the keys are DeepLab's TF1 variable names).
 
-Loader rule (xception65_checkpoint.md): match exact names; ignore optimizer slots
+Loader rule (docs/xception65.md): match exact names; ignore optimizer slots
 (`/Momentum`, `/ExponentialMovingAverage`, `/RMSProp`, `/RMSProp_1`), `global_step` and the
 ImageNet classifier (`<backbone>/logits/...`); skip `logits/semantic/*` when the class count
 differs or `initialize_last_layer` is off; fail on any other shape mismatch.

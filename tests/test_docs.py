@@ -1,0 +1,49 @@
+"""The documentation a newcomer follows: every relative link of the README and the docs pages
+resolves inside the repository, every docs page the code names exists, every section of
+docs/method.md the code cites is there, and the README stays one screen long."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CODE = [p for d in ("deeplab", "scripts", "bash_files") for p in sorted((ROOT / d).rglob("*"))
+        if p.suffix in (".py", ".sh")]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    text = page.read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert page.name != "README.md" or links  # the README links its pages
+    for link in links:
+        if re.match(r"[a-z]+://", link) or link.startswith("#"):
+            continue
+        target = (page.parent / link.split("#")[0]).resolve()
+        assert target.exists(), f"{page.relative_to(ROOT)}: link to {link}, which is not in the repository"
+
+
+def test_docs_pages_named_in_the_code_exist():
+    named = {}
+    for path in CODE:
+        for m in re.findall(r"\bdocs/[\w./-]+\.md\b", path.read_text(errors="replace")):
+            named.setdefault(m, path)
+    assert "docs/method.md" in named
+    for page, path in named.items():
+        assert (ROOT / page).is_file(), f"{path.relative_to(ROOT)} names {page}, which is not in the repository"
+
+
+def test_cited_method_sections_exist():
+    headings = set(re.findall(r"^## (\d+)\. ", (ROOT / "docs" / "method.md").read_text(), re.M))
+    cited = set()
+    for path in CODE:
+        for first, last in re.findall(r"docs/method\.md sections? (\d+)(?:-(\d+))?",
+                                      path.read_text(errors="replace")):
+            cited.update(str(n) for n in range(int(first), int(last or first) + 1))
+    assert cited and cited <= headings, sorted(cited - headings)
+
+
+def test_readme_is_one_screen():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200

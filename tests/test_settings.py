@@ -1,0 +1,130 @@
+"""The settings table is the one source: ExperimentConfig, the flags of init_experiment.py, the
+resume rules, bash_files/settings.sh's defaults and docs/settings.md come from it; a default
+written a second time in a driver fails here; bad values get one line naming the setting."""
+
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deeplab.experiment import settings
+from deeplab.experiment.config import MERGE_ONLY, MUTABLE, ExperimentConfig
+
+ROOT = Path(__file__).parents[1]
+DRIVERS = sorted((ROOT / "bash_files").glob("*.sh"))
+
+
+def second_defaults(text: str) -> list[str]:
+    """Lines outside the generated block that give a table variable a default of their own
+    (`${NAME:-value}`, `${NAME:=value}`, with a value)."""
+    if settings.BEGIN in text:
+        head, rest = text.split(settings.BEGIN, 1)
+        text = head + rest.split(settings.END, 1)[1]
+    found = []
+    for line in text.splitlines():
+        for name in re.findall(r"\$\{(\w+):[-=][^}]", line):
+            if name in settings.BY_ENV:
+                found.append(line.strip())
+    return found
+
+
+def test_config_fields_and_defaults_are_the_tables():
+    fields = {f.name: f.default for f in dataclasses.fields(ExperimentConfig) if f.name != "job_dir"}
+    assert fields == {s.field: s.default for s in settings.TABLE if s.field}
+
+
+def test_resume_rules_come_from_the_table():
+    from deeplab.experiment import compare
+
+    assert set(MUTABLE) == {"job_dir"} | {s.field for s in settings.TABLE if s.binds == settings.RUN}
+    assert set(MERGE_ONLY) == {"eps", "merge_model"}
+    assert compare.NOT_IN_ROUND_0 is settings.NOT_IN_ROUND_0
+    assert {"regions", "acquisition", "sieve", "eps", "warm_start"} <= set(settings.NOT_IN_ROUND_0)
+    assert "seed" not in settings.NOT_IN_ROUND_0 and "train_steps" not in settings.NOT_IN_ROUND_0
+
+
+def test_generated_files_are_fresh():
+    sh = (ROOT / "bash_files" / "settings.sh").read_text()
+    assert settings.replace_block(sh) == sh, "run: python -m deeplab.experiment.config --write"
+    assert (ROOT / "docs" / "settings.md").read_text() == settings.reference_markdown(), \
+        "run: python -m deeplab.experiment.config --write"
+
+
+@pytest.mark.parametrize("driver", DRIVERS, ids=lambda p: p.name)
+def test_no_driver_defines_a_default_twice(driver):
+    assert second_defaults(driver.read_text()) == []
+
+
+def test_a_planted_second_default_is_found():
+    sh = (ROOT / "bash_files" / "settings.sh").read_text()
+    planted = sh + 'BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"\n'
+    assert second_defaults(planted) == ['BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.02}"']
+    assert second_defaults('JOB="${JOB_NAME:-}"\nX="${SEEDS:-0 1}"') == []  # empty, or not a setting
+
+
+def test_the_module_prints_the_table_as_tsv():
+    out = subprocess.run([sys.executable, "-m", "deeplab.experiment.config"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert rows[0] == ["name", "default", "help"] and all(len(r) == 3 for r in rows)
+    got = {r[0]: r[1] for r in rows[1:]}
+    assert got["BASE_LEARNING_RATE"] == "0.07" and got["CLICKS_PER_ROUND"] == "1000" and got["SIEVE"] == "1"
+    bench = subprocess.run([sys.executable, "-m", "deeplab.experiment.config", "--profile", "benchmark"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    assert "BASE_LEARNING_RATE\t0.02\t" in bench and "CLICKS_PER_ROUND\t0.3%\t" in bench
+
+
+def test_profile_fills_only_what_the_environment_leaves_unset():
+    lines = settings.profile_bash("benchmark")
+    out = subprocess.run(["bash", "-c", lines + 'echo "$TRAIN_STEPS $BASE_LEARNING_RATE"'],
+                         env={"PATH": "/usr/bin:/bin", "TRAIN_STEPS": "7"}, capture_output=True, text=True)
+    assert out.stdout.split() == ["7", "0.02"]
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        settings.profile_values("nope")
+
+
+def test_profiles_name_only_settings_and_hold_valid_values():
+    for name, values in settings.PROFILES.items():
+        for env, value in values.items():
+            s = settings.BY_ENV[env]
+            if env == "CLICKS_PER_ROUND":
+                settings.parse_budget(value)
+            else:
+                s.check(settings.parse_value(s, settings.bash_value(value)))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("eps", math.nan, "EPS must be a finite number"), ("eps", math.inf, "EPS must be a finite number"),
+    ("base_learning_rate", -1.0, "BASE_LEARNING_RATE must be > 0"),
+    ("base_learning_rate", 0.0, "BASE_LEARNING_RATE must be > 0"),
+    ("batch_norm_decay", 5.0, "BATCH_NORM_DECAY must be > 0 and <= 1"),
+    ("save_interval_secs", -1.0, "SAVE_INTERVAL_SECS must be > 0"),
+    ("lease_secs", math.inf, "LEASE_SECS must be a finite number"),
+    ("train_crop_size", 1, "TRAIN_CROP_SIZE must be >= 17"),
+    ("rounds", 0, "ROUNDS must be >= 1"), ("seed", 2**32, "SEED must be >= 0 and <= 4294967295"),
+    ("regions", "nope", "REGIONS 'nope' is unknown; valid: adaptive, base, oracle"),
+])
+def test_bad_values_are_refused_by_name(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ExperimentConfig(job_dir=str(tmp_path / "j"), **{field: value}).validate()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--eps", "nan"], "EPS must be a finite number"), (["--rounds", "3.5"], "ROUNDS must be an integer"),
+    (["--sieve", "2"], "SIEVE must be 0 or 1"), (["--eps", "abc"], "EPS must be a number"),
+    (["--clicks_per_round", "5%%"], "CLICKS_PER_ROUND must be"),
+    (["--clicks_per_round=-1%"], "CLICKS_PER_ROUND must be"),
+    (["--bogus", "1"], "unrecognized arguments: --bogus"),
+])
+def test_flag_errors_are_one_line(tmp_path, flags, message):
+    out = subprocess.run([sys.executable, "scripts/init_experiment.py", "--job_dir", str(tmp_path / "w" / "j"),
+                          "--work_dir", str(tmp_path / "w"), *flags], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and message in out.stderr, out.stderr
+    assert not (tmp_path / "w" / "j" / "config.json").exists()
