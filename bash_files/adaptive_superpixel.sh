@@ -11,6 +11,5 @@ init_experiment
 # Base maps live in the cache: made again (identically) if this job moved to another WORK_DIR.
 py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 for ((t = 1; t < ROUNDS; t++)); do
-  py scripts/gen_adaptive_spx.py --job_dir "$JOB_DIR" --round "$t"
-  run_round_stages "$t"
+  run_round_stages "$t" regions  # the round's adaptive (or base, oracle) maps first
 done

@@ -73,14 +73,11 @@ init_experiment() {
 }
 # <<< end of the generated block
 JOB_DIR="$WORK_DIR/$JOB_NAME"
-# The stages after the region maps, identical in every round.
+# A round's stages after its region maps (and, given "regions", those first), in one process:
+# scripts/run_round.py (each stage as its own script would run it), then the results table.
 run_round_stages() {
-  local t="$1"
-  py scripts/select_regions.py --job_dir "$JOB_DIR" --round "$t"
-  py scripts/annotate_regions.py --job_dir "$JOB_DIR" --round "$t"
-  py scripts/build_round_data.py --job_dir "$JOB_DIR" --round "$t"
-  py scripts/train_round.py --job_dir "$JOB_DIR" --round "$t"
-  py scripts/eval_round.py --job_dir "$JOB_DIR" --round "$t"
+  local t="$1" first="${2:+$2,}"
+  py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" --stages "${first}select,annotate,data,train,eval"
   py scripts/record_results.py --job_dir "$JOB_DIR"
 }
 
@@ -92,7 +89,10 @@ TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not
 # STAGE_LOG (a file): every script's wall time, CPU time and peak memory appended to it
 # (deeplab/experiment/stage_log.py; bash_files/paper_check.sh reads it).
 py() {
-  if [ -n "${STAGE_LOG:-}" ]; then set -- -m deeplab.experiment.stage_log --log "$STAGE_LOG" -- "$@"; fi
+  # STAGE_LOG: one record per script; run_round.py writes one per stage itself
+  if [ -n "${STAGE_LOG:-}" ] && [ "$1" != scripts/run_round.py ]; then
+    set -- -m deeplab.experiment.stage_log --log "$STAGE_LOG" -- "$@"
+  fi
   "$PYTHON" "$@" 2> >(grep --line-buffered -v -E "$TF_NOISE" >&2)
 }
 

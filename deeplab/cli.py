@@ -130,23 +130,78 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
     return 0
 
 
-def stage_main(doc: str, stage: str, target, argv=None) -> int:
-    """`main` of a per-stage script: parses --job_dir/--round and runs `target(exp, t)`, a
-    function or its `module:function` name (imported only then)."""
+# The stage registry: each stage of a round, in the order a round runs them, as the script that
+# runs it alone (scripts/<name>.py, the name the stage log records) and its function
+# `f(exp, t) -> dict` by `module:function` name (imported only when the stage runs). The
+# scripts, scripts/run_round.py and the tests all run stages from here.
+STAGES = {
+    "regions": ("gen_adaptive_spx", "deeplab.experiment.stages:round_regions"),
+    "select": ("select_regions", "deeplab.experiment.stages:select_round"),
+    "annotate": ("annotate_regions", "deeplab.annotate.server:annotate_stage"),
+    "data": ("build_round_data", "deeplab.experiment.stages:round_data"),
+    "train": ("train_round", "deeplab.experiment.stages:train_round"),
+    "eval": ("eval_round", "deeplab.experiment.stages:eval_round"),
+}
+
+
+def stage_function(stage: str):
+    """The function of a stage of STAGES."""
     import importlib
 
+    module, func = STAGES[stage][1].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _stopped(t: int, stage: str) -> int:
+    import sys
+
+    print(f"\nstopped: round {t}'s {stage} stage is not complete; what is saved stays "
+          "saved, run the driver again to continue", file=sys.stderr)
+    return 130
+
+
+def stage_main(doc: str, stage: str, argv=None) -> int:
+    """`main` of a per-stage script: parses --job_dir/--round and runs the stage's function."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_round_flags(p)
     args = p.parse_args(argv)
-    if isinstance(target, str):
-        module, func = target.split(":")
-        target = getattr(importlib.import_module(module), func)
     try:
-        return guarded(run_stage, args.job_dir, args.round, stage, target,
+        return guarded(run_stage, args.job_dir, args.round, stage, stage_function(stage),
                        what=f"round {args.round}: {stage}")
     except KeyboardInterrupt:
-        import sys
+        return _stopped(args.round, stage)
 
-        print(f"\nstopped: round {args.round}'s {stage} stage is not complete; what is saved stays "
-              "saved, run the driver again to continue", file=sys.stderr)
-        return 130
+
+def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
+    """Runs stages of round t in order in this process (one TensorFlow start for all of them),
+    stopping at the first that fails; with `log` (a stage log), one record per stage under the
+    name of its script, as if each had run alone."""
+    import os
+    import resource
+    import time
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; valid: {', '.join(STAGES)}")
+    for stage in stages:
+        t0, u0 = time.perf_counter(), _cpu_seconds(resource)
+        try:
+            rc = guarded(run_stage, job_dir, t, stage, stage_function(stage), what=f"round {t}: {stage}")
+        except KeyboardInterrupt:
+            rc = _stopped(t, stage)
+        if log:
+            from deeplab.experiment import stage_log
+
+            peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+            stage_log.append(log, {"script": STAGES[stage][0], "args": ["--job_dir", str(job_dir), "--round", str(t)],
+                                   "seconds": round(time.perf_counter() - t0, 3),
+                                   "cpu_seconds": round(_cpu_seconds(resource) - u0, 3),
+                                   "max_rss_mb": round(peak / 1024.0, 1), "rc": rc, "pid": os.getpid()})
+        if rc:
+            return rc
+    return 0
+
+
+def _cpu_seconds(resource) -> float:
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))

@@ -9,17 +9,5 @@ import sys
 
 from deeplab import cli
 
-
-def annotate(exp, t: int) -> dict:
-    """The answers stage: the page for ANNOTATOR=human, the simulated annotator otherwise."""
-    if exp.config.annotator == "human":
-        from deeplab.annotate import server
-
-        return server.annotate_round(exp, t)
-    from deeplab.experiment import stages
-
-    return stages.annotate_round(exp, t)
-
-
 if __name__ == "__main__":
-    sys.exit(cli.stage_main(__doc__, "annotate", annotate))
+    sys.exit(cli.stage_main(__doc__, "annotate"))

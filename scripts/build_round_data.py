@@ -8,4 +8,4 @@ import sys
 from deeplab import cli
 
 if __name__ == "__main__":
-    sys.exit(cli.stage_main(__doc__, "data", "deeplab.experiment.stages:round_data"))
+    sys.exit(cli.stage_main(__doc__, "data"))

@@ -44,9 +44,7 @@ def main(argv=None) -> int:
     if args.job_dir:
         if args.round is None:
             p.error("--job_dir needs --round")
-        from deeplab.experiment.stages import round_regions
-
-        return cli.guarded(cli.run_stage, args.job_dir, args.round, "regions", round_regions,
+        return cli.guarded(cli.run_stage, args.job_dir, args.round, "regions", cli.stage_function("regions"),
                            what=f"round {args.round}: regions")
     if not args.checkpoint_dir or not args.output_dir:
         p.error("standalone mode needs --checkpoint_dir and --output_dir")

@@ -32,13 +32,9 @@ def _config(job_dir, synth_root, **kw):
 
 
 def _run(job_dir, t, names):
-    fns = {"regions": stages.round_regions, "select": stages.select_round,
-           "annotate": stages.annotate_round,
-           "data": lambda e, r: stages.round_data(e, r, progress=False),
-           "train": lambda e, r: stages.train_round(e, r, progress=False),
-           "eval": lambda e, r: stages.eval_round(e, r, progress=False)}
+    """Stages of round t in this process, from the registry the scripts use."""
     for s in names:
-        assert cli.run_stage(job_dir, t, s, fns[s]) == 0
+        assert cli.run_stage(job_dir, t, s, cli.stage_function(s)) == 0
 
 
 ALL = ("select", "annotate", "data", "train", "eval")

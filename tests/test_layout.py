@@ -24,7 +24,7 @@ ALLOWED = {
     "training": {"core", "model", "datasets", "io_utils", "paths"},
     "experiment": {"active", "datasets", "parallel", "viz", "io_utils", "paths", "model", "training"},
     "annotate": {"experiment", "active", "viz", "datasets", "io_utils", "paths"},
-    "cli": {"experiment", "datasets", "parallel", "io_utils", "paths"},
+    "cli": {"experiment", "annotate", "datasets", "parallel", "io_utils", "paths"},
     # the command-line modules of DeepLab's names and the re-export kept for outside code
     "train": {"cli", "training", "model", "datasets"},
     "eval": {"train", "training", "io_utils"},

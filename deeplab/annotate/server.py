@@ -327,6 +327,15 @@ def _summary(exp: Experiment, t: int, queries: list[dict]) -> dict:
     return out
 
 
+def annotate_stage(exp: Experiment, t: int) -> dict:
+    """The answers stage: the page for ANNOTATOR=human, the simulated annotator otherwise."""
+    if exp.config.annotator == "human":
+        return annotate_round(exp, t)
+    from deeplab.experiment import stages
+
+    return stages.annotate_round(exp, t)
+
+
 def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     """The answers stage with ANNOTATOR=human (the page on ANNOTATE_HOST:ANNOTATE_PORT)."""
     return serve_round(exp, t, token=os.environ.get("ANNOTATE_TOKEN") or None)

@@ -33,11 +33,16 @@ def run_logged(log: Path | str, command: list[str]) -> int:
               "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
               "max_rss_mb": round(usage.ru_maxrss / 1024.0, 1),  # Linux: kilobytes
               "rc": rc}
-    with open(log, "a") as f:  # one whole line per write: a stopped run leaves whole records
+    append(log, record)
+    return rc
+
+
+def append(log: Path | str, record: dict) -> None:
+    """Appends one record (a whole line per write: a stopped run leaves whole records)."""
+    with open(log, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    return rc
 
 
 def read_log(log: Path | str) -> list[dict]:

@@ -1,0 +1,33 @@
+"""Runs several stages of one round in one process, in order (what the drivers call: one
+TensorFlow start per round instead of one per stage), stopping at the first that fails. Each
+stage is the same as its own script's (scripts/gen_adaptive_spx.py, select_regions.py,
+annotate_regions.py, build_round_data.py, train_round.py, eval_round.py), skipped when its
+manifest says it is complete. With STAGE_LOG set, every stage gets its own record in that log.
+
+  python scripts/run_round.py --job_dir work_dirs/demo --round 1 --stages regions,select,annotate,data,train,eval
+"""
+
+import argparse
+import os
+import sys
+
+from deeplab import cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_round_flags(p)
+    p.add_argument("--stages", default="select,annotate,data,train,eval",
+                   help=f"comma-separated, in order; of {','.join(cli.STAGES)}")
+    args = p.parse_args(argv)
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in stages if s not in cli.STAGES]
+    if unknown or not stages:
+        print(f"error: --stages '{args.stages}' names no stage or an unknown one; valid: "
+              f"{', '.join(cli.STAGES)}", file=sys.stderr)
+        return 2
+    return cli.run_stages(args.job_dir, args.round, stages, log=os.environ.get("STAGE_LOG") or None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
