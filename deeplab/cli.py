@@ -181,8 +181,9 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
     import time
 
     unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; valid: {', '.join(STAGES)}")
+    if unknown or not stages:
+        raise ValueError(f"--stages names no stage or an unknown one ({', '.join(unknown)}); "
+                         f"valid: {', '.join(STAGES)}")
     for stage in stages:
         t0, u0 = time.perf_counter(), _cpu_seconds(resource)
         try:

@@ -21,12 +21,8 @@ def main(argv=None) -> int:
                    help=f"comma-separated, in order; of {','.join(cli.STAGES)}")
     args = p.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
-    unknown = [s for s in stages if s not in cli.STAGES]
-    if unknown or not stages:
-        print(f"error: --stages '{args.stages}' names no stage or an unknown one; valid: "
-              f"{', '.join(cli.STAGES)}", file=sys.stderr)
-        return 2
-    return cli.run_stages(args.job_dir, args.round, stages, log=os.environ.get("STAGE_LOG") or None)
+    return cli.guarded(cli.run_stages, args.job_dir, args.round, stages, os.environ.get("STAGE_LOG") or None,
+                       what="error")
 
 
 if __name__ == "__main__":

@@ -238,12 +238,10 @@ def parse_value(setting: Setting, text: str):
                              f"got '{text}'") from None
     if setting.kind is float:
         try:
-            value = float(text)
+            return float(text)  # its range: ExperimentConfig.validate (Setting.check)
         except ValueError:
             raise ValueError(f"{setting.name} must be a number ({setting.allowed() or 'any'}), "
                              f"got '{text}'") from None
-        setting.check(value)
-        return value
     return text
 
 
