@@ -10,24 +10,21 @@
 #    budget_map.csv, .md, .png) and copies it and every finished budget's comparison.* here.
 # A third seed where a budget's paired signs disagree (it joins the map, see budget_map.py):
 #   EXTRA="3%:2" bash docs/benchmark_budget/run.sh
-# Another map with its own folders (e.g. the larger-scale point, docs/benchmark_scale/run.sh):
-#   MAP_NAME=budget_scale OUT_DIR=docs/benchmark_scale SYNTH_HEIGHT=256 ... bash docs/benchmark_budget/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE="$PWD/${OUT_DIR:-docs/benchmark_budget}"
+HERE="$PWD/docs/benchmark_budget"
 WORK_DIR="${WORK_DIR:-work_dirs}"
-MAP_NAME="${MAP_NAME:-budget_map}"
-MAP="$WORK_DIR/$MAP_NAME"
+MAP="$WORK_DIR/budget_map"
 BUDGETS="${BUDGETS:-10% 3% 1% 0.3%}"
 ARMS="full random class_balanced paper"
 if [ ! -d "$MAP" ] && [ -f "$HERE/results.tar.gz" ]; then
   mkdir -p "$MAP" && tar xzf "$HERE/results.tar.gz" -C "$MAP"
 fi
 if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is there
-  JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
+  JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
     bash bash_files/compare.sh
   for extra in ${EXTRA:-}; do  # budget:seed
-    JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
+    JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
       ARMS="$ARMS" bash bash_files/compare.sh
   done
 fi
@@ -42,11 +39,14 @@ tar czf "$HERE/results.tar.gz.tmp" -C "$MAP" -T "$HERE/.results.list" && mv "$HE
 rm -f "$HERE/.results.list"
 # The map of what the archive holds (a budget still running is left out), drawn from a copy.
 copy="$(mktemp -d)" && trap 'rm -rf "$copy"' EXIT
-mkdir "$copy/$MAP_NAME" && tar xzf "$HERE/results.tar.gz" -C "$copy/$MAP_NAME"
-python scripts/compare.py budget_map --compare_dir "$copy/$MAP_NAME" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
-sed -i "s|$copy/$MAP_NAME|$MAP|g" "$copy/$MAP_NAME"/budget_map.md
-cp "$copy/$MAP_NAME"/budget_map.{csv,md,png} "$HERE/"
+mkdir "$copy/budget_map" && tar xzf "$HERE/results.tar.gz" -C "$copy/budget_map"
+python scripts/compare.py budget_map --compare_dir "$copy/budget_map" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
+sed -i "s|$copy/budget_map|$MAP|g" "$copy"/budget_map/budget_map.md
+cp "$copy"/budget_map/budget_map.{csv,md,png} "$HERE/"
 for b in "$MAP"/budget_*/; do
   [ -f "$b/comparison.md" ] || continue
-  mkdir -p "$HERE/$(basename "$b")" && cp "$b"/comparison.csv "$b"/comparison.md "$b"/comparison.png "$HERE/$(basename "$b")/"
+  mkdir -p "$HERE/$(basename "$b")"
+  for f in comparison.csv comparison.md comparison.png; do  # a restored budget has no picture
+    if [ -f "$b/$f" ]; then cp "$b/$f" "$HERE/$(basename "$b")/"; fi
+  done
 done
