@@ -108,3 +108,49 @@ def data_root(tmp_path_factory, synth_root):
     root = tmp_path_factory.mktemp("compare_data") / "synth"
     shutil.copytree(synth_root, root, ignore=shutil.ignore_patterns("superpixels", "tfrecord"))
     return root
+
+
+# ---------------------------------------------------------------------------- a human job
+def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
+    """A folder data set without labels, ANNOTATOR=human, round 0 selected (no model needed).
+    `class_names`: the first classes renamed."""
+    import json
+
+    from deeplab.experiment import tasks
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.stages import select_round
+
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
+                               num_train=3, num_val=1)
+    if class_names:
+        classes = json.loads((root / "classes.json").read_text())
+        for c, name in zip(classes["classes"], class_names):
+            c["name"] = name
+        (root / "classes.json").write_text(json.dumps(classes))
+    config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
+                              rounds=2, clicks_per_round=clicks, superpixel_method="slic",
+                              superpixel_size_px=128.0, annotator="human", seed=1, **kw).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    return exp
+
+
+def human_job_from(exp, tmp_path, clicks=40):
+    """A new human job on the data root of `exp` (after its images changed)."""
+    from deeplab.experiment import tasks
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.stages import select_round
+
+    config = ExperimentConfig(job_dir=str(tmp_path / "job2"), dataset="folder",
+                              dataset_dir=str(exp.data_root), rounds=2, clicks_per_round=clicks,
+                              superpixel_method="slic", superpixel_size_px=128.0, annotator="human",
+                              seed=1).validate()
+    config.save_or_check()
+    new = Experiment(config)
+    tasks.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
+    new.mark(0, "select", select_round(new, 0, progress=False))
+    return new

@@ -12,8 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from test_annotation import human_job
+from conftest import human_job
 
 ROOT = Path(__file__).parents[1]
 
