@@ -303,3 +303,54 @@ def test_a_third_session_settles_a_disagreement(tmp_path, synth_root):
     resolved = {(r["image"], r["region"]): r["answer"] for rows in exp.answers_by_image().values() for r in rows}
     assert resolved[(b["image"], b["region"])] == 5  # two of three
     assert sorted(resolved.values()) == [2, 2, 2, 5]
+
+
+def test_a_review_never_goes_to_the_first_annotator_whatever_the_session(tmp_path, synth_root):
+    """The same person (annotator id) in a new browser session, after quitting the browser,
+    reviews none of their own answers; a client without a browser session reviews nothing."""
+    from deeplab.annotate.session import Refused, RoundSession
+
+    exp = human_job(tmp_path, synth_root, clicks=4, review_share=0.5)
+    s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
+    while (q := s.next_for("dora", session="s1")["query"]) is not None:
+        s.answer("dora", q["index"], 1, session="s1")
+    assert s.next_for("dora", session="s2")["query"] is None  # the browser reopened
+    with pytest.raises(Refused, match="answered this region already"):
+        s.answer("dora", s.picked[0], 1, session="s2")
+    assert s.next_for("api-client")["query"] is None  # no cookie: no reviewer
+    with pytest.raises(Refused, match="browser session") as e:
+        s.answer("api-client", s.picked[0], 1)
+    assert e.value.status == 403
+    q = s.next_for("eve", session="s3")["query"]
+    assert q["review"] == 1
+    s.answer("eve", q["index"], 1, session="s3")
+    assert len(exp.ledger.reviews(0)) == 1
+
+
+def test_counts_and_review_time_after_a_review_pass(tmp_path, synth_root):
+    """After a review turned two answers unclear, the manifest's labelled answers say so; review
+    time is reported beside answer time; kappa of answers that are all one class is n/a."""
+    from deeplab.annotate.session import RoundSession
+    from deeplab.experiment import results
+    from deeplab.experiment.stages import answers_summary, review_summary
+
+    exp = human_job(tmp_path, synth_root, clicks=8, review_share=0.5)
+    s = RoundSession(exp, 0, lease_secs=60, clock=Clock())
+    while (q := s.next_for("one", session="s1")["query"]) is not None:
+        s.answer("one", q["index"], 1, session="s1", elapsed_ms=900)
+    n = 0
+    while (q := s.next_for("two", session="s2")["query"]) is not None:
+        s.answer("two", q["index"], 1 if n < 2 else 3, session="s2", elapsed_ms=700)
+        n += 1
+    summary = answers_summary(exp, 0, s.queries)
+    assert summary["answers"] == 8 and summary["labelled_answers"] == 6
+    rv = review_summary(exp, 0, s.queries)
+    assert rv["review_seconds"] == pytest.approx(2.8) and rv["timed_reviews"] == 4
+    cells = results.review_cells(rv, exp.descriptor.class_names)
+    assert cells["review_seconds"] == pytest.approx(2.8)
+    # every first and review answer one class: kappa is undefined, reported n/a
+    from deeplab.active import review
+
+    assert review.agreement([1, 1, 1], [1, 1, 1], 3)["kappa"] is None
+    same = {**rv, "kappa": None, "agreement": 1.0}
+    assert results.review_cells(same, exp.descriptor.class_names)["review_kappa"] == results.NOT_AVAILABLE

@@ -52,7 +52,8 @@ def resolve(first: int, second: int, third: int | None, ignore_label: int = 255)
 def agreement(first, second, num_classes: int, ignore_label: int = 255) -> dict:
     """Raw agreement and Cohen's kappa between first and review answers (classes and
     'unclear' as categories), and the raw agreement per class of the first answer.
-    None where nothing was reviewed (never 0)."""
+    None where nothing was reviewed (never 0); kappa None where it is undefined (every answer
+    of both one category)."""
     a = np.asarray(first, np.int64)
     b = np.asarray(second, np.int64)
     if len(a) != len(b):
@@ -62,6 +63,7 @@ def agreement(first, second, num_classes: int, ignore_label: int = 255) -> dict:
     cats = np.unique(np.concatenate([a, b]))
     po = float(np.mean(a == b))
     pe = float(sum(np.mean(a == c) * np.mean(b == c) for c in cats))
-    kappa = 1.0 if pe == 1.0 else (po - pe) / (1.0 - pe)
+    # one category on both sides: chance agreement is 1 and kappa is undefined (None, not 1)
+    kappa = None if pe >= 1.0 else float((po - pe) / (1.0 - pe))
     per_class = {int(c): float(np.mean(b[a == c] == c)) for c in np.unique(a)}
-    return {"reviewed": int(len(a)), "agreement": po, "kappa": float(kappa), "per_class": per_class}
+    return {"reviewed": int(len(a)), "agreement": po, "kappa": kappa, "per_class": per_class}

@@ -31,9 +31,12 @@ def session_digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()[:24]
 
 
-def _identity(session: str | None, client: str) -> str:
-    """Who gave an answer, for the review pass: the browser session, else the client id."""
-    return f"session:{session}" if session else f"client:{client}"
+def _identity(session: str | None, client: str) -> set[str]:
+    """Who gave an answer, for the review pass: the browser session and the annotator id
+    together (a person who reopens the browser has a new session but the same id, and one
+    who changes the id keeps the session); a review matching either is theirs."""
+    return {f"session:{session}"} if not client else (
+        {f"client:{client}"} | ({f"session:{session}"} if session else set()))
 
 
 def _undo_key(session: str | None, client: str) -> tuple[str, str]:
@@ -86,7 +89,8 @@ class RoundSession:
         self.reviews: dict[int, dict[int, dict]] = {
             self.index[key]: rv for key, rv in exp.ledger.reviews(t).items() if key in self.index}
         self.review_leases: dict[tuple[int, int], tuple[str, float]] = {}
-        self.seen = {_identity(r.get("session"), r.get("annotator") or "") for r in self.answers.values()}
+        # the annotators (ids) who took part in a browser session: three may settle a disagreement
+        self.seen = {r.get("annotator") for r in self.answers.values() if r.get("session")}
         # Hand-out order: one image's queried regions one after another, images in the order
         # of their best score (the selection's order within an image), so a person stays on an
         # image instead of jumping between images at every click.
@@ -130,10 +134,10 @@ class RoundSession:
     def _excluded(self, i: int, k: int) -> set[str]:
         """Who may not give review k of query i: whoever answered it before."""
         first = self.answers[i]
-        out = {_identity(first.get("session"), first.get("annotator") or "")}
+        out = _identity(first.get("session"), first.get("annotator") or "")
         if k == 2:
             r = self.reviews[i][1]
-            out.add(_identity(r.get("session"), r.get("annotator") or ""))
+            out |= _identity(r.get("session"), r.get("annotator") or "")
         return out
 
     def _check_done(self) -> None:
@@ -166,12 +170,15 @@ class RoundSession:
         return out
 
     def _next_review(self, client: str, who: str, now: float) -> dict | None:
-        """Leases `client` a review it may give (never of its own answer), or None."""
+        """Leases `client` a review it may give (never of its own answer; only in a browser
+        session), or None."""
+        if not any(w.startswith("session:") for w in who):
+            return None
         for key in [k for k, (_, until) in self.review_leases.items() if until <= now]:
             del self.review_leases[key]
         pending = self._reviews_pending()
         mine = [key for key in pending if self.review_leases.get(key, ("",))[0] == client]
-        free = [key for key in pending if key not in self.review_leases and who not in self._excluded(*key)]
+        free = [key for key in pending if key not in self.review_leases and not who & self._excluded(*key)]
         key = (mine or free or [None])[0]
         if key is None:
             return None
@@ -188,7 +195,8 @@ class RoundSession:
         with self.lock:
             now = self.clock()
             self._expire(now)
-            self.seen.add(who)
+            if session:
+                self.seen.add(client)
             if len(self.answers) == len(self.queries) and self.picked:
                 query = self._next_review(client, who, now)
                 out = self.progress()
@@ -250,7 +258,9 @@ class RoundSession:
         if key is None:
             raise Refused(409, f"region {self.queries[i]['region']} of "
                                f"'{self.queries[i]['image']}' is answered already")
-        if who in self._excluded(*key):
+        if not session:
+            raise Refused(403, "a review is given on the page (a browser session): open the page")
+        if who & self._excluded(*key):
             raise Refused(409, "you answered this region already: another annotator reviews it")
         holder = self.review_leases.get(key)
         if holder is not None and holder[0] != client:

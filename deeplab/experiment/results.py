@@ -89,13 +89,19 @@ def annotation_cost(rows: list[dict], class_names, ignore_label: int = 255) -> d
 
 def review_cells(rv: dict | None, class_names) -> dict:
     """The review pass's figures of a round (REVIEW_SHARE): reviewed answers, raw agreement,
-    Cohen's kappa, regions left unclear, agreement per class; 'n/a' without a review pass."""
-    keys = ["reviewed", "review_agreement", "review_kappa", "unclear_after_review"] + \
-        [f"agreement_{n.replace(' ', '_')}" for n in class_names]
+    Cohen's kappa, regions left unclear, the reviews' measured seconds, agreement per class;
+    'n/a' without a review pass (and kappa 'n/a' where it is undefined)."""
+    keys = ["reviewed", "review_agreement", "review_kappa", "unclear_after_review",
+            "review_seconds"] + [f"agreement_{n.replace(' ', '_')}" for n in class_names]
     if not rv or not rv.get("reviewed"):
         return {k: NOT_AVAILABLE for k in keys}
-    out = {"reviewed": rv["reviewed"], "review_agreement": round(rv["agreement"], 4),
-           "review_kappa": round(rv["kappa"], 4), "unclear_after_review": rv["unclear_after_review"]}
+
+    def cell(v, digits):
+        return NOT_AVAILABLE if v is None else round(v, digits)
+
+    out = {"reviewed": rv["reviewed"], "review_agreement": cell(rv["agreement"], 4),
+           "review_kappa": cell(rv["kappa"], 4), "unclear_after_review": rv["unclear_after_review"],
+           "review_seconds": cell(rv.get("review_seconds"), 1)}
     per = rv.get("agreement_per_class", {})
     out.update({f"agreement_{n.replace(' ', '_')}": round(per[n], 4) if n in per else NOT_AVAILABLE
                 for n in class_names})

@@ -231,12 +231,24 @@ def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[
 
 def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
     """The annotate stage's figures once every region of the selection is answered."""
-    rows = list(round_answers(exp, t, selection).values())
+    from deeplab.active import review
+
+    first = round_answers(exp, t, selection)
+    rows = list(first.values())
     if len(rows) != len(selection):
         raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
-    answered = [r for r in rows if r["answer"] != exp.descriptor.ignore_label]
+    ignore = exp.descriptor.ignore_label
+    reviews = exp.ledger.reviews(t)
+
+    def label(key, row):  # the label in force: a review's disagreement can make it unclear
+        rv = reviews.get(key, {})
+        if 1 not in rv:
+            return row["answer"]
+        third = rv[2]["answer"] if 2 in rv else None
+        return review.resolve(row["answer"], rv[1]["answer"], third, ignore)
+
     return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
-            "labelled_answers": len(answered),
+            "labelled_answers": sum(label(k, r) != ignore for k, r in first.items()),
             # each answer as recorded, in ledger order: a later edit of a line stops the job
             "rows_sha256": ledger.row_digests(rows)}
 
@@ -254,6 +266,7 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     summary = _oracle_first_answers(exp, t, sel, progress)
     if exp.config.review_share > 0:
         _oracle_reviews(exp, t, sel, progress)
+        summary = answers_summary(exp, t, sel)  # the labels in force after the review
         summary["review"] = review_summary(exp, t, sel)
     return summary
 
@@ -357,7 +370,11 @@ def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
     resolved = [review.resolve(first[k]["answer"], reviews[k][1]["answer"],
                                reviews[k][2]["answer"] if 2 in reviews[k] else None, d.ignore_label)
                 for k in keys]
+    timed = [rv[n]["elapsed_ms"] for rv in reviews.values() for n in rv
+             if isinstance(rv[n].get("elapsed_ms"), (int, float))]
     return {"reviewed": stats["reviewed"], "agreement": stats["agreement"], "kappa": stats["kappa"],
+            "review_seconds": round(sum(timed) / 1000.0, 1) if timed else None,
+            "timed_reviews": len(timed),
             "agreement_per_class": {names.get(c, str(c)): v for c, v in stats["per_class"].items()},
             "third_answers": sum(2 in reviews[k] for k in keys),
             "unclear_after_review": sum(1 for k, r in zip(keys, resolved)
