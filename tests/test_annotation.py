@@ -20,11 +20,9 @@ from deeplab.experiment.stages import select_round
 ROOT = Path(__file__).parents[1]
 
 
-
 def _row(i, t=0, image="a", answer=1):
     return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
             "cost": 1}
-
 
 
 # ---------------------------------------------------------------------------- the round session

@@ -16,11 +16,9 @@ from conftest import human_job
 ROOT = Path(__file__).parents[1]
 
 
-
 def _row(i, t=0, image="a", answer=1):
     return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
             "cost": 1}
-
 
 
 # ---------------------------------------------------------------------------- HTTP safety
@@ -276,3 +274,166 @@ def test_one_process_serves_a_round(tmp_path, synth_root):
         proc.wait()
     with round_lock(exp, 0):  # released with the process that held it
         pass
+
+
+# ---------------------------------------------------------------------------- slow and malformed
+def _raw(port, data: bytes, timeout=10.0, pause=None) -> bytes:
+    """Sends `data` (a list: parts sent `pause` seconds apart) and reads the answer to its end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        for part in (data if isinstance(data, list) else [data]):
+            try:
+                s.sendall(part)
+            except OSError:  # the server closed the connection: read what it said
+                break
+            if pause:
+                time.sleep(pause)
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return reply
+
+
+def _status(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/") else 0
+
+
+def test_content_length_is_ascii_digits_and_slow_requests_are_cut(tmp_path, synth_root):
+    """A Content-Length of a non-ASCII digit, a body shorter than announced on an open
+    connection, and headers sent a line at a time (slowloris): a 400 or a 408 within the
+    request deadline, never a 500 or a connection held open."""
+    exp = human_job(tmp_path, synth_root)
+    server = _serve(exp, "127.0.0.1", request_secs=1.0)
+    port = server.server_address[1]
+    head = b"POST /api/next HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    try:
+        reply = _raw(port, head + "Content-Length: \u00b2\r\n\r\n{}".encode("latin-1"))
+        assert _status(reply) == 400 and b"Content-Length" in reply
+        t0 = time.monotonic()
+        reply = _raw(port, head + b"Content-Length: 100\r\n\r\n{\"client\":")
+        assert _status(reply) == 408 and time.monotonic() - t0 < 5
+        t0 = time.monotonic()
+        reply = _raw(port, [b"GET / HTTP/1.1\r\n"] + [b"X-Slow: %d\r\n" % i for i in range(20)],
+                     pause=0.3)
+        assert _status(reply) == 408 and time.monotonic() - t0 < 8
+        status, _ = _request("127.0.0.1", port, "/api/progress")
+        assert status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_connections_beyond_the_cap_get_a_503_and_the_page_goes_on(tmp_path, synth_root):
+    exp = human_job(tmp_path, synth_root)
+    server = _serve(exp, "127.0.0.1", max_connections=3, request_secs=30.0)
+    port = server.server_address[1]
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        reply = _raw(port, b"GET /api/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _status(reply) == 503 and b"Retry-After" in reply
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 10
+        while _status(_raw(port, b"GET /api/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Connection: close\r\n\r\n")) != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fuzz_requests(rng):
+    """A few hundred malformed requests: broken request lines, methods, paths, headers,
+    lengths, bodies and JSON fields of every type."""
+    junk = [b"", b"\x00", b"\xff\xfe", b"\r\n", b"%", b"%zz", b"../" * 5, b"\xb2", b"9" * 30,
+            b"-1", b" ", b"\t", b"{", b"[]", b"null", b'"x"', b"1e999", b"NaN"]
+    values = [None, True, -1, 2 ** 70, 1.5, float("nan") if False else 1e308, "", "x" * 5000, [],
+              {}, [1], {"a": 1}, "\u00b2", "0", 19, 255]
+    out = []
+    for method in (b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"BREW", b"G\x00T", b""):
+        for path in (b"/", b"/api/next", b"/api/answer", b"/view/0/zoom.png", b"/view/99999/x.png",
+                     b"/view/-1/zoom.png", b"//etc/passwd", b"/%2e%2e/", b"*", b"http://x/"):
+            out.append(method + b" " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for _ in range(120):
+        parts = [bytes(rng.choice(junk)) for _ in range(3)]
+        out.append(b"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   b"\r\nContent-Length: " + parts[0] + b"\r\n" + parts[1] + b"\r\n\r\n" + parts[2])
+    for field in ("client", "index", "answer", "elapsed_ms"):
+        for v in values:
+            body = {"client": "fuzz", "index": 0, "answer": 1, field: v}
+            for path in (b"/api/next", b"/api/answer", b"/api/undo"):
+                raw = json.dumps(body).encode()
+                out.append(b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                           b"application/json\r\nContent-Length: %d\r\n\r\n" % len(raw) + raw)
+    for header in (b"Host: \xff", b"Cookie: annotate_session=\xff\xff", b"Origin: \x00",
+                   b"Sec-Fetch-Site: \xb2", b"Transfer-Encoding: chunked", b"Expect: 100-continue",
+                   b"Content-Length: 5\r\nContent-Length: 7", b"X" * 70000):
+        out.append(b"POST /api/next HTTP/1.1\r\n" + header + b"\r\n\r\n")
+    return out
+
+
+def test_fuzzed_requests_get_a_4xx_and_the_annotator_goes_on(tmp_path, synth_root, capfd):
+    import random
+
+    exp = human_job(tmp_path, synth_root)
+    server = _serve(exp, "127.0.0.1", request_secs=1.0)
+    port = server.server_address[1]
+    requests = _fuzz_requests(random.Random(0))
+    assert len(requests) >= 200
+    try:
+        statuses = {}
+        for req in requests:
+            status = _status(_raw(port, req, timeout=10))
+            statuses.setdefault(status, []).append(req[:60])
+        bad = {s: r[:3] for s, r in statuses.items() if not (400 <= s < 500 or s == 200)}
+        assert not bad, bad
+        assert sum(len(r) for s, r in statuses.items() if s != 200) > 0.8 * len(requests)
+        # the real annotator's next request still succeeds
+        status, reply = _request("127.0.0.1", port, "/api/next", "POST",
+                                 json.dumps({"client": "person"}), {"Content-Type": "application/json"})
+        assert status == 200 and json.loads(reply)["query"] is not None
+        assert "Traceback" not in capfd.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_request_policy_without_a_socket():
+    from deeplab.annotate.server import (SESSION_COOKIE, access_refusal, content_length,
+                                         parse_json_body, session_of)
+    from deeplab.annotate.session import Refused
+
+    here = {"Host": "127.0.0.1:8765"}
+    assert access_refusal("GET", "/", here, None) is None
+    assert access_refusal("POST", "/api/next", {**here, "Sec-Fetch-Site": "same-origin",
+                                                "Origin": "http://127.0.0.1:8765"}, None) is None
+    for method, target, headers, token, status, words in [
+        ("GET", "/", {"Host": "evil.example:8765"}, None, 403, "not this machine"),
+        ("POST", "/api/next", {**here, "Sec-Fetch-Site": "cross-site"}, None, 403, "another site"),
+        ("POST", "/api/next", {**here, "Origin": "http://127.0.0.2:8765"}, None, 403, "another site"),
+        ("GET", "/", {"Host": "10.0.0.5:8765"}, "secret", 403, "token"),
+        ("GET", "/?token=wrong", {"Host": "10.0.0.5:8765"}, "secret", 403, "token"),
+    ]:
+        r = access_refusal(method, target, headers, token)
+        assert r is not None and r.status == status and words in str(r), (headers, r)
+    assert access_refusal("GET", "/?token=secret", {"Host": "10.0.0.5:8765"}, "secret") is None
+    # a top-level navigation from another site may open the page, nothing else
+    nav = {**here, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert access_refusal("GET", "/", nav, None) is None
+    assert access_refusal("GET", "/api/progress", nav, None) is not None
+    assert content_length("42") == 42
+    for bad in ("\u00b2", "", "-5", "4 2", "0", "99999", "\u0664\u0662", "1e3"):
+        with pytest.raises(Refused) as e:
+            content_length(bad)
+        assert e.value.status == 400
+    cookie = "a" * 32
+    assert session_of(f"x=1; {SESSION_COOKIE}={cookie}") and session_of(f"{SESSION_COOKIE}={cookie}") != cookie
+    assert session_of(f"{SESSION_COOKIE}=short") is None and session_of(None) is None
+    assert parse_json_body(b'{"a": 1}') == {"a": 1}
+    for raw in (b"[1]", b"{", b"[" * 5000, b"\xff"):
+        with pytest.raises(Refused):
+            parse_json_body(raw)
