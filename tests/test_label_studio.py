@@ -161,6 +161,14 @@ def test_label_studio_import_refuses_bad_tasks_with_id_and_reason(tmp_path, synt
     (tmp_path / "min.json").write_text(json.dumps({"image": "x"}))
     with pytest.raises(ls.ImportRefused, match="not JSON-MIN or CSV"):
         ls.import_round(exp, 0, tmp_path / "min.json")
+    # a lead time that is not a number of seconds: the task refused, not imported untimed
+    for lead in (-5.0, "12", float("nan"), True, 1e9):
+        timed = _complete(tasks[1:2], ["road"])
+        timed[0]["annotations"][0]["lead_time"] = lead
+        (tmp_path / "lead.json").write_text(json.dumps(timed))
+        with pytest.raises(ls.ImportRefused, match=r"task 100: its lead_time .* is not a number of seconds"):
+            ls.import_round(exp, 0, tmp_path / "lead.json")
+    assert len(exp.ledger.read()) == 1
     # JSON-MIN: flat tasks (the fields not under 'data')
     flat = [{"id": 7, **tasks[1]["data"], "class": "road"}]
     (tmp_path / "min2.json").write_text(json.dumps(flat))

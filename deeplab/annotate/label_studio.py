@@ -203,14 +203,18 @@ def _choice(task: dict) -> tuple[str | None, str | None, str]:
     return values[0], "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(who or "ls"))[:64], ""
 
 
-def _lead_time_ms(task: dict) -> int | None:
-    """Label Studio's `lead_time` of the task's annotation (seconds the person spent on it), in
-    ms; None when absent or not a plausible number of seconds."""
+def _lead_time_ms(task: dict) -> tuple[int | None, str]:
+    """(ms, '') from Label Studio's `lead_time` of the task's annotation (seconds the person spent
+    on it); (None, '') when absent; (None, reason) when it is there but not a number of seconds
+    in 0..24 h (a negative, a string, NaN): the answer is not imported with a time it lacks."""
     anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    lead = anns[0].get("lead_time") if len(anns) == 1 else None
+    if len(anns) != 1 or anns[0].get("lead_time") is None:
+        return None, ""
+    lead = anns[0]["lead_time"]
     if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 3600:
-        return None
-    return int(round(lead * 1000))
+        return None, (f"its lead_time {str(lead)[:20]!r} is not a number of seconds in 0..86400; "
+                      "correct or remove it")
+    return int(round(lead * 1000)), ""
 
 
 def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
@@ -277,10 +281,14 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
         if key in answered:
             errors.append(f"task {tid}: region {key[1]} of '{key[0]}' is answered in the ledger already")
             continue
+        elapsed, reason = _lead_time_ms(task)
+        if reason:
+            errors.append(f"task {tid}: {reason}")
+            continue
         seen[key] = tid
         q = asked[key]
         rows.append(ledger.make_row(t, q, names[name], annotator=who, source="label_studio",
-                                    elapsed_ms=_lead_time_ms(task)))
+                                    elapsed_ms=elapsed))
     if errors:
         shown = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
         raise ImportRefused(f"{export}: {len(errors)} tasks refused, nothing was imported:\n  {shown}")
