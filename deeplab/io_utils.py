@@ -58,6 +58,22 @@ def write_json(path: Path | str, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json_object(path: Path | str, fix: str) -> dict:
+    """A JSON file that must hold an object (a manifest, a job's config): its dict, or a
+    ValueError naming the file, what is wrong and `fix` (one line, for the scripts' guard)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not text (damaged): {fix}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno} column "
+                         f"{e.colno}): {fix}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a JSON {type(obj).__name__}, not an object: {fix}")
+    return obj
+
+
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8 [H, W] or [H, W, 3] array, or a uint16 [H, W] array."""
     buf = io.BytesIO()

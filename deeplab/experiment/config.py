@@ -68,7 +68,7 @@ class _Config:
     def save_or_check(self) -> None:
         """Writes config.json, or checks that a resumed job keeps its settings."""
         if self.path.is_file():
-            old = json.loads(self.path.read_text())
+            old = io_utils.read_json_object(self.path, _DAMAGED_CONFIG)
             new = dataclasses.asdict(self)
             # A setting the job's config predates counts as its default.
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -89,10 +89,15 @@ class _Config:
             raise FileNotFoundError(f"{path} does not exist: start the job with bash_files/warm_up.sh "
                                     "(scripts/init_experiment.py)")
         known = {f.name for f in dataclasses.fields(cls)}
-        settings = {k: v for k, v in json.loads(path.read_text()).items() if k in known}
+        settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
+                    if k in known}
         settings["job_dir"] = str(job_dir)  # the folder it is, not the one it was made in
         return cls(**settings)
 
+
+
+_DAMAGED_CONFIG = ("the job's settings are damaged; restore the file (the settings it was started "
+                   "with), or start a new JOB_NAME")
 
 
 ExperimentConfig = dataclasses.make_dataclass(

@@ -202,7 +202,11 @@ class Experiment:
     # ------------------------------------------------------------------ manifest
     def manifest(self, t: int) -> dict:
         p = self.round_dir(t) / "manifest.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        if not p.is_file():
+            return {}
+        return io_utils.read_json_object(
+            p, f"the round's record of finished stages is damaged; restore it, or delete "
+               f"{self.round_dir(t)} to run round {t} again")
 
     def done(self, t: int, stage: str) -> bool:
         return stage in self.manifest(t)

@@ -1,0 +1,47 @@
+"""Faults and bad input met from outside (damaged job files, names the file system refuses,
+settings the data cannot hold): each gets one line naming the file or value and the fix, and
+loses nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import human_job
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("text, words", [("[1, 2]", "holds a JSON list, not an object"),
+                                         ('{"select": ', "is not valid JSON"),
+                                         ("\udcff", "is not")])
+def test_a_damaged_manifest_or_config_is_named_with_the_fix(tmp_path, synth_root, text, words):
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
+
+    exp = human_job(tmp_path, synth_root)
+    manifest = exp.round_dir(0) / "manifest.json"
+    kept = manifest.read_bytes()
+    manifest.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match="manifest.json " + words) as e:
+        exp.manifest(0)
+    assert str(exp.round_dir(0)) in str(e.value) and "to run round 0 again" in str(e.value)
+    manifest.write_bytes(kept)
+    config = exp.job_dir / "config.json"
+    config.write_bytes(text.encode("utf-8", "surrogateescape"))
+    for call in (lambda: ExperimentConfig.load(exp.job_dir), lambda: Experiment.open(exp.job_dir)):
+        with pytest.raises(ValueError, match="config.json " + words + r".*new JOB_NAME"):
+            call()
+
+
+def test_a_script_on_a_damaged_manifest_says_one_line(tmp_path, synth_root):
+    exp = human_job(tmp_path, synth_root)
+    manifest = exp.round_dir(0) / "manifest.json"
+    manifest.write_text("[]")
+    out = subprocess.run([sys.executable, "scripts/select_regions.py", "--job_dir", str(exp.job_dir),
+                          "--round", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert str(manifest) in last and "holds a JSON list" in last
+    assert manifest.read_text() == "[]"  # nothing overwritten
