@@ -45,3 +45,33 @@ def test_a_script_on_a_damaged_manifest_says_one_line(tmp_path, synth_root):
     last = out.stderr.strip().splitlines()[-1]
     assert str(manifest) in last and "holds a JSON list" in last
     assert manifest.read_text() == "[]"  # nothing overwritten
+
+
+def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_root):
+    """A legal file name near the 255-byte limit: the atomic writes' temporary names must not
+    push it over (they used to add a prefix and a suffix to the whole name)."""
+    from deeplab import io_utils
+    from deeplab.experiment import tasks
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.stages import select_round
+    from conftest import make_folder_dataset
+
+    target = tmp_path / ("n" * 251 + ".npz")  # 255 bytes
+    io_utils.write_bytes(target, b"x")
+    assert target.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=False,
+                               num_train=2, num_val=1, nested=False, jpeg_every=0)
+    long = "a" * 246  # + ".png" = 250 characters
+    first = sorted((root / "images").glob("*.png"))[0]
+    first.rename(first.with_name(long + ".png"))
+    (root / "labels" / first.name).rename(root / "labels" / f"{long}.png")
+    config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
+                              clicks_per_round=4, superpixel_method="slic",
+                              superpixel_size_px=128.0, seed=1).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    assert long in {s.name for s in exp.samples}
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
+    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    assert exp.load_map(0, long).shape == (64, 128)
