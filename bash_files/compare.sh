@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 # CLICKS_PER_ROUND=0.3% of the base superpixels, P3: <= 1 %; TRAIN_STEPS=600; from the stand-in
 # BASE_LEARNING_RATE=0.02, as 0.07 wrecks sparse-label training), then the driver's own.
 SETTINGS_PROFILE=benchmark
-SEEDS="${SEEDS:-0 1 2}"
-ARMS="${ARMS:-full random class_balanced adaptive paper}"
+SEEDS="${SEEDS-0 1 2}"                          # unset: the default; set but empty: refused
+ARMS="${ARMS-full random class_balanced adaptive paper}"
 SHARE_WARM_UP="${SHARE_WARM_UP:-1}"             # 0: every arm trains its own (identical) warm-up round
 STANDIN="${STANDIN:-1}"                         # 1: every round starts from the stand-in backbone
 SYNTH_TRAIN="${SYNTH_TRAIN:-400}"               # the embedded pool (DATASET=synthetic, no DATA_DIR)

@@ -75,3 +75,16 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_round(exp, 0, progress=False))
     assert exp.load_map(0, long).shape == (64, 128)
+
+
+@pytest.mark.parametrize("name", ["ARMS", "SEEDS"])
+def test_compare_sh_refuses_an_empty_arms_or_seeds(tmp_path, name):
+    """ARMS='' is a mistake, not a request for the default benchmark (which builds a pool of
+    400 scenes and trains for an hour): refused before anything is written."""
+    import os
+
+    env = dict(os.environ, WORK_DIR=str(tmp_path / "work"), **{name: ""})
+    out = subprocess.run(["bash", "bash_files/compare.sh"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0 and f"{name} is empty" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and not (tmp_path / "work").exists()
