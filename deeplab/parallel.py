@@ -130,6 +130,7 @@ class Executor:
         if int(num_workers) < 1:
             raise ValueError(f"NUM_WORKERS must be >= 1, got {num_workers}")
         self.num_workers = int(num_workers)
+        self.expected_tasks: int | None = None
 
     # subclasses: submit(fn, task) -> handle; result(handle) -> value
     def submit(self, fn, task):
@@ -153,6 +154,7 @@ class Executor:
             unit: str = "img") -> list:
         from tqdm import tqdm
 
+        self.expected_tasks = len(tasks)  # a pool started for them needs no more workers
         return list(tqdm(self.imap(fn, tasks), total=len(tasks), desc=desc, unit=unit,
                          disable=not progress))
 
@@ -189,7 +191,9 @@ class LocalExecutor(Executor):
         if self._pool is None:
             import multiprocessing as mp
 
-            self._pool = mp.get_context("spawn").Pool(self.num_workers)
+            # NUM_WORKERS=100 for 4 images starts 4 processes, not 100
+            size = min(self.num_workers, max(2, self.expected_tasks or self.num_workers))
+            self._pool = mp.get_context("spawn").Pool(size)
         shared: list = []
         return self._pool.apply_async(_timed, (fn, _share(task, shared, self._blocks))), shared
 

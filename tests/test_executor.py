@@ -68,3 +68,16 @@ def test_large_arrays_travel_through_shared_memory_and_are_freed():
 
 def _dict_task(task):
     return task["k"], float(task["probs"].sum())
+
+
+def _pid(_):
+    import os
+
+    return os.getpid()
+
+
+def test_a_pool_is_no_larger_than_its_tasks():
+    """NUM_WORKERS=100 for 4 tasks starts 4 processes (it used to start 100)."""
+    with parallel.make_executor("local", 100) as ex:
+        assert len(ex.map(_pid, list(range(4)), progress=False)) == 4
+        assert ex._pool._processes == 4
