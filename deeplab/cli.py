@@ -41,10 +41,18 @@ def data_cache(args: argparse.Namespace, root: Path):
 
 
 def resolve_dataset(args: argparse.Namespace):
-    """Returns (descriptor, root); generates the synthetic set if it is asked for and missing."""
+    """Returns (descriptor, root); generates the synthetic set in its default root if it is
+    asked for and missing. A folder the user named (--dataset_dir, DATA_DIR) is never written
+    into: without the synthetic set there, it is refused."""
     descriptor = get_dataset(args.dataset, args.dataset_dir)
     root = Path(args.dataset_dir) if args.dataset_dir else descriptor.default_root()
     if args.dataset == "synthetic" and not (root / "synthetic.json").is_file():
+        if args.dataset_dir:
+            raise FileNotFoundError(
+                f"DATA_DIR {root} holds no synthetic data set (no synthetic.json), and a folder "
+                "you name is not written into: generate one there with `python "
+                f"scripts/make_synthetic.py --dataset_dir {root}`, set DATASET to your data's "
+                "layout, or leave DATA_DIR empty")
         from deeplab.datasets import synthetic
 
         print(f"generating the synthetic data set in {root} (first use)")

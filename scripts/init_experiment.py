@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         from deeplab import cli
 
         # Generates the synthetic set on first use; checks that the data exist.
-        cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=str(exp.data_root)))
+        cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=config.dataset_dir))
         train = exp.samples
         if config.annotator == "oracle":
             exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")

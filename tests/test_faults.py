@@ -88,3 +88,17 @@ def test_compare_sh_refuses_an_empty_arms_or_seeds(tmp_path, name):
                          text=True, timeout=120)
     assert out.returncode != 0 and f"{name} is empty" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and not (tmp_path / "work").exists()
+
+
+def test_nothing_is_generated_into_a_data_dir_the_user_named(tmp_path):
+    """DATASET=synthetic (the default) with DATA_DIR set to an empty folder of the user's: refused
+    in one line, the folder left empty (it used to receive 130 generated scenes)."""
+    mine = tmp_path / "my_images"
+    mine.mkdir()
+    out = subprocess.run([sys.executable, "scripts/init_experiment.py", "--job_dir", str(tmp_path / "job"),
+                          "--dataset", "synthetic", "--dataset_dir", str(mine)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert str(mine) in last and "make_synthetic.py" in last
+    assert list(mine.iterdir()) == [] and not (tmp_path / "job").exists()
