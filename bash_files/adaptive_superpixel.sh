@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 source bash_files/settings.sh
 
 init_experiment
+lock_job
 # Base maps live in the cache: made again (identically) if this job moved to another WORK_DIR.
 py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 for ((t = 1; t < ROUNDS; t++)); do

@@ -73,6 +73,22 @@ init_experiment() {
 }
 # <<< end of the generated block
 JOB_DIR="$WORK_DIR/$JOB_NAME"
+# One driver per job (after init_experiment has checked JOB_NAME): a second driver started on the
+# same job stops at once. The lock is flock(1) on an open file that this shell and the scripts
+# it starts hold, so a killed driver leaves none behind, and an orphaned script keeps it.
+lock_job() {
+  if ! command -v flock > /dev/null; then
+    echo "note: flock(1) (util-linux) is missing: two drivers on one job are not kept apart" >&2
+    return 0
+  fi
+  exec 9>> "$JOB_DIR/driver.lock"
+  if ! flock -n 9; then
+    echo "error: job $JOB_DIR is being run by another driver ($(cat "$JOB_DIR/driver.lock")):" \
+      "wait for it to finish or stop it, then run again" >&2
+    exit 2
+  fi
+  echo "pid $$ on ${HOSTNAME:-this machine} since $(date '+%F %T')" > "$JOB_DIR/driver.lock"
+}
 # A round's stages after its region maps (and, given "regions", those first), in one process:
 # scripts/run_round.py (each stage as its own script would run it), then the results table.
 run_round_stages() {

@@ -131,9 +131,15 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
     if exp.done(t, stage):
         print(f"round {t}: {stage} already complete, skipped")
         return 0
-    exp.check_answered_images()
-    info = fn(exp, t)
-    exp.mark(t, stage, info)
+    from deeplab.experiment.locks import job_lock
+
+    with job_lock(exp.job_dir):  # two drivers on one job: the second stops here
+        if exp.done(t, stage):  # finished by the other process meanwhile
+            print(f"round {t}: {stage} already complete, skipped")
+            return 0
+        exp.check_answered_images()
+        info = fn(exp, t)
+        exp.mark(t, stage, info)
     print(f"round {t}: {stage} done {json.dumps(_shown(info))}")
     return 0
 

@@ -102,3 +102,46 @@ def test_nothing_is_generated_into_a_data_dir_the_user_named(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert str(mine) in last and "make_synthetic.py" in last
     assert list(mine.iterdir()) == [] and not (tmp_path / "job").exists()
+
+
+def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_root):
+    """A second process on a job whose stages another runs stops with one line naming the
+    holder; so does a second driver; a killed holder leaves no lock behind."""
+    import os
+    import signal
+
+    exp = human_job(tmp_path, synth_root)
+    code = ("import sys, time\nfrom deeplab.experiment.locks import job_lock\n"
+            f"with job_lock({str(exp.job_dir)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = subprocess.run([sys.executable, "scripts/annotate_regions.py", "--job_dir", str(exp.job_dir),
+                              "--round", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        last = out.stderr.strip().splitlines()[-1]
+        assert f"job {exp.job_dir} is being run by another process (pid {holder.pid}" in last
+        assert exp.ledger.read() == []
+    finally:
+        holder.kill()
+        holder.wait()
+    from deeplab.experiment.locks import job_lock
+
+    with job_lock(exp.job_dir):  # released with the process that held it
+        pass
+    # the drivers: lock_job of bash_files/settings.sh
+    script = (f'set -euo pipefail; source bash_files/settings.sh; JOB_DIR={str(exp.job_dir)!r}; '
+              'lock_job; echo locked; sleep 60')
+    first = subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        out = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "locked" not in out.stdout
+        assert f"job {exp.job_dir} is being run by another driver (pid {first.pid}" in out.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    out = subprocess.run(["bash", "-c", script.replace("sleep 60", "true")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "locked"
