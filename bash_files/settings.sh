@@ -109,8 +109,10 @@ py() {
   if [ -n "${STAGE_LOG:-}" ] && [ "$1" != scripts/run_round.py ]; then
     set -- -m deeplab.experiment.stage_log --log "$STAGE_LOG" -- "$@"
   fi
-  "$PYTHON" "$@" 2> >(grep --line-buffered -v -E "$TF_NOISE" >&2)
+  # the filter ignores Ctrl-C: it passes the script's last lines ("stopped: ...") and ends with it
+  "$PYTHON" "$@" 2> >(trap '' INT; grep --line-buffered -v -E "$TF_NOISE" >&2)
 }
+export AL_DRIVER_PID=$$  # a script this shell starts ends when it does (deeplab/cli.py follow_driver)
 
 # Progress bars: refresh at most every 10 s when the output is a log file, not a terminal.
 [ -t 2 ] || export TQDM_MININTERVAL="${TQDM_MININTERVAL:-10}"

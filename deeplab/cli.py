@@ -97,14 +97,45 @@ EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ArithmeticError, LookupErr
 DEBUG_ENV = "AL_DEBUG"
 
 
+DRIVER_ENV = "AL_DRIVER_PID"  # set by bash_files/settings.sh: the driver's shell
+
+
+def follow_driver() -> None:
+    """A script that a driver started (its parent is the shell named by AL_DRIVER_PID) ends
+    with it: Linux sends it SIGTERM when that shell exits, so a driver stopped on its own
+    leaves no script running behind it as a second writer (what SIGTERM stops resumes)."""
+    import os
+    import signal
+
+    driver = os.environ.get(DRIVER_ENV, "")
+    if not driver.isascii() or not driver.isdigit() or os.getppid() != int(driver):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the driver's lock still keeps a rerun out
+        return
+    if os.getppid() != int(driver):  # the driver ended before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def guarded(fn, *args, what: str = "error") -> int:
     """Runs `fn(*args)` (a script's work, returning its exit status): an expected error is
-    one line on stderr and exit status 2, without a traceback unless AL_DEBUG=1."""
+    one line on stderr and exit status 2, without a traceback unless AL_DEBUG=1; Ctrl-C is
+    one line and exit status 130."""
     import os
     import sys
 
+    follow_driver()
     try:
         return fn(*args)
+    except KeyboardInterrupt:
+        where = "" if what == "error" else f" ({what})"
+        print(f"\nstopped{where}: what is saved stays saved; run it again to continue",
+              file=sys.stderr)
+        return 130
     except EXPECTED_ERRORS as e:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise

@@ -161,11 +161,20 @@ class Executor:
     def close(self) -> None:
         pass
 
+    def terminate(self) -> None:
+        """Stops at once, dropping the tasks in flight (on an error or Ctrl-C)."""
+        self.close()
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        # A stage that failed or was interrupted does not wait for the tasks still queued
+        # (a pool's close-and-join would, and Ctrl-C would hang in it).
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
 
 
 class _Done:
@@ -174,6 +183,14 @@ class _Done:
 
     def get(self):
         return self.value
+
+
+def _ignore_sigint() -> None:
+    """A pool worker leaves Ctrl-C to the process that runs the stage: that one stops the pool
+    (workers that each raised KeyboardInterrupt would leave the pool's shutdown hanging)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class LocalExecutor(Executor):
@@ -193,7 +210,7 @@ class LocalExecutor(Executor):
 
             # NUM_WORKERS=100 for 4 images starts 4 processes, not 100
             size = min(self.num_workers, max(2, self.expected_tasks or self.num_workers))
-            self._pool = mp.get_context("spawn").Pool(size)
+            self._pool = mp.get_context("spawn").Pool(size, initializer=_ignore_sigint)
         shared: list = []
         return self._pool.apply_async(_timed, (fn, _share(task, shared, self._blocks))), shared
 
@@ -209,6 +226,13 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+            self._pool.join()
+            self._pool = None
+        self._blocks.close()
+
+    def terminate(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
             self._pool.join()
             self._pool = None
         self._blocks.close()

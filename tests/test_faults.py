@@ -145,3 +145,98 @@ def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_roo
     out = subprocess.run(["bash", "-c", script.replace("sleep 60", "true")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "locked"
+
+
+def _driver_shell(tmp_path, body: str):
+    """A bash that sources bash_files/settings.sh and runs `py` on a script that prints its pid,
+    then waits inside cli.guarded (as every script does), in a session of its own."""
+    script = tmp_path / "waits.py"
+    script.write_text("import os, sys, time\nfrom deeplab import cli\n"
+                      "def work():\n    print(os.getpid(), flush=True)\n    time.sleep(60)\n    return 0\n"
+                      "sys.exit(cli.guarded(work, what='round 9: train'))\n")
+    return subprocess.Popen(["bash", "-c", f"set -euo pipefail; source bash_files/settings.sh; {body} {script}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _gone(pid, secs=10.0):
+    import os
+    import time
+
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_ctrl_c_in_a_driver_ends_on_the_scripts_stopped_line(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while a driver's script runs: the script's one
+    'stopped' line reaches the terminal through the driver's stderr filter, and the driver
+    exits 130 (it used to exit 1 with the line lost)."""
+    import os
+    import signal
+
+    driver = _driver_shell(tmp_path, "py")
+    pid = int(driver.stdout.readline())
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=30)
+    assert driver.returncode == 130, err
+    assert "stopped (round 9: train): what is saved stays saved" in err and "Traceback" not in err
+    assert _gone(pid)
+
+
+def test_a_script_ends_with_the_driver_that_started_it(tmp_path):
+    """SIGTERM to the driver's shell alone: the script it was running ends too (it used to run
+    on as an orphan, a second writer beside a rerun)."""
+    import os
+    import signal
+
+    driver = _driver_shell(tmp_path, "py")
+    pid = int(driver.stdout.readline())
+    try:
+        os.kill(driver.pid, signal.SIGTERM)
+        driver.wait(timeout=30)
+        assert _gone(pid), "the script outlived its driver"
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_in_a_pooled_stage_stops_at_once_and_resumes(tmp_path):
+    """SIGINT to the process group while superpixels run on a pool of two workers: the stage
+    stops within seconds with one line and 130 (it used to hang in the pool's shutdown until a
+    third Ctrl-C); run again, it writes the rest."""
+    import os
+    import signal
+    import time
+
+    from deeplab.datasets import synthetic
+
+    root = synthetic.generate(tmp_path / "data", num_train=300, num_val=1, height=96, width=192, seed=5)
+    out_dir = tmp_path / "maps"
+    cmd = [sys.executable, "scripts/extract_superpixels.py", "--dataset", "synthetic", "--dataset_dir",
+           str(root), "--method", "slic", "--output_dir", str(out_dir), "--num_workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out_dir.rglob("*.npz"))) < 10:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 15
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "stopped: what is saved stays saved" in err and "Traceback" not in err
+    done = len(list(out_dir.rglob("*.npz")))
+    assert done < 300
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and f"'skipped': {done}" in rerun.stdout, rerun.stdout[-500:]
+    assert len(list(out_dir.rglob("*.npz"))) == 300
