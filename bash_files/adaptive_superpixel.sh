@@ -9,6 +9,8 @@ source bash_files/settings.sh
 
 init_experiment
 lock_job
+# The val TFRecords as in warm_up.sh: rebuilt if CACHE_DIR changed or a shard was damaged.
+py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
 # Base maps live in the cache: made again (identically) if this job moved to another WORK_DIR.
 py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 for ((t = 1; t < ROUNDS; t++)); do

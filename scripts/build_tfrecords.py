@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--num_shards", type=int, default=4)
     p.add_argument("--label_dir", default=None, help="partial label PNGs of a round ({name}.png)")
     p.add_argument("--skip_existing", action="store_true",
-                   help="leave splits alone whose records are complete and hold exactly the list")
+                   help="leave splits alone whose records are complete, hold exactly the list "
+                        "and are as written (a damaged shard is rebuilt)")
     cli.add_executor_flags(p)
     p.add_argument("--job_dir", default=None, help="take the data set from an experiment's config")
     args = p.parse_args(argv)
@@ -53,10 +54,15 @@ def main(argv=None) -> int:
                     print(f"error: {e}", file=sys.stderr)
                     return 2
             if args.skip_existing:
-                if tfrecord.meta_matches(out, split, [s.name for s in samples]):
+                names = [s.name for s in samples]
+                damaged = tfrecord.meta_matches(out, split, names) and tfrecord.damaged_shards(out, split)
+                if damaged:
+                    print(f"{split}: {damaged[0]} is damaged (its bytes differ from what was "
+                          f"written; {len(damaged)} shard(s)): rebuilding")
+                elif tfrecord.meta_matches(out, split, names):
                     print(f"{split}: complete TFRecords of {len(samples)} images in {out}, skipped")
                     continue
-                if glob.glob(tfrecord.shard_pattern(out, split)):
+                elif glob.glob(tfrecord.shard_pattern(out, split)):
                     print(f"{split}: the TFRecords in {out} are partial or hold another list: rebuilding")
             paths = build_data.build_split(descriptor, samples, out, split, args.num_shards,
                                            args.label_dir, executor=ex)

@@ -41,10 +41,14 @@ def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     # The modes compare.sh's arms do not run: uncertainty on base regions, sieving, no warm start.
     env = _driver_env(tmp_path, root, REGIONS="base", ACQUISITION="uncertainty", SIEVE=1, WARM_START=0)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    for script in ("warm_up.sh", "adaptive_superpixel.sh"):
-        out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=env,
+    # CACHE_DIR moved between the drivers (allowed): the second builds its val TFRecords again
+    # (it used to train, then stop in evaluation: "val TFRecords carry no count").
+    moved = dict(env, CACHE_DIR=str(tmp_path / "moved_cache"))
+    for script, script_env in (("warm_up.sh", env), ("adaptive_superpixel.sh", moved)):
+        out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=script_env,
                              capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert list((tmp_path / "moved_cache").rglob("val.meta.json"))
     job = tmp_path / "work" / "mine"
     rows = (job / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("round,clicks,miou")

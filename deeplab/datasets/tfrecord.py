@@ -95,23 +95,59 @@ def read_meta(tfrecord_dir: Path | str, split: str) -> dict | None:
         return None
 
 
+def _file_sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_meta(tfrecord_dir: Path | str, split: str, names: list[str], num_shards: int) -> None:
+    """The split's record of completeness, with each shard's SHA-256 (so that a shard damaged
+    later, truncated or with a flipped byte, is found before it is read)."""
+    files = {os.path.basename(f): _file_sha256(f)
+             for f in sorted(glob.glob(shard_pattern(tfrecord_dir, split)))}
     io_utils.write_json(meta_path(tfrecord_dir, split),
                         {"split": split, "count": len(names), "digest": names_digest(names),
-                         "shards": num_shards})
+                         "shards": num_shards, "sha256": files})
 
 
-def meta_matches(tfrecord_dir: Path | str, split: str, names: list[str]) -> bool:
+def damaged_shards(tfrecord_dir: Path | str, split: str) -> list[str]:
+    """The shards whose bytes differ from what was written (meta files of older builds carry
+    no digests: none is reported for them)."""
+    meta = read_meta(tfrecord_dir, split) or {}
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict):
+        return []
+    out = []
+    for name, digest in sorted(digests.items()):
+        path = Path(tfrecord_dir) / name
+        if not path.is_file() or _file_sha256(path) != digest:
+            out.append(str(path))
+    return out
+
+
+def meta_matches(tfrecord_dir: Path | str, split: str, names: list[str], verify: bool = False) -> bool:
+    """The split's records are complete and hold exactly `names` (and, with `verify`, every
+    shard is byte for byte as written)."""
     meta = read_meta(tfrecord_dir, split)
     return (meta is not None and meta.get("count") == len(names)
             and meta.get("digest") == names_digest(names)
-            and len(glob.glob(shard_pattern(tfrecord_dir, split))) == meta.get("shards"))
+            and len(glob.glob(shard_pattern(tfrecord_dir, split))) == meta.get("shards")
+            and not (verify and damaged_shards(tfrecord_dir, split)))
 
 
 def check_meta(tfrecord_dir: Path | str, split: str, names: list[str], fix: str) -> None:
-    """Raises ValueError unless the split's records are complete and hold exactly `names`."""
+    """Raises ValueError unless the split's records are complete, hold exactly `names` and are
+    as written."""
     if meta_matches(tfrecord_dir, split, names):
-        return
+        damaged = damaged_shards(tfrecord_dir, split)
+        if not damaged:
+            return
+        raise ValueError(f"the '{split}' TFRecord {damaged[0]} is damaged (its bytes differ from "
+                         f"what was written{f', and {len(damaged) - 1} more' if len(damaged) > 1 else ''}): "
+                         f"rebuild them: {fix}")
     meta = read_meta(tfrecord_dir, split)
     if meta is None:
         why = "carry no count (a build that stopped part-way, or records from elsewhere)"

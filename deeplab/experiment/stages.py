@@ -569,7 +569,8 @@ def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     val = exp.descriptor.list_split(exp.data_root, "val")
     names = [s.name for s in val]
     tfrecord.check_meta(exp.val_tfrecord_dir, "val", names,
-                        fix=f"python scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits val")
+                        fix="run the driver again (it rebuilds them), or python "
+                            f"scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits val --skip_existing")
     model, _ = load_trained(exp.round_dir(t) / "train")
     res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
                    exp.descriptor.ignore_label, progress=progress)
