@@ -39,11 +39,23 @@ def main(argv=None) -> int:
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--inference_scale", type=float, default=1.0, help="paper: 0.5 on Cityscapes")
     p.add_argument("--overlay_dir", default=None)
+    p.add_argument("--repair", action="store_true",
+                   help="experiment mode: read every map of the round through and compute the "
+                        "damaged ones again (the round's regions stage is done already)")
     args = p.parse_args(argv)
 
     if args.job_dir:
         if args.round is None:
             p.error("--job_dir needs --round")
+        if args.repair:
+            from deeplab.experiment.job import Experiment
+            from deeplab.experiment.stages import repair_round_regions
+
+            def repair():
+                print(json.dumps(repair_round_regions(Experiment.open(args.job_dir), args.round)))
+                return 0
+
+            return cli.guarded(repair, what=f"round {args.round}: repair of the maps")
         return cli.guarded(cli.run_stage, args.job_dir, args.round, "regions", cli.stage_function("regions"),
                            what=f"round {args.round}: regions")
     if not args.checkpoint_dir or not args.output_dir:

@@ -597,3 +597,38 @@ def test_oracle_and_base_regions_from_a_trained_model(finished_job, tmp_path):
                                   progress=False)
     np.testing.assert_array_equal(region_maps.load(region_maps.path(tmp_path / "from_stored",
                                                                     samples[0].name)), fake)
+
+
+def test_a_damaged_map_is_named_and_computed_again(finished_job, tmp_path, capsys):
+    """A base map or a round map with a flipped byte or cut short: reading it names the file
+    and the fix (it used to be a BadZipFile or zlib traceback); the superpixel step rebuilds a
+    damaged base map, `gen_adaptive_spx.py --repair` a round map, each equal to the original."""
+    from deeplab.experiment import region_maps
+
+    exp = _copy_job(finished_job, tmp_path / "w" / "job")
+    base = exp.base_dir  # the copy's own cache: its base maps are made again, identically
+    samples = exp.samples
+    tasks.extract_base(exp.descriptor, samples, base, "slic", 64.0, progress=False)
+    path = region_maps.path(base, samples[1].name)
+    original = region_maps.load(path)
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:]):
+        path.write_bytes(damage(path.read_bytes()))
+        with pytest.raises(region_maps.DamagedMap, match=f"region map {path} is damaged.*driver again"):
+            region_maps.load(path)
+        summary = tasks.extract_base(exp.descriptor, samples, base, "slic", 64.0, progress=False)
+        assert summary["rebuilt_damaged"] == 1 and summary["skipped"] == len(samples) - 1
+        assert f"rebuilt the damaged base map {path}" in capsys.readouterr().out
+        np.testing.assert_array_equal(region_maps.load(path), original)
+    name = exp.samples[2].name
+    path = exp.map_path(1, name)
+    regions, stats = region_maps.load_with_stats(path)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(region_maps.DamagedMap, match=f"gen_adaptive_spx.py --job_dir {exp.job_dir} --round 1 --repair"):
+        exp.load_map(1, name)
+    out = subprocess.run([sys.executable, "scripts/gen_adaptive_spx.py", "--job_dir", str(exp.job_dir),
+                          "--round", "1", "--repair"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and f"rebuilt round 1's map {path}" in out.stdout, (out.returncode, out.stdout[-1500:], out.stderr[-600:])
+    again, again_stats = region_maps.load_with_stats(path)
+    np.testing.assert_array_equal(again, regions)
+    for k in stats:  # the model ran on one image, not the stream: equal to float rounding
+        np.testing.assert_allclose(again_stats[k], stats[k], rtol=1e-6)

@@ -5,6 +5,8 @@ round maps with their statistics). One `.npz` per image, lossless and pickle-fre
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,28 @@ def save(file: Path | str, regions: np.ndarray, stats: R.RegionStats | None = No
             np.savez_compressed(f, **arrays)
 
 
+# What a damaged .npz raises: truncated (BadZipFile, EOFError), a flipped byte (zlib.error,
+# BadZipFile's CRC check), a missing array (KeyError), not an .npz at all (ValueError, OSError).
+DAMAGE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+class DamagedMap(ValueError):
+    """A region map that exists but cannot be read; the message names it and the fix."""
+
+
+def _fix(file: Path) -> str:
+    """How a damaged map is made again: a round map by its round's regions stage (the previous
+    round's model), a base or oracle map by the superpixel step the drivers run first."""
+    for parent in file.parents:  # the map of "city/name" lies in a sub-folder
+        if parent.name == "regions" and parent.parent.name.startswith("round_"):
+            t = int(parent.parent.name.split("_")[1])
+            return (f"rebuild it with `python scripts/gen_adaptive_spx.py --job_dir "
+                    f"{parent.parent.parent} --round {t} --repair` (round {t - 1}'s model computes "
+                    "it again)")
+    return ("run the driver again (its superpixel step rebuilds damaged maps), or "
+            "`python scripts/extract_superpixels.py --job_dir <job>`")
+
+
 def _open(file: Path):
     if not file.is_file():
         raise FileNotFoundError(
@@ -37,26 +61,37 @@ def _open(file: Path):
             "scripts/gen_oracle_spx.py (oracle) or scripts/gen_adaptive_spx.py (adaptive) first")
     try:
         return np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"region map {file} is unreadable ({e}); delete it and regenerate") from e
+    except DAMAGE as e:
+        raise DamagedMap(f"region map {file} is damaged ({type(e).__name__}: {e}); {_fix(file)}") from e
+
+
+def _arrays(file: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    with _open(file) as z:
+        try:
+            return {k: z[k] for k in names}
+        except DAMAGE as e:
+            raise DamagedMap(f"region map {file} is damaged or lacks {', '.join(names)} "
+                             f"({type(e).__name__}: {e}); {_fix(file)}") from e
 
 
 def load(file: Path | str) -> np.ndarray:
     """int32 [H, W] region ids."""
-    file = Path(file)
-    with _open(file) as z:
-        try:
-            return z["regions"].astype(np.int32)
-        except (KeyError, ValueError, OSError) as e:
-            raise ValueError(f"region map {file} is unreadable ({e}); delete it and regenerate") from e
+    return _arrays(Path(file), ("regions",))["regions"].astype(np.int32)
 
 
 def load_with_stats(file: Path | str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(regions int32 [H, W], {size, uncertainty, dominant_class}) of a round map."""
+    arrays = _arrays(Path(file), ("regions",) + STATS)
+    return arrays.pop("regions").astype(np.int32), arrays
+
+
+def readable(file: Path | str, stats: bool = False) -> bool:
+    """The map exists and every array of it reads (decompressed, CRC checked)."""
     file = Path(file)
-    with _open(file) as z:
-        try:
-            return z["regions"].astype(np.int32), {k: z[k] for k in STATS}
-        except (KeyError, ValueError, OSError) as e:
-            raise ValueError(f"round map {file} is unreadable or lacks its statistics ({e}); "
-                             "delete it and rerun the regions stage") from e
+    if not file.is_file():
+        return False
+    try:
+        _arrays(file, ("regions",) + (STATS if stats else ()))
+    except DamagedMap:
+        return False
+    return True

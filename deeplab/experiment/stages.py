@@ -107,8 +107,8 @@ def predictor_for_round(exp: Experiment, t: int):
     return Predictor.from_train_dir(exp.round_dir(t) / "train", exp.config.inference_scale)
 
 
-def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
-    """Regions stage of round t >= 1, with round t-1's model."""
+def _round_maps(exp: Experiment, t: int, samples, write_overlays: bool) -> dict:
+    """Round t's maps of `samples` (those not written yet), with round t-1's model."""
     if t < 1:
         raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
     exp.require(t - 1, "train")
@@ -117,11 +117,31 @@ def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
         from deeplab.training.inference import Predictor
 
         merge_predictor = Predictor.from_train_dir(exp.config.merge_model, exp.config.inference_scale)
-    summary = generate_round_regions(
-        exp.descriptor, exp.samples, predictor_for_round(exp, t - 1), exp.base_dir,
+    return generate_round_regions(
+        exp.descriptor, samples, predictor_for_round(exp, t - 1), exp.base_dir,
         exp.round_dir(t) / "regions", exp.config.regions, exp.config.eps, exp.oracle_dir,
         exp.round_dir(t) / "overlays" if write_overlays else None, executor=exp.executor(),
         merge_predictor=merge_predictor)
+
+
+def repair_round_regions(exp: Experiment, t: int) -> dict:
+    """Reads every map of round t through and computes the damaged or missing ones again with
+    round t-1's model (the stage's figures stay those it recorded)."""
+    out_dir = exp.round_dir(t) / "regions"
+    damaged = [s for s in exp.samples
+               if not region_maps.readable(region_maps.path(out_dir, s.name), stats=True)]
+    for s in damaged:
+        region_maps.path(out_dir, s.name).unlink(missing_ok=True)
+    if damaged:
+        _round_maps(exp, t, damaged, write_overlays=False)
+    for s in damaged:
+        print(f"rebuilt round {t}'s map {region_maps.path(out_dir, s.name)}")
+    return {"checked": len(exp.samples), "rebuilt": len(damaged)}
+
+
+def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
+    """Regions stage of round t >= 1, with round t-1's model."""
+    summary = _round_maps(exp, t, exp.samples, write_overlays)
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
     if warning:
         import sys

@@ -30,8 +30,11 @@ def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:
 
 
 # ---------------------------------------------------------------------------- base and oracle maps
-def base_task(task: dict) -> int:
-    """Base superpixels of one image -> its map file; returns the region count."""
+def base_task(task: dict) -> int | None:
+    """Base superpixels of one image -> its map file; returns the region count. With `verify`,
+    a map already there is kept if it reads whole (None) and computed again if it is damaged."""
+    if task.get("verify") and region_maps.readable(task["out"]):
+        return None
     descriptor, sample = task["descriptor"], task["sample"]
     image = descriptor.read_image(sample)
     h, w = image.shape[:2]
@@ -52,13 +55,21 @@ def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: 
     if method not in superpixels.METHODS:
         raise ValueError(f"unknown superpixel method '{method}'; valid: {', '.join(superpixels.METHODS)}")
     mine = shard_items(samples, shard)
-    todo = [{"descriptor": descriptor, "sample": s, "out": region_maps.path(out_dir, s.name),
-             "method": method, "size_px": superpixel_size_px, "n_segments": n_segments,
-             "overlay_dir": overlay_dir}
-            for s in mine if not region_maps.path(out_dir, s.name).is_file()]
-    counts = (executor or LocalExecutor()).map(base_task, todo, f"{method} superpixels", progress)
-    return {"written": len(todo), "skipped": len(mine) - len(todo),
-            "mean_regions": float(np.mean(counts)) if counts else None}
+    # Maps already written are read through (on the workers) and rebuilt if damaged.
+    tasks = [{"descriptor": descriptor, "sample": s, "out": region_maps.path(out_dir, s.name),
+              "method": method, "size_px": superpixel_size_px, "n_segments": n_segments,
+              "overlay_dir": overlay_dir, "verify": region_maps.path(out_dir, s.name).is_file()}
+             for s in mine]
+    counts = (executor or LocalExecutor()).map(base_task, tasks, f"{method} superpixels", progress)
+    written = [c for c in counts if c is not None]
+    rebuilt = [t["out"] for t, c in zip(tasks, counts) if t["verify"] and c is not None]
+    for path in rebuilt:
+        print(f"rebuilt the damaged base map {path}")
+    out = {"written": len(written), "skipped": len(mine) - len(written),
+           "mean_regions": float(np.mean(written)) if written else None}
+    if rebuilt:
+        out["rebuilt_damaged"] = len(rebuilt)
+    return out
 
 
 def oracle_task(task: dict) -> int:
