@@ -278,3 +278,30 @@ def test_a_damaged_val_tfrecord_is_named_and_rebuilt(tmp_path, synth_root):
         tfrecord.check_meta(out, "val", names, fix="-")
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "complete TFRecords" in again.stdout
+
+
+@pytest.mark.e2e  # trains the stand-in (tiny) twice
+def test_a_damaged_stand_in_is_built_again_and_damaged_weights_are_named(tmp_path, capsys):
+    import numpy as np
+
+    from deeplab.training import checkpoints, standin
+
+    config = standin.StandinConfig(num_images=4, num_val=2, steps=2, height=64, width=128,
+                                   crop_size=65, batch_size=2)
+    path = standin.build(config, work_dir=tmp_path / "work", models_dir=tmp_path / "models",
+                         progress=False)
+    original = checkpoints.read_weights(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"weights file {path} is damaged .*build_standin.py"):
+        checkpoints.read_weights(path)
+    assert standin.build(config, work_dir=tmp_path / "work", models_dir=tmp_path / "models",
+                         progress=False) == path
+    assert f"stand-in backbone {path} is damaged: building it again" in capsys.readouterr().err
+    again = checkpoints.read_weights(path)
+    assert again.keys() == original.keys()
+    for k in original:
+        np.testing.assert_array_equal(again[k], original[k])
+    other = tmp_path / "converted.npz"
+    other.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=f"weights file {other} is damaged .*convert_checkpoint.py"):
+        checkpoints.read_weights(other)

@@ -125,12 +125,29 @@ def save_weights(model: keras.Model, path: str | Path) -> None:
             np.savez(f, **arrays)
 
 
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a weights `.npz`; a damaged file is a ValueError naming it and the fix."""
+    from deeplab.experiment.region_maps import DAMAGE
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except DAMAGE as e:
+        if path.name.startswith("standin_"):
+            fix = ("delete it and run the driver again: the stand-in is built again, identically "
+                   "(python scripts/build_standin.py)")
+        else:
+            fix = ("copy it again from where it came from, or convert the checkpoint again "
+                   "(python scripts/convert_checkpoint.py)")
+        raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}): {fix}") from None
+
+
 def load_weights(model: keras.Model, path: str | Path, initialize_last_layer: bool = True) -> LoadReport:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = read_weights(path)
     return assign_by_name(model, {k: v.shape for k, v in arrays.items()}, arrays.__getitem__,
                           initialize_last_layer, source=str(path))
 

@@ -107,7 +107,14 @@ def build(config: StandinConfig = StandinConfig(), work_dir: Path | str = "work_
     config.validate()
     out = weights_path(config, models_dir)
     if out.is_file():
-        return out
+        from deeplab.training.checkpoints import read_weights
+
+        try:
+            read_weights(out)
+            return out
+        except ValueError:  # damaged: made again (its training resumes from its checkpoints)
+            print(f"stand-in backbone {out} is damaged: building it again", file=sys.stderr)
+            out.unlink()
     from deeplab.datasets import synthetic
     from deeplab.model import ModelOptions
     from deeplab.training import checkpoints
