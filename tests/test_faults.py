@@ -305,3 +305,84 @@ def test_a_damaged_stand_in_is_built_again_and_damaged_weights_are_named(tmp_pat
     other.write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match=f"weights file {other} is damaged .*convert_checkpoint.py"):
         checkpoints.read_weights(other)
+
+
+def test_a_full_disk_at_the_ledger_names_it_and_records_nothing(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from deeplab.experiment.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    row = {"round": 0, "image": "a", "region": 1, "answer": 2, "size": 10, "score": 0.5, "cost": 1}
+    ledger.append([row])
+    kept = ledger.path.read_bytes()
+    real_write = os.write
+
+    def full(fd, data):  # half of it fits, then the disk is full
+        if len(data) > 10:
+            real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match=f"cannot append to the ledger {ledger.path} .*No space left.*"
+                                      "none of these answers was recorded"):
+        ledger.append([dict(row, region=2), dict(row, region=3)])
+    monkeypatch.undo()
+    assert ledger.path.read_bytes() == kept
+    ledger.append([dict(row, region=2)])  # space freed: it goes on
+    assert [r["region"] for r in ledger.read()] == [1, 2]
+
+
+@pytest.mark.e2e  # trains (tiny) twice
+def test_a_full_disk_in_a_checkpoint_names_the_folder_and_leaves_no_partial_save(
+        tmp_path, synth_root, monkeypatch):
+    import tensorflow as tf
+
+    from deeplab.datasets import build_data, get_dataset
+    from deeplab.model import ModelOptions
+    from deeplab.training.trainer import TrainConfig, train
+
+    ds = get_dataset("synthetic")
+    rec = tmp_path / "rec"
+    build_data.build_split(ds, ds.list_split(synth_root, "train")[:4], rec, "train", num_shards=1,
+                           progress=False)
+    config = TrainConfig(train_logdir=str(tmp_path / "train"), tfrecord_dir=str(rec),
+                         model=ModelOptions(model_variant="xception_light", num_classes=19),
+                         training_number_of_steps=4, train_crop_size=(33, 33), train_batch_size=2,
+                         save_interval_steps=2, seed=0, progress=False)
+    real_save = tf.train.CheckpointManager.save
+
+    def full(self, checkpoint_number=None, **kw):
+        if checkpoint_number == 2:
+            partial = Path(self.directory) / "ckpt-2_temp"
+            partial.mkdir(parents=True)
+            (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        return real_save(self, checkpoint_number=checkpoint_number, **kw)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    ckpt_dir = tmp_path / "train" / "ckpt"
+    with pytest.raises(OSError, match=f"cannot write checkpoint 2 into {ckpt_dir} .*No space left"):
+        train(config)
+    assert not list(ckpt_dir.glob("*_temp*"))
+    monkeypatch.undo()
+    assert train(config)["steps"] == 4  # space freed: the round trains
+
+
+def test_a_full_disk_in_the_val_tfrecords_names_the_shard(tmp_path, synth_root, monkeypatch):
+    import tensorflow as tf
+
+    from deeplab.datasets import build_data, get_dataset, tfrecord
+
+    class FullDisk(tf.io.TFRecordWriter):  # TensorFlow's writer, on a disk that fills up
+        def write(self, record):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FullDisk)
+    ds = get_dataset("synthetic")
+    with pytest.raises(OSError, match=f"cannot write TFRecord shard {tmp_path / 'rec'}/val-00000-of-00002"
+                                      ".*No space left.*free space and run again"):
+        build_data.build_split(ds, ds.list_split(synth_root, "val"), tmp_path / "rec", "val",
+                               num_shards=2, progress=False)
+    assert tfrecord.read_meta(tmp_path / "rec", "val") is None and not list((tmp_path / "rec").glob("*.tmp"))

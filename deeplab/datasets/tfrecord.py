@@ -253,10 +253,14 @@ def write_shard(path: Path | str, examples: Iterable[tf.train.Example], expected
 
     written = 0
     with io_utils.atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for ex in examples:
-                writer.write(ex.SerializeToString())
-                written += 1
+        try:
+            with tf.io.TFRecordWriter(str(tmp)) as writer:
+                for ex in examples:
+                    writer.write(ex.SerializeToString())
+                    written += 1
+        except tf.errors.OpError as e:  # a full disk: ResourceExhaustedError, without the path
+            raise OSError(0, f"cannot write TFRecord shard {path} ({e.message}): free space and "
+                             "run again (the split is built again)") from None
         if written != expected:
             raise ValueError(f"shard {path}: expected {expected} examples, got {written}")
     return written

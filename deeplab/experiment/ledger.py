@@ -3,6 +3,7 @@ builder (`make_row`), and the checks that find lost, edited or added lines."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -201,9 +202,18 @@ class Ledger:
                         keep.flush()
                         os.fsync(keep.fileno())
                     f.truncate(size - len(torn))
-            f.write("".join(lines).encode("utf-8"))
+            end = f.seek(0, os.SEEK_END)
             f.flush()
-            os.fsync(f.fileno())
+            data = memoryview("".join(lines).encode("utf-8"))
+            try:  # straight to the file (O_APPEND): nothing is left in a buffer to write later
+                while data:
+                    data = data[os.write(f.fileno(), data):]
+                os.fsync(f.fileno())
+            except OSError as e:  # a full disk: no part of these rows stays behind
+                with contextlib.suppress(OSError):
+                    os.ftruncate(f.fileno(), end)
+                raise OSError(e.errno, f"cannot append to the ledger {self.path} ({e.strerror or e}): "
+                              "none of these answers was recorded; free space and run again") from None
         if created:  # the new file's name is durable too
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:

@@ -172,6 +172,44 @@ def _check(config: TrainConfig):
         require_checkpoint(config.tf_initial_checkpoint, "tf_initial_checkpoint")
 
 
+def _remove_partial_saves(ckpt_dir: Path) -> None:
+    """What a save cut short leaves (TensorFlow writes `ckpt-N_temp/` and renames it): never a
+    checkpoint, so removed before training goes on."""
+    import shutil
+
+    for partial in Path(ckpt_dir).glob("*_temp*"):
+        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+
+
+def _save(manager, ckpt_dir: Path, number: int) -> None:
+    """A checkpoint, or an OSError naming the folder and the fix (a full disk: TensorFlow's
+    ResourceExhaustedError); the partial save is removed."""
+    import tensorflow as tf
+
+    try:
+        manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as e:
+        _remove_partial_saves(ckpt_dir)
+        why = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+        raise OSError(getattr(e, "errno", None) or 0, f"cannot write checkpoint {number} into "
+                      f"{ckpt_dir} ({why}): free space and run again; training resumes from its "
+                      "last checkpoint") from None
+
+
+def _restore(ckpt, path: str, ckpt_dir: Path) -> None:
+    """Restores the latest checkpoint, or stops naming it and the fix when it is damaged (a
+    checkpoint cannot be made again from anything else)."""
+    import tensorflow as tf
+
+    try:
+        ckpt.restore(path).expect_partial()
+    except (tf.errors.OpError, ValueError) as e:
+        why = getattr(e, "message", None) or str(e)
+        raise RuntimeError(f"checkpoint {path} is damaged ({why.splitlines()[0][:200]}): delete its "
+                           f"files ({path}.*) to resume from the checkpoint before it, or delete "
+                           f"{ckpt_dir} to train the round again from its start") from None
+
+
 def train(config: TrainConfig) -> dict:
     """Runs (or resumes) training; returns a summary dict (also written as train_done.json)."""
     import keras
@@ -224,8 +262,9 @@ def train(config: TrainConfig) -> dict:
     # Every worker takes part in saving; only the chief writes into train_logdir.
     ckpt_dir = logdir / "ckpt" if chief else Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+    _remove_partial_saves(ckpt_dir)
     if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        _restore(ckpt, manager.latest_checkpoint, ckpt_dir)
         print(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
     elif config.tf_initial_checkpoint:
         report = checkpoints.load_initial(model, config.tf_initial_checkpoint, config.initialize_last_layer)
@@ -302,10 +341,10 @@ def train(config: TrainConfig) -> dict:
                                   config.log_steps * config.train_batch_size / max(dt, 1e-9))
         if s < total and (s % config.save_interval_steps == 0
                           or time.monotonic() - last_save >= config.save_interval_secs):
-            manager.save(checkpoint_number=s)
+            _save(manager, ckpt_dir, s)
             last_save = time.monotonic()
     bar.close()
-    manager.save(checkpoint_number=int(step.numpy()))
+    _save(manager, ckpt_dir, int(step.numpy()))
     if not chief:
         return {"steps": total, "final_loss": loss_value, "chief": False}
     checkpoints.save_weights(model, logdir / FINAL_WEIGHTS)
