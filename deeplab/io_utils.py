@@ -8,6 +8,8 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,11 @@ def write_text(path: Path | str, text: str) -> None:
 
 def write_json(path: Path | str, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# What reading a damaged .npz raises: truncated (BadZipFile, EOFError), a flipped byte (zlib.error,
+# or BadZipFile from the CRC check), a missing array (KeyError), not an .npz (ValueError, OSError).
+NPZ_DAMAGE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 def read_json_object(path: Path | str, fix: str) -> dict:

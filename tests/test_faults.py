@@ -2,7 +2,6 @@
 settings the data cannot hold): each gets one line naming the file or value and the fix, and
 loses nothing."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

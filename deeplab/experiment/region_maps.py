@@ -5,8 +5,6 @@ round maps with their statistics). One `.npz` per image, lossless and pickle-fre
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +30,7 @@ def save(file: Path | str, regions: np.ndarray, stats: R.RegionStats | None = No
             np.savez_compressed(f, **arrays)
 
 
-# What a damaged .npz raises: truncated (BadZipFile, EOFError), a flipped byte (zlib.error,
-# BadZipFile's CRC check), a missing array (KeyError), not an .npz at all (ValueError, OSError).
-DAMAGE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+DAMAGE = io_utils.NPZ_DAMAGE
 
 
 class DamagedMap(ValueError):
@@ -70,7 +66,8 @@ def _arrays(file: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         try:
             return {k: z[k] for k in names}
         except DAMAGE as e:
-            raise DamagedMap(f"region map {file} is damaged or lacks {', '.join(names)} "
+            lacks = "its statistics" if len(names) > 1 else "its regions"
+            raise DamagedMap(f"region map {file} is damaged or lacks {lacks} "
                              f"({type(e).__name__}: {e}); {_fix(file)}") from e
 
 

@@ -127,13 +127,13 @@ def save_weights(model: keras.Model, path: str | Path) -> None:
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of a weights `.npz`; a damaged file is a ValueError naming it and the fix."""
-    from deeplab.experiment.region_maps import DAMAGE
+    from deeplab.io_utils import NPZ_DAMAGE
 
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except DAMAGE as e:
+    except NPZ_DAMAGE as e:
         if path.name.startswith("standin_"):
             fix = ("delete it and run the driver again: the stand-in is built again, identically "
                    "(python scripts/build_standin.py)")
