@@ -115,6 +115,8 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
 
     _wait(lambda: shown() and loaded())
     assert "answered 0 of 6" in progress() and "clicks 0 of 6" in progress()
+    undo = b.find_element(By.ID, "undo")
+    assert not undo.is_enabled()  # nothing to undo yet
     buttons = b.find_elements(By.CSS_SELECTOR, "#classes button")
     assert [x.find_element(By.CLASS_NAME, "name").text for x in buttons][:3] == ["road", "sidewalk", "building"]
     first = shown()
@@ -135,6 +137,10 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
     _wait(lambda: len(answered()) == 1 and shown() != first and loaded())
     assert answered() == [(*first, 2)]
     second = shown()
+    # the saved answer stays in view with the next region, and undo is open
+    last = b.find_element(By.ID, "last").text
+    assert last == f"saved: region {first[1]} of {first[0]} = building", last
+    assert undo.is_enabled()
     # 2. by keyboard: "2" is sidewalk (train id 1), "x" is unclear (255)
     body = b.find_element(By.TAG_NAME, "body")
     body.send_keys("2")
@@ -147,6 +153,7 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
     # 3. undo ("z") takes the unclear answer back and asks that region again
     body.send_keys("z")
     _wait(lambda: len(answered()) == 2 and shown() == third and loaded())
+    assert b.find_element(By.ID, "last").text == "undone: that region is asked again"
     raw = exp.ledger.raw()
     assert raw[-1]["undo"] is True and (raw[-1]["image"], raw[-1]["region"]) == third
     # 4. reload in the middle: the page continues with the next unanswered region
@@ -325,6 +332,11 @@ def test_review_pass_goes_to_another_browser_session(browser, tmp_path, synth_ro
         post("api/answer", {"client": "reviewer", "index": q["index"], "answer": 0 if reviewed == 0 else 5,
                             "elapsed_ms": 1200})
         reviewed += 1
+    # the first browser, waiting for the review, ends on the round's end, not a network error
+    _wait(lambda: b.find_element(By.ID, "done").is_displayed(), what="the waiting page's end")
+    assert "Round 0 is complete" in b.find_element(By.ID, "done").text
+    assert "server has stopped" not in b.find_element(By.ID, "status").text
+    assert not b.find_element(By.ID, "undo").is_enabled()
     thread.join(30)
     assert reviewed == 2 and "summary" in result
     rv = result["summary"]["review"]

@@ -59,6 +59,7 @@ SESSION_COOKIE = "annotate_session"
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 IDLE_SECS = 30.0  # a connection that sends nothing this long is closed
 REQUEST_SECS = 10.0  # a request's headers and body arrive within this of its first byte
+LINGER_MAX_SECS = 6.0  # at most this long for waiting pages (they poll every 2 s) to hear the end
 MAX_CONNECTIONS = 256  # more than a browser opens to one site (Chromium: 6 per host, 256 in all)
 
 
@@ -437,6 +438,10 @@ def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | No
                     print(f"\r  answered {n} of {p['asked']}", end="", flush=True)
                 last = n
             time.sleep(linger_secs)  # the last answer's reply reaches the browser
+            # a page still polling (waiting for others) hears "round complete" before the end
+            deadline = time.monotonic() + LINGER_MAX_SECS
+            while session.pages_not_told() and time.monotonic() < deadline:
+                time.sleep(0.1)
         finally:
             server.shutdown()
             server.server_close()

@@ -103,6 +103,10 @@ class RoundSession:
             seen[self.queries[i]["image"]] += 1
             self.in_image[i] = (seen[self.queries[i]["image"]], per_image[self.queries[i]["image"]])
         self._first_open = 0  # no query before this position of the order is unanswered
+        # Who is on the page (client -> last request) and who has been told the round is done:
+        # the server stays up until every page still polling has heard it.
+        self.last_seen: dict[str, float] = {}
+        self.told_done: set[str] = set()
         self._views: collections.OrderedDict = collections.OrderedDict()
         self._image: tuple | None = None  # (name, image, region map, labelled) of the last view drawn
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
@@ -115,6 +119,25 @@ class RoundSession:
         return {"round": self.t, "asked": len(self.queries), "answered": len(self.answers),
                 "clicks": self.clicks, "budget": self.budget, "done": self.done.is_set(),
                 "reviews_pending": len(self._reviews_pending())}
+
+    def _progress_for(self, client: str, session: str | None) -> dict:
+        """The progress as one page sees it (under the lock): with `undoable`, how many of its
+        answers undo can take back now (0 once the round is complete or under review)."""
+        out = self.progress()
+        reviewing = bool(self.picked) and len(self.answers) == len(self.queries)
+        out["undoable"] = 0 if out["done"] or reviewing else len(
+            self.stacks.get(_undo_key(session, client), ()))
+        self.last_seen[client] = time.monotonic()
+        if out["done"]:
+            self.told_done.add(client)
+        return out
+
+    def pages_not_told(self, within_secs: float = 10.0) -> set[str]:
+        """Clients seen in the last `within_secs` that have not heard that the round is done."""
+        now = time.monotonic()
+        with self.lock:
+            return {c for c, seen in self.last_seen.items()
+                    if now - seen < within_secs and c not in self.told_done}
 
     def _reviews_pending(self) -> list[tuple[int, int]]:
         """(query, review number) still to answer: every picked region's review once all are
@@ -199,7 +222,7 @@ class RoundSession:
                 self.seen.add(client)
             if len(self.answers) == len(self.queries) and self.picked:
                 query = self._next_review(client, who, now)
-                out = self.progress()
+                out = self._progress_for(client, session)
                 out["held_by_others"] = sum(1 for c, _ in self.review_leases.values() if c != client)
                 out["query"] = query
                 return out
@@ -209,7 +232,7 @@ class RoundSession:
                 for j in [j for j, (c, _) in self.leases.items() if c == client and j != i]:
                     del self.leases[j]
                 self.leases[i] = (client, now + self.lease_secs)
-            out = self.progress()
+            out = self._progress_for(client, session)
             out["held_by_others"] = sum(1 for c, _ in self.leases.values() if c != client)
         out["query"] = None if i is None else self._query(i)
         return out
@@ -248,7 +271,7 @@ class RoundSession:
             self.stacks[_undo_key(session, client)].append(i)
             self.leases.pop(i, None)
             self._check_done()
-            return self.progress()
+            return self._progress_for(client, session)
 
     def _review_answer(self, client, i, a, session, elapsed, received) -> dict:
         """Records a review answer of query i (under the lock): a pending review that this
@@ -273,7 +296,7 @@ class RoundSession:
         self.reviews.setdefault(i, {})[key[1]] = row
         self.review_leases.pop(key, None)
         self._check_done()
-        return self.progress()
+        return self._progress_for(client, session)
 
     def undo(self, client: str, session: str | None = None) -> dict:
         """Takes back the last answer of the round given in browser session `session` (through
@@ -298,7 +321,7 @@ class RoundSession:
             self.clicks -= int(self.answers.pop(i)["cost"])
             self._first_open = min(self._first_open, self.position[i])
             self.leases[i] = (client, self.clock() + self.lease_secs)
-            out = self.progress()
+            out = self._progress_for(client, session)
         out["undone"] = i
         return out
 
