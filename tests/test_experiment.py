@@ -632,3 +632,63 @@ def test_a_damaged_map_is_named_and_computed_again(finished_job, tmp_path, capsy
     np.testing.assert_array_equal(again, regions)
     for k in stats:  # the model ran on one image, not the stream: equal to float rounding
         np.testing.assert_allclose(again_stats[k], stats[k], rtol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_round_on_a_two_node_ray_cluster_equals_the_pool_and_survives_a_lost_node(
+        finished_job, tmp_path, monkeypatch):
+    """RAY_ADDRESS at Ray's own two-node test cluster (a head and a second node, one CPU each, on
+    the loopback): round 1's per-image stages give the serial run's maps, selection, ledger and
+    labels; then again with the second node removed in the middle of the regions stage and of
+    the labels (data) stage: Ray retries the lost node's tasks and the outputs still equal."""
+    ray = pytest.importorskip("ray", reason='EXECUTOR=ray needs pip install -e ".[ray]"')
+    from ray.cluster_utils import Cluster
+
+    from deeplab import parallel
+
+    ray.shutdown()  # a local Ray of an earlier test in this process
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        node = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+        ref = Experiment.open(finished_job)
+        ref_rows, ref_labels, ref_maps = _round_outputs(ref, 1)
+        ref_selection = (ref.round_dir(1) / "selection.json").read_text()
+
+        def round_on_cluster(name, remove_in=()):
+            exp = _copy_job(finished_job, tmp_path / name / "job", drop_round=1, executor="ray",
+                            num_workers=1)
+            tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
+            for stage in ("regions", "select", "annotate", "data"):
+                if stage not in remove_in:
+                    _run(exp.job_dir, 1, (stage,))
+                    continue
+                real, seen = parallel.RayExecutor.result, []
+
+                def result(self, handle):  # the second node goes after the stage's third result
+                    seen.append(handle)
+                    if len(seen) == 3:
+                        assert sum(n["Alive"] for n in ray.nodes()) == 2
+                        cluster.remove_node(nodes.pop())
+                    return real(self, handle)
+
+                with monkeypatch.context() as m:
+                    m.setattr(parallel.RayExecutor, "result", result)
+                    _run(exp.job_dir, 1, (stage,))
+                assert len(seen) > 3 and not nodes, "the node was not removed mid-stage"
+                nodes.append(cluster.add_node(num_cpus=1))  # back for the next stage
+                cluster.wait_for_nodes()
+            rows, labels, maps = _round_outputs(exp, 1)
+            assert rows == ref_rows and labels == ref_labels
+            assert (exp.round_dir(1) / "selection.json").read_text() == ref_selection
+            for n in ref_maps:
+                np.testing.assert_array_equal(maps[n], ref_maps[n])
+            assert exp.manifest(1)["data"] == ref.manifest(1)["data"]
+
+        nodes = [node]
+        round_on_cluster("whole")
+        round_on_cluster("lost_node", remove_in=("regions", "data"))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
