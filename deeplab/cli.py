@@ -86,6 +86,83 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def parse_ints(text) -> tuple[int, ...]:
+    """`769,769` or `769x769` (DeepLab's crop sizes) as a tuple of ints."""
+    try:
+        return tuple(int(v) for v in str(text).replace("x", ",").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 769,769, got '{text}'") from None
+
+
+def parse_float(text) -> float:
+    """A finite float (NaN and infinity are refused wherever a number is read)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def _flag_parser(hint):
+    """The parser of a dataclass field's type: bool, int, float, str, tuple of ints, or any of
+    them or None (`none` or an empty value)."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        inner = _flag_parser(args[0])
+        return lambda text: None if str(text).lower() in ("", "none") else inner(text)
+    if typing.get_origin(hint) is tuple:
+        return parse_ints
+    return {bool: parse_bool, int: int, float: parse_float, str: str}[hint]
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=(), only=None,
+                        names: dict | None = None, helps: dict | None = None) -> list[str]:
+    """One flag per field of dataclass `cls` (`--field`, or `--names[field]`), with the field's
+    default and a parser for its type: the command line and the dataclass cannot disagree.
+    A field without default is a required flag. Returns the fields added."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    added = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        shown = "" if required else f" (default: {default})"
+        flag = (names or {}).get(f.name, f.name)
+        parser.add_argument(f"--{flag}", dest=f.name, metavar=flag.upper(),
+                            type=_flag_parser(hints[f.name]), default=default, required=required,
+                            help=(helps or {}).get(f.name, "") + shown)
+        added.append(f.name)
+    return added
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A flag error is one line naming the flag (exit status 2), not argparse's usage page."""
+    import sys
+
+    def error(message):
+        print(f"error: {message} (--help lists the flags)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error
+    return parser
+
+
 def add_round_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job_dir", required=True, help="$WORK_DIR/$JOB_NAME of the experiment")
     parser.add_argument("--round", type=int, required=True, help="round index (0 = warm-up)")

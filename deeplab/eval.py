@@ -19,25 +19,25 @@ from deeplab.train import (
     check_tfrecord_flags,
     dataset_for_tfrecords,
 )
-from deeplab.training.evaluate import evaluate, format_table
+from deeplab.cli import add_dataclass_flags, one_line_errors
+from deeplab.training.evaluate import EvalConfig, evaluate, format_table
 from deeplab.training.trainer import load_trained
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint_dir", required=True, help="a finished train_logdir")
+    p = one_line_errors(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    fields = add_dataclass_flags(p, EvalConfig, helps={"checkpoint_dir": "a finished train_logdir"})
     p.add_argument("--dataset", default="synthetic")
     add_tfrecord_flags(p)
-    p.add_argument("--eval_split", default="val")
-    p.add_argument("--eval_batch_size", type=int, default=1)
-    p.add_argument("--output", default=None, help="JSON path (default: <checkpoint_dir>/eval_<split>.json)")
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)
     ds = dataset_for_tfrecords(p, args)
-    model, _ = load_trained(args.checkpoint_dir)
-    result = evaluate(model, args.tfrecord_dir, args.eval_split, ds.num_classes, ds.ignore_label,
-                      args.eval_batch_size)
-    out = Path(args.output) if args.output else Path(args.checkpoint_dir) / f"eval_{args.eval_split}.json"
+    c = EvalConfig(**{name: getattr(args, name) for name in fields})
+    model, _ = load_trained(c.checkpoint_dir)
+    result = evaluate(model, args.tfrecord_dir, c.eval_split, ds.num_classes, ds.ignore_label,
+                      c.eval_batch_size)
+    out = Path(c.output) if c.output else Path(c.checkpoint_dir) / f"eval_{c.eval_split}.json"
     io_utils.write_json(out, result)
     print(format_table(np.array([np.nan if v is None else v for v in result["per_class_iou"]]),
                        ds.class_names, result["miou"]))

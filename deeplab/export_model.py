@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deeplab.training.export import export
+from deeplab.cli import add_dataclass_flags, one_line_errors
+from deeplab.training.export import ExportConfig, export
 from deeplab.training.trainer import load_trained
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint_dir", required=True)
-    p.add_argument("--export_path", required=True)
-    p.add_argument("--inference_scale", type=float, default=1.0)
+    p = one_line_errors(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    fields = add_dataclass_flags(p, ExportConfig)
     args = p.parse_args(argv)
-    model, _ = load_trained(args.checkpoint_dir)
-    print(f"exported to {export(model, args.export_path, args.inference_scale)}")
+    config = ExportConfig(**{name: getattr(args, name) for name in fields})
+    model, _ = load_trained(config.checkpoint_dir)
+    print(f"exported to {export(model, config.export_path, config.inference_scale)}")
     return 0
 
 

@@ -12,32 +12,28 @@ import argparse
 import json
 import sys
 
-from deeplab.cli import parse_bool
+from deeplab.cli import add_dataclass_flags, one_line_errors
 from deeplab.model import ModelOptions
 from deeplab.training.trainer import STRATEGIES, TrainConfig, train
 
 
-def _ints(text):
-    return tuple(int(v) for v in str(text).replace("x", ",").split(",") if v)
+# ModelOptions' fields under DeepLab's flag names (`--batch_norm_decay` is bn_momentum).
+MODEL_FLAGS = ("model_variant", "output_stride", "decoder_output_stride", "fine_tune_batch_norm",
+               "bn_momentum")
+MODEL_FLAG_NAMES = {"bn_momentum": "batch_norm_decay"}
 
 
 def add_model_flags(p: argparse.ArgumentParser):
-    p.add_argument("--model_variant", default="xception_65")
-    p.add_argument("--output_stride", type=int, default=16)
+    """The network's flags, from ModelOptions (its defaults, its types)."""
+    add_dataclass_flags(p, ModelOptions, only=MODEL_FLAGS, names=MODEL_FLAG_NAMES)
     p.add_argument("--atrous_rates", type=int, action="append", default=None,
                    help="repeat per rate (DeepLab style) or leave out for the default")
-    p.add_argument("--decoder_output_stride", type=int, default=4)
-    p.add_argument("--fine_tune_batch_norm", type=parse_bool, default=True)
-    p.add_argument("--batch_norm_decay", type=float, default=0.9997)
 
 
 def model_options_from(args, num_classes) -> ModelOptions:
-    return ModelOptions(num_classes=num_classes, model_variant=args.model_variant,
-                        output_stride=args.output_stride,
+    return ModelOptions(num_classes=num_classes,
                         atrous_rates=tuple(args.atrous_rates) if args.atrous_rates else None,
-                        decoder_output_stride=args.decoder_output_stride or None,
-                        fine_tune_batch_norm=args.fine_tune_batch_norm,
-                        bn_momentum=args.batch_norm_decay)
+                        **{name: getattr(args, name) for name in MODEL_FLAGS})
 
 
 def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
@@ -71,52 +67,39 @@ def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
     return get_dataset(args.dataset)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train_logdir", required=True)
+# TrainConfig's fields given otherwise: the data set's (from --dataset), the network (the model
+# flags), the TFRecords (--tfrecord_dir, checked), the progress bar.
+NOT_FLAGS = ("tfrecord_dir", "num_classes", "ignore_label", "model", "progress")
+
+
+def parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    """The command line and the TrainConfig fields it sets."""
+    p = one_line_errors(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--dataset", default="synthetic")
     add_tfrecord_flags(p)
-    p.add_argument("--train_split", default="train")
     add_model_flags(p)
-    p.add_argument("--training_number_of_steps", type=int, default=30000)
-    p.add_argument("--base_learning_rate", type=float, default=0.007)
-    p.add_argument("--learning_power", type=float, default=0.9)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=4e-5)
-    p.add_argument("--train_crop_size", type=_ints, default=(769, 769))
-    p.add_argument("--train_batch_size", type=int, default=4)
-    p.add_argument("--min_scale_factor", type=float, default=0.5)
-    p.add_argument("--max_scale_factor", type=float, default=2.0)
-    p.add_argument("--scale_factor_step_size", type=float, default=0.25)
-    p.add_argument("--tf_initial_checkpoint", default=None)
-    p.add_argument("--initialize_last_layer", type=parse_bool, default=True)
-    p.add_argument("--save_interval_steps", type=int, default=500)
-    p.add_argument("--save_interval_secs", type=float, default=1200.0,
-                   help="also save a checkpoint when this many seconds have passed (DeepLab's default)")
-    p.add_argument("--log_steps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--deterministic", type=parse_bool, default=False,
-                   help="deterministic kernels and input order (with --seed: repeatable runs)")
-    p.add_argument("--mixed_precision", type=parse_bool, default=False)
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    fields = add_dataclass_flags(p, TrainConfig, skip=NOT_FLAGS, helps={
+        "train_crop_size": "height,width (one value: square)",
+        "save_interval_secs": "also save a checkpoint when this many seconds have passed",
+        "deterministic": "deterministic kernels and input order (with --seed: repeatable runs)",
+        "strategy": f"one of {', '.join(STRATEGIES)}"})
+    return p, fields
+
+
+def main(argv=None) -> int:
+    p, fields = parser()
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)
+    if args.strategy not in STRATEGIES:
+        p.error(f"--strategy {args.strategy}: one of {', '.join(STRATEGIES)}")
     ds = dataset_for_tfrecords(p, args)
-    crop = args.train_crop_size if len(args.train_crop_size) == 2 else args.train_crop_size * 2
-    config = TrainConfig(
-        train_logdir=args.train_logdir, tfrecord_dir=args.tfrecord_dir, num_classes=ds.num_classes,
-        ignore_label=ds.ignore_label, train_split=args.train_split,
-        model=model_options_from(args, ds.num_classes),
-        training_number_of_steps=args.training_number_of_steps,
-        base_learning_rate=args.base_learning_rate, learning_power=args.learning_power,
-        momentum=args.momentum, weight_decay=args.weight_decay, train_crop_size=crop,
-        train_batch_size=args.train_batch_size, min_scale_factor=args.min_scale_factor,
-        max_scale_factor=args.max_scale_factor, scale_factor_step_size=args.scale_factor_step_size,
-        tf_initial_checkpoint=args.tf_initial_checkpoint,
-        initialize_last_layer=args.initialize_last_layer,
-        save_interval_steps=args.save_interval_steps,
-        save_interval_secs=args.save_interval_secs, log_steps=args.log_steps, seed=args.seed,
-        deterministic=args.deterministic, mixed_precision=args.mixed_precision, strategy=args.strategy)
+    values = {name: getattr(args, name) for name in fields}
+    if len(values["train_crop_size"]) == 1:
+        values["train_crop_size"] = values["train_crop_size"] * 2
+    config = TrainConfig(tfrecord_dir=args.tfrecord_dir, num_classes=ds.num_classes,
+                         ignore_label=ds.ignore_label, model=model_options_from(args, ds.num_classes),
+                         **values)
     info = train(config)
     print(json.dumps({k: info[k] for k in ("steps", "final_loss", "images_per_second")}))
     return 0

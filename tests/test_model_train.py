@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,20 +266,6 @@ def test_training_rejects_missing_checkpoint(tmp_path, synth_tfrecords):
         train(_config(tmp_path, synth_tfrecords, 2, tf_initial_checkpoint=str(tmp_path / "none.npz")))
 
 
-_MIRRORED = """
-import sys, json, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from deeplab.model import ModelOptions
-from deeplab.training.trainer import TrainConfig, train
-info = train(TrainConfig(train_logdir=sys.argv[1], tfrecord_dir=sys.argv[2],
-    model=ModelOptions(model_variant="xception_light", bn_momentum=0.9), training_number_of_steps=4,
-    base_learning_rate=0.05, train_crop_size=(33, 33), train_batch_size=4, seed=0,
-    strategy=sys.argv[3], progress=False))
-print("RESULT", json.dumps(info))
-"""
-
-
 _TWO_REPLICAS = """
 import sys, json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -322,25 +309,65 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
+_MULTI_WORKER = """
+import sys, json
+from deeplab.model import ModelOptions
+from deeplab.training.trainer import TrainConfig, train
+info = train(TrainConfig(train_logdir=sys.argv[1], tfrecord_dir=sys.argv[2],
+    model=ModelOptions(model_variant="xception_light", bn_momentum=0.9),
+    training_number_of_steps=int(sys.argv[3]), save_interval_steps=2, base_learning_rate=0.05,
+    train_crop_size=(33, 33), train_batch_size=4, seed=0, deterministic=True,
+    strategy="multi_worker", progress=False))
+print("RESULT", json.dumps(info))
+"""
+
+
+def _start_workers(logdir, tfrecords, steps):
+    """Two MultiWorkerMirroredStrategy workers on the loopback (TF_CONFIG), one logdir."""
     ports = [_free_port(), _free_port()]
     procs = []
     for i in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({
             "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", _MIRRORED.split("from deeplab.model", 1)[0].split("cpu =")[0]
-             + "from deeplab.model" + _MIRRORED.split("from deeplab.model", 1)[1],
-             str(tmp_path / "mw"), str(synth_tfrecords), "multi_worker"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, "-c", _MULTI_WORKER, str(logdir), str(tfrecords),
+                                       str(steps)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _finish(procs):
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
-    chief = json.loads(outs[0][0].split("RESULT", 1)[1])
-    assert chief["replicas"] == 2 and chief["steps"] == 4
-    assert (tmp_path / "mw" / "final_weights.npz").is_file()
+    return json.loads(outs[0][0].split("RESULT", 1)[1])
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_training_under_multi_worker_strategy(tmp_path, synth_tfrecords):
+    """Two workers train 6 steps; then two workers again, one of them killed after the chief's
+    checkpoint at step 2 and the other stopped, both restarted: they resume from the chief's
+    checkpoint and end with the uninterrupted run's weights."""
+    chief = _finish(_start_workers(tmp_path / "mw", synth_tfrecords, 6))
+    assert chief["replicas"] == 2 and chief["steps"] == 6
+    whole = checkpoints.read_weights(tmp_path / "mw" / "final_weights.npz")
+    logdir = tmp_path / "killed"
+    procs = _start_workers(logdir, synth_tfrecords, 6)
+    deadline = time.monotonic() + 600
+    while not list((logdir / "ckpt").glob("ckpt-2.index")):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    procs[1].kill()  # the second worker dies; the chief cannot go on without it
+    procs[0].kill()
+    for p in procs:
+        p.communicate()
+    assert not (logdir / "final_weights.npz").exists()
+    resumed = _finish(_start_workers(logdir, synth_tfrecords, 6))
+    assert resumed["steps"] == 6
+    again = checkpoints.read_weights(logdir / "final_weights.npz")
+    assert again.keys() == whole.keys()
+    for k in whole:
+        np.testing.assert_array_equal(again[k], whole[k], err_msg=k)
 
 
 @pytest.mark.e2e
@@ -355,6 +382,7 @@ def test_checkpoints_are_saved_by_time_as_well_as_by_step(tmp_path, synth_tfreco
 
 REPLICAS = """
 import sys
+import time
 import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]

@@ -128,3 +128,42 @@ def test_flag_errors_are_one_line(tmp_path, flags, message):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and message in out.stderr, out.stderr
     assert not (tmp_path / "w" / "j" / "config.json").exists()
+
+
+def test_train_eval_and_export_flags_come_from_their_dataclasses(capsys):
+    """deeplab/train.py's flags are TrainConfig's and ModelOptions' fields with their defaults
+    (DeepLab's names); eval's and export's are EvalConfig's and ExportConfig's; a bad value is
+    one line."""
+    import dataclasses
+
+    from deeplab import train
+    from deeplab.model import ModelOptions
+    from deeplab.training.trainer import TrainConfig
+
+    p, fields = train.parser()
+    args = p.parse_args(["--train_logdir", "x", "--tfrecord_dir", "y"])
+    defaults = TrainConfig(train_logdir="x", tfrecord_dir="y")
+    assert set(fields) == {f.name for f in dataclasses.fields(TrainConfig)} - set(train.NOT_FLAGS)
+    for name in fields:
+        assert getattr(args, name) == getattr(defaults, name), name
+    assert train.model_options_from(args, 19) == ModelOptions(num_classes=19)
+    args = p.parse_args(["--train_logdir", "x", "--tfrecord_dir", "y", "--train_crop_size", "513,257",
+                         "--batch_norm_decay", "0.9", "--seed", "none", "--deterministic", "1"])
+    assert args.train_crop_size == (513, 257) and args.bn_momentum == 0.9 and args.seed is None
+    assert args.deterministic is True
+    for bad in (["--base_learning_rate", "nan"], ["--train_batch_size", "4.5"], ["--deterministic", "maybe"]):
+        with pytest.raises(SystemExit) as e:
+            p.parse_args(["--train_logdir", "x", "--tfrecord_dir", "y"] + bad)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and bad[0] in err[0], err
+    from deeplab import eval as evaluation, export_model
+    from deeplab.training.evaluate import EvalConfig
+    from deeplab.training.export import ExportConfig
+
+    for module, cls in ((evaluation, EvalConfig), (export_model, ExportConfig)):
+        with pytest.raises(SystemExit):
+            module.main(["--help"])
+        shown = capsys.readouterr().out
+        for f in dataclasses.fields(cls):
+            assert f"--{f.name}" in shown, (cls.__name__, f.name)

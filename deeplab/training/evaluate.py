@@ -4,7 +4,19 @@ and the confusion matrix (`evaluate`), and its table (`format_table`); its comma
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """What `python -m deeplab.eval` takes besides the data set (its flags are these fields)."""
+
+    checkpoint_dir: str  # a finished train_logdir
+    eval_split: str = "val"
+    eval_batch_size: int = 1
+    output: str | None = None  # the JSON written (default: <checkpoint_dir>/eval_<split>.json)
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int,

@@ -4,8 +4,18 @@ probabilities [B, H, W, C] out (endpoint `serve`); its command line is
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What `python -m deeplab.export_model` takes (its flags are these fields)."""
+
+    checkpoint_dir: str  # a finished train_logdir
+    export_path: str  # the SavedModel's folder
+    inference_scale: float = 1.0  # the paper's Cityscapes setting: 0.5
 
 
 def export(model, export_path: str | Path, inference_scale: float = 1.0) -> Path:

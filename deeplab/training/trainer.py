@@ -263,9 +263,12 @@ def train(config: TrainConfig) -> dict:
     ckpt_dir = logdir / "ckpt" if chief else Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
     _remove_partial_saves(ckpt_dir)
-    if manager.latest_checkpoint:
-        _restore(ckpt, manager.latest_checkpoint, ckpt_dir)
-        print(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
+    # Every worker resumes from the chief's checkpoint (the others write theirs to a temporary
+    # folder): restarted together, they continue from the same step with the same weights.
+    latest = tf.train.latest_checkpoint(str(logdir / "ckpt"))
+    if latest:
+        _restore(ckpt, latest, logdir / "ckpt")
+        print(f"resumed from {latest} at step {int(step.numpy())}")
     elif config.tf_initial_checkpoint:
         report = checkpoints.load_initial(model, config.tf_initial_checkpoint, config.initialize_last_layer)
         print(f"initial checkpoint {config.tf_initial_checkpoint}: {report.summary()}")
