@@ -170,7 +170,10 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
 
 # Errors a user can fix (missing or corrupt files, settings the data cannot hold, a ledger that
 # disagrees with the job, a port in use): one line naming the file or value and the fix.
-EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ArithmeticError, LookupError)
+# What the project raises for bad input and faults it names (a file, a value, the fix), and a
+# missing optional package (ImportError with its pip line). Anything else (KeyError, IndexError,
+# ZeroDivisionError, TypeError...) is a defect of this code: it keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
 DEBUG_ENV = "AL_DEBUG"
 
 

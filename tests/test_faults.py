@@ -385,3 +385,24 @@ def test_a_full_disk_in_the_val_tfrecords_names_the_shard(tmp_path, synth_root, 
         build_data.build_split(ds, ds.list_split(synth_root, "val"), tmp_path / "rec", "val",
                                num_shards=2, progress=False)
     assert tfrecord.read_meta(tmp_path / "rec", "val") is None and not list((tmp_path / "rec").glob("*.tmp"))
+
+
+def test_only_expected_errors_are_one_line(capsys):
+    """Bad input and named faults (ValueError, OSError, RuntimeError, a missing optional package)
+    are one line and exit status 2; a defect (KeyError, ZeroDivisionError, TypeError) keeps its
+    traceback instead of hiding behind one line."""
+    from deeplab import cli
+
+    def fails(e):
+        def run():
+            raise e
+        return run
+
+    for e in (ValueError("bad value x"), FileNotFoundError("no file y"), RuntimeError("busy z"),
+              ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"')):
+        assert cli.guarded(fails(e), what="stage") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(e) in err[0]
+    for e in (KeyError("k"), ZeroDivisionError("z"), TypeError("t"), IndexError("i")):
+        with pytest.raises(type(e)):
+            cli.guarded(fails(e))
