@@ -210,29 +210,28 @@ def _restore(ckpt, path: str, ckpt_dir: Path) -> None:
                            f"{ckpt_dir} to train the round again from its start") from None
 
 
-def train(config: TrainConfig) -> dict:
-    """Runs (or resumes) training; returns a summary dict (also written as train_done.json)."""
-    import keras
-    import tensorflow as tf
-
-    from deeplab.datasets import data_generator, tfrecord
-    from deeplab.model import build_model, regularized_kernels
-    from deeplab.training import checkpoints
-
-    _check(config)
-    logdir = Path(config.train_logdir)
-    logdir.mkdir(parents=True, exist_ok=True)
+def _already_done(config: TrainConfig, logdir: Path) -> dict | None:
+    """The summary of a training of this many steps already complete in `logdir`, or None."""
     done = logdir / DONE_FILE
     if done.is_file():
         info = json.loads(done.read_text())
         if info.get("steps") == config.training_number_of_steps:
-            print(f"training already complete in {logdir} ({info['steps']} steps)")
             return info
-    tfrecord.list_shards(config.tfrecord_dir, config.train_split)  # clear error if missing
+    return None
+
+
+def _record_config(config: TrainConfig, logdir: Path) -> None:
+    """The network's options and the whole config beside the weights (read by load_trained)."""
     io_utils.write_text(logdir / OPTIONS_FILE, config.model.to_json() + "\n")
     cfg = dataclasses.asdict(config)
     cfg["model"] = json.loads(config.model.to_json())
     io_utils.write_json(logdir / "train_config.json", cfg)
+
+
+def _runtime(config: TrainConfig):
+    """The distribution strategy, with determinism, seeds and precision set as asked."""
+    import keras
+
     strategy = choose_strategy(config.strategy)
     if config.deterministic:
         enable_determinism()
@@ -245,7 +244,25 @@ def train(config: TrainConfig) -> dict:
         raise ValueError(
             f"train_batch_size {config.train_batch_size} is not divisible by the "
             f"{replicas} replicas")
-    total = config.training_number_of_steps
+    return strategy
+
+
+@dataclasses.dataclass
+class _State:
+    """What a training step changes and a checkpoint keeps."""
+
+    model: object
+    optimizer: object
+    schedule: object
+    step: object
+    checkpoint: object
+
+
+def _build_state(config: TrainConfig, strategy) -> _State:
+    import tensorflow as tf
+
+    from deeplab.model import build_model
+
     with strategy.scope():
         model = build_model(dataclasses.replace(config.model, num_classes=config.num_classes))
         optimizer, schedule = make_optimizer(config)
@@ -258,30 +275,41 @@ def train(config: TrainConfig) -> dict:
                          if v.path.endswith("seed_generator_state")]
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
                                    random_states=random_states)
-    chief = _is_chief(strategy)
-    # Every worker takes part in saving; only the chief writes into train_logdir.
+    return _State(model, optimizer, schedule, step, ckpt)
+
+
+def _resume_or_start(config: TrainConfig, logdir: Path, state: _State, chief: bool):
+    """Restores the latest checkpoint (every worker the chief's) or loads the initial weights;
+    returns the checkpoint manager and its folder (the chief's in train_logdir, a temporary one
+    for the other workers, which take part in saving)."""
+    import tensorflow as tf
+
+    from deeplab.training import checkpoints
+
     ckpt_dir = logdir / "ckpt" if chief else Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+    manager = tf.train.CheckpointManager(state.checkpoint, str(ckpt_dir), max_to_keep=2)
     _remove_partial_saves(ckpt_dir)
-    # Every worker resumes from the chief's checkpoint (the others write theirs to a temporary
-    # folder): restarted together, they continue from the same step with the same weights.
     latest = tf.train.latest_checkpoint(str(logdir / "ckpt"))
     if latest:
-        _restore(ckpt, latest, logdir / "ckpt")
-        print(f"resumed from {latest} at step {int(step.numpy())}")
+        _restore(state.checkpoint, latest, logdir / "ckpt")
+        print(f"resumed from {latest} at step {int(state.step.numpy())}")
     elif config.tf_initial_checkpoint:
-        report = checkpoints.load_initial(model, config.tf_initial_checkpoint, config.initialize_last_layer)
+        report = checkpoints.load_initial(state.model, config.tf_initial_checkpoint,
+                                          config.initialize_last_layer)
         print(f"initial checkpoint {config.tf_initial_checkpoint}: {report.summary()}")
+    return manager, ckpt_dir
 
-    kernels = regularized_kernels(model)
-    multipliers = gradient_multipliers(model.trainable_variables)
+
+def _input(config: TrainConfig, strategy, start: int):
+    """The distributed input from `start` on: a resumed run continues the stream where the
+    checkpoint was (every step took train_batch_size examples, spread evenly over the input
+    pipelines)."""
+    from deeplab.datasets import data_generator
+
     seed = 0 if config.seed is None else config.seed
-    start = int(step.numpy())
 
     def dataset_fn(ctx):
-        # A resumed run continues the input stream where the checkpoint was: every step took
-        # train_batch_size examples, spread evenly over the input pipelines.
-        ds = data_generator.build_dataset(
+        return data_generator.build_dataset(
             config.tfrecord_dir, config.train_split,
             batch_size=ctx.get_per_replica_batch_size(config.train_batch_size), is_training=True,
             crop_size=config.train_crop_size, min_scale_factor=config.min_scale_factor,
@@ -291,9 +319,19 @@ def train(config: TrainConfig) -> dict:
             deterministic=config.deterministic, num_input_pipelines=ctx.num_input_pipelines,
             input_pipeline_id=ctx.input_pipeline_id,
             skip_examples=start * config.train_batch_size // ctx.num_input_pipelines)
-        return ds
 
-    dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
+    return iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+
+def _step_function(config: TrainConfig, strategy, state: _State):
+    """One synchronous step over the replicas: (mean cross-entropy, labelled pixels)."""
+    import tensorflow as tf
+
+    from deeplab.model import regularized_kernels
+
+    model, optimizer, replicas = state.model, state.optimizer, strategy.num_replicas_in_sync
+    kernels = regularized_kernels(model)
+    multipliers = gradient_multipliers(model.trainable_variables)
 
     def replica_step(images, labels):
         ctx = tf.distribute.get_replica_context()
@@ -312,26 +350,32 @@ def train(config: TrainConfig) -> dict:
     def train_step(iterator):
         images, labels = next(iterator)
         ce, count = strategy.run(replica_step, args=(images, labels))
-        step.assign_add(1)
+        state.step.assign_add(1)
         return (strategy.reduce(tf.distribute.ReduceOp.MEAN, ce, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
-    writer = tf.summary.create_file_writer(str(logdir / "summaries"))
-    iterator = iter(dist_ds)
-    losses, t0, t_log = [], time.perf_counter(), time.perf_counter()
+    return train_step
+
+
+def _run_steps(config: TrainConfig, state: _State, train_step, iterator, manager, ckpt_dir: Path,
+               logdir: Path, start: int) -> list[float]:
+    """Steps until training_number_of_steps, logging to TensorBoard every log_steps and saving a
+    checkpoint every save_interval_steps or save_interval_secs; returns this run's losses."""
+    import tensorflow as tf
     from tqdm import tqdm
 
+    total = config.training_number_of_steps
+    writer = tf.summary.create_file_writer(str(logdir / "summaries"))
+    losses, t_log, last_save = [], time.perf_counter(), time.monotonic()
     bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not config.progress)
-    loss_value = float("nan")
-    last_save = time.monotonic()
-    while int(step.numpy()) < total:
+    while int(state.step.numpy()) < total:
         ce, _count = train_step(iterator)
         loss_value = float(ce)
         if not (loss_value == loss_value):  # NaN
             raise FloatingPointError(
-                f"loss became NaN at step {int(step.numpy())}: lower base_learning_rate")
+                f"loss became NaN at step {int(state.step.numpy())}: lower base_learning_rate")
         losses.append(loss_value)
-        s = int(step.numpy())
+        s = int(state.step.numpy())
         bar.update(1)
         if s % config.log_steps == 0 or s == total:
             dt = time.perf_counter() - t_log
@@ -339,7 +383,7 @@ def train(config: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{loss_value:.3f}")
             with writer.as_default(step=s):
                 tf.summary.scalar("loss/cross_entropy", loss_value)
-                tf.summary.scalar("learning_rate", float(schedule(s)))
+                tf.summary.scalar("learning_rate", float(state.schedule(s)))
                 tf.summary.scalar("images_per_second",
                                   config.log_steps * config.train_batch_size / max(dt, 1e-9))
         if s < total and (s % config.save_interval_steps == 0
@@ -347,21 +391,48 @@ def train(config: TrainConfig) -> dict:
             _save(manager, ckpt_dir, s)
             last_save = time.monotonic()
     bar.close()
-    _save(manager, ckpt_dir, int(step.numpy()))
+    _save(manager, ckpt_dir, int(state.step.numpy()))
+    return losses
+
+
+def train(config: TrainConfig) -> dict:
+    """Runs (or resumes) training; returns a summary dict (also written as train_done.json)."""
+    from deeplab.datasets import tfrecord
+    from deeplab.training import checkpoints
+
+    _check(config)
+    logdir = Path(config.train_logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    info = _already_done(config, logdir)
+    if info is not None:
+        print(f"training already complete in {logdir} ({info['steps']} steps)")
+        return info
+    tfrecord.list_shards(config.tfrecord_dir, config.train_split)  # clear error if missing
+    _record_config(config, logdir)
+    strategy = _runtime(config)
+    state = _build_state(config, strategy)
+    chief = _is_chief(strategy)
+    manager, ckpt_dir = _resume_or_start(config, logdir, state, chief)
+    start = int(state.step.numpy())
+    t0 = time.perf_counter()
+    losses = _run_steps(config, state, _step_function(config, strategy, state),
+                        _input(config, strategy, start), manager, ckpt_dir, logdir, start)
+    total = config.training_number_of_steps
+    loss_value = losses[-1] if losses else float("nan")
     if not chief:
         return {"steps": total, "final_loss": loss_value, "chief": False}
-    checkpoints.save_weights(model, logdir / FINAL_WEIGHTS)
+    checkpoints.save_weights(state.model, logdir / FINAL_WEIGHTS)
     elapsed = time.perf_counter() - t0
-    done_steps = int(step.numpy()) - start
+    done_steps = int(state.step.numpy()) - start
     info = {"steps": total, "final_loss": loss_value,
             "first_losses": losses[:5], "last_losses": losses[-5:],
             "seconds": elapsed, "steps_this_run": done_steps,
             "images_per_second": done_steps * config.train_batch_size / max(elapsed, 1e-9),
-            "replicas": replicas}
+            "replicas": strategy.num_replicas_in_sync}
     peak = gpu_peak_bytes()
     if peak is not None:
         info["gpu_peak_bytes"] = peak
-    io_utils.write_json(done, info)
+    io_utils.write_json(logdir / DONE_FILE, info)
     return info
 
 
