@@ -154,3 +154,17 @@ def human_job_from(exp, tmp_path, clicks=40):
     tasks.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
     new.mark(0, "select", select_round(new, 0, progress=False))
     return new
+
+
+# ---------------------------------------------------------------------------- pictures
+MPL_BLUE, MPL_ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's first two line colours
+
+
+def colour_mask(path, rgb, tol=40):
+    """Where a PNG holds colour `rgb` (within `tol`, summed over channels): figures are tested
+    by what they draw, not by their size."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return np.abs(image - rgb).sum(-1) < tol

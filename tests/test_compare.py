@@ -57,7 +57,10 @@ def test_compare_writes_csv_png_md(compared):
     for arm in AL_ARMS:
         assert f"| {arm} |" in md
     assert "Fully supervised reference" in md and "% of the reference" in md
-    assert (cmp_dir / "comparison.png").stat().st_size > 10_000
+    from conftest import MPL_BLUE, MPL_ORANGE, colour_mask
+
+    assert colour_mask(cmp_dir / "comparison.png", MPL_BLUE).sum() > 100  # the first arm's line
+    assert colour_mask(cmp_dir / "comparison.png", MPL_ORANGE).sum() > 100  # the second's
     # the setting's properties, each with a verdict; P5 from the numerics jobs (oneDNN off):
     # the arms of NUMERICS_ARMS again, every round, and the sign of their paired difference
     for pid in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
