@@ -497,43 +497,37 @@ def frequent_property(rows: list[dict], class_names: list[str], frequent: list[i
     return ("P9", what, f"{100 * share:.1f} % ({per})", bool(share >= P9_SHARE))
 
 
-def properties(rows: list[dict], summary: dict, class_names: list[str], pool_base: int | None,
-               numerics: list[dict] | None = None, wall: tuple[float, int] | None = None,
-               onednn_main: str = "1", frequent: list[int] | None = None) -> list[dict]:
-    """P1-P9 with their figures and verdicts (None: not measurable from what ran)."""
-    ref = summary.get(REFERENCE, {}).get("")
-    warm = _warm_up_by_seed(rows)
-    w = float(np.mean(list(warm.values()))) if warm else None
-    out = []
+def _p1_p2(ref, w) -> list[tuple]:
+    """P1 (past the cold start) and P2 (labels still matter) from the reference and warm-up."""
+    if not ref or w is None:
+        return [("P1", "past the cold start", "needs the reference and a warm-up round", None),
+                ("P2", "labels still matter", "needs the reference and a warm-up round", None)]
+    gap = ref[1] - w
+    return [("P1", f"past the cold start: warm-up >= {100 * P1_SHARE:.0f} % of the reference",
+             f"{w:.2f} / {ref[1]:.2f} = {100 * w / ref[1]:.1f} %", w >= P1_SHARE * ref[1]),
+            ("P2", f"labels still matter: reference - warm-up >= {P2_GAP:g} points", f"{gap:.2f}",
+             gap >= P2_GAP)]
 
-    def add(pid, what, figure, ok):
-        out.append({"id": pid, "what": what, "figure": figure, "pass": ok})
 
-    if ref and w is not None:
-        add("P1", f"past the cold start: warm-up >= {100 * P1_SHARE:.0f} % of the reference",
-            f"{w:.2f} / {ref[1]:.2f} = {100 * w / ref[1]:.1f} %", w >= P1_SHARE * ref[1])
-        gap = ref[1] - w
-        add("P2", f"labels still matter: reference - warm-up >= {P2_GAP:g} points", f"{gap:.2f}",
-            gap >= P2_GAP)
-    else:
-        gap = None
-        add("P1", "past the cold start", "needs the reference and a warm-up round", None)
-        add("P2", "labels still matter", "needs the reference and a warm-up round", None)
-    per_round = []
-    by_job: dict = {}
+def _p3(rows: list[dict], pool_base: int | None) -> tuple:
+    """P3: the largest clicks of one round against the pool's base superpixels."""
+    per_round, by_job = [], {}
     for r in rows:
         if r["arm"] != REFERENCE and r["clicks"] != "":
             by_job.setdefault((r["arm"], r["seed"]), []).append((r["round"], r["clicks"]))
     for pts in by_job.values():
         pts.sort()
         per_round += [b - a for (_, a), (_, b) in zip([(0, 0)] + pts[:-1], pts)]
-    if pool_base and per_round:
-        share = max(per_round) / pool_base
-        add("P3", f"acquisition matters: one round asks <= {100 * P3_ROUND_SHARE:g} % of the pool's "
+    if not pool_base or not per_round:
+        return ("P3", "acquisition matters", "no round ran", None)
+    share = max(per_round) / pool_base
+    return ("P3", f"acquisition matters: one round asks <= {100 * P3_ROUND_SHARE:g} % of the pool's "
             "base superpixels", f"{max(per_round)} of {pool_base} = {100 * share:.2f} %",
             share <= P3_ROUND_SHARE + 1e-12)
-    else:
-        add("P3", "acquisition matters", "no round ran", None)
+
+
+def _p4(summary: dict) -> tuple:
+    """P4: every arm's round mean against the previous round's mean minus its s.e."""
     worst = None
     for arm, by_round in summary.items():
         if arm == REFERENCE:
@@ -544,45 +538,62 @@ def properties(rows: list[dict], summary: dict, class_names: list[str], pool_bas
             margin = by_round[t][1] - (m0 - standard_error(s0, n0))
             if worst is None or margin < worst[0]:
                 worst = (margin, arm, t, by_round[t][1], m0, standard_error(s0, n0))
-    if worst:
-        margin, arm, t, m1, m0, se0 = worst
-        add("P4", "more labels never hurt on average: every round's mean >= the previous mean - 1 s.e.",
+    if not worst:
+        return ("P4", "more labels never hurt on average", "needs two rounds", None)
+    margin, arm, t, m1, m0, se0 = worst
+    return ("P4", "more labels never hurt on average: every round's mean >= the previous mean - 1 s.e.",
             f"tightest: {arm} round {t}: {m1:.2f} vs {m0:.2f} - {se0:.2f}", margin >= 0)
-    else:
-        add("P4", "more labels never hurt on average", "needs two rounds", None)
-    if numerics:
-        p5 = numerics_property(rows, numerics, onednn_main)
-        if p5:
-            add(*p5)
-    if not any(p["id"] == "P5" for p in out):
-        add("P5", "robust to numerics", "not run (NUMERICS_CHECK=0, or the check jobs did not finish)", None)
+
+
+def _p6(summary: dict, gap: float | None) -> tuple:
+    """P6: the largest last-round standard error against (reference - warm-up)."""
     last = [(standard_error(v[2], v[3]), arm) for arm, by_round in summary.items() if arm != REFERENCE
             for t, v in by_round.items() if t == max(by_round)]
-    if last and gap is not None:
-        se, arm = max(last)
-        add("P6", f"last-round s.e. <= {P6_SHARE:g} x (reference - warm-up)",
+    if not last or gap is None:
+        return ("P6", "last-round standard errors", "needs the reference and the rounds", None)
+    se, arm = max(last)
+    return ("P6", f"last-round s.e. <= {P6_SHARE:g} x (reference - warm-up)",
             f"largest: {arm} {se:.2f} vs {P6_SHARE * gap:.2f}", se <= P6_SHARE * gap)
-    else:
-        add("P6", "last-round standard errors", "needs the reference and the rounds", None)
+
+
+def _p7(rows: list[dict], class_names: list[str]) -> tuple:
+    """P7: the classes the reference learns above 1 % IoU."""
     ref_rows = [r for r in rows if r["arm"] == REFERENCE]
-    if ref_rows and class_names:
-        learned = []
-        for n in class_names:
-            vals = [r[iou_column(n)] for r in ref_rows if r[iou_column(n)] != ""]
-            if vals and np.mean(vals) > 1.0:
-                learned.append(n)
-        add("P7", f"the reference learns >= {P7_CLASSES} classes above 1 % IoU",
+    if not ref_rows or not class_names:
+        return ("P7", "classes the reference learns", "needs the reference", None)
+    learned = []
+    for n in class_names:
+        vals = [r[iou_column(n)] for r in ref_rows if r[iou_column(n)] != ""]
+        if vals and np.mean(vals) > 1.0:
+            learned.append(n)
+    return ("P7", f"the reference learns >= {P7_CLASSES} classes above 1 % IoU",
             f"{len(learned)} of {len(class_names)}", len(learned) >= P7_CLASSES)
-    else:
-        add("P7", "classes the reference learns", "needs the reference", None)
-    if wall:
-        minutes, runs = wall
-        add("P8", f"the comparison runs in <= {P8_MINUTES:g} min", f"{minutes:.1f} min "
+
+
+def _p8(wall: tuple[float, int] | None) -> tuple:
+    """P8: the comparison's wall time over its runs."""
+    if not wall:
+        return ("P8", "wall time", "not recorded", None)
+    minutes, runs = wall
+    return ("P8", f"the comparison runs in <= {P8_MINUTES:g} min", f"{minutes:.1f} min "
             f"({runs} run{'s' if runs != 1 else ''} of compare.sh)", minutes <= P8_MINUTES)
-    else:
-        add("P8", "wall time", "not recorded", None)
-    add(*frequent_property(rows, class_names, frequent or []))
-    return out
+
+
+def properties(rows: list[dict], summary: dict, class_names: list[str], pool_base: int | None,
+               numerics: list[dict] | None = None, wall: tuple[float, int] | None = None,
+               onednn_main: str = "1", frequent: list[int] | None = None) -> list[dict]:
+    """P1-P9 with their figures and verdicts (None: not measurable from what ran)."""
+    ref = summary.get(REFERENCE, {}).get("")
+    warm = _warm_up_by_seed(rows)
+    w = float(np.mean(list(warm.values()))) if warm else None
+    gap = ref[1] - w if ref and w is not None else None
+    p5 = numerics_property(rows, numerics, onednn_main) if numerics else None
+    found = [*_p1_p2(ref, w), _p3(rows, pool_base), _p4(summary),
+             p5 or ("P5", "robust to numerics",
+                    "not run (NUMERICS_CHECK=0, or the check jobs did not finish)", None),
+             _p6(summary, gap), _p7(rows, class_names), _p8(wall),
+             frequent_property(rows, class_names, frequent or [])]
+    return [{"id": pid, "what": what, "figure": figure, "pass": ok} for pid, what, figure, ok in found]
 
 
 def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], title: str = "",
