@@ -367,6 +367,12 @@ def test_a_full_disk_in_a_checkpoint_names_the_folder_and_leaves_no_partial_save
     assert not list(ckpt_dir.glob("*_temp*"))
     monkeypatch.undo()
     assert train(config)["steps"] == 4  # space freed: the round trains
+    # a damaged checkpoint cannot be made again: named, with the fix, not a DataLossError
+    (tmp_path / "train" / "train_done.json").unlink()
+    data = next(ckpt_dir.glob("ckpt-4.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    with pytest.raises(RuntimeError, match=f"checkpoint {ckpt_dir}/ckpt-4 is damaged .*delete its files"):
+        train(config)
 
 
 def test_a_full_disk_in_the_val_tfrecords_names_the_shard(tmp_path, synth_root, monkeypatch):

@@ -203,7 +203,8 @@ def _restore(ckpt, path: str, ckpt_dir: Path) -> None:
 
     try:
         ckpt.restore(path).expect_partial()
-    except (tf.errors.OpError, ValueError) as e:
+    # a cut file: IndexError ("Read less bytes than requested"); a flipped byte: DataLossError
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
         why = getattr(e, "message", None) or str(e)
         raise RuntimeError(f"checkpoint {path} is damaged ({why.splitlines()[0][:200]}): delete its "
                            f"files ({path}.*) to resume from the checkpoint before it, or delete "
