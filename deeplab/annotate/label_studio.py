@@ -232,6 +232,31 @@ def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
         return _import(exp, t, export, tasks)
 
 
+def _task_key(task, k: int, t: int, asked: dict) -> tuple[object, tuple | None, str]:
+    """(task id, (image, region) it asks, '') of an exported task of round t, or (id, None,
+    the reason it is refused)."""
+    tid = task.get("id", f"#{k}") if isinstance(task, dict) else f"#{k}"
+    data = task.get("data") if isinstance(task, dict) else None
+    if not isinstance(data, dict) and isinstance(task, dict) and "al_image" in task:
+        return tid, None, ("its fields are not under 'data': this is a JSON-MIN export; export "
+                           "the project as JSON (Export > JSON) and import that")
+    if not isinstance(data, dict) or "al_image" not in data or "al_region" not in data:
+        return tid, None, "not a task exported by this project (no al_image/al_region)"
+    bad = [f"{f} is {str(data.get(f))[:30]!r}" for f in ("al_round", "al_region", "al_query")
+           if f in data and (isinstance(data[f], bool) or not isinstance(data[f], int))]
+    if not isinstance(data["al_image"], str):
+        bad.append(f"al_image is {str(data['al_image'])[:30]!r}")
+    if bad:
+        return tid, None, (f"{', '.join(bad)}: the round, region and query are integers and the "
+                           "image a name, as exported; re-export the round")
+    if data.get("al_round") != t:
+        return tid, None, f"belongs to round {data.get('al_round')!r}, not round {t}"
+    key = (data["al_image"], data["al_region"])
+    if key not in asked:
+        return tid, None, f"region {key[1]!r} of {key[0]!r} was not queried in round {t}"
+    return tid, key, ""
+
+
 def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
     sel = read_selection(exp, t)
     asked = {(q["image"], q["region"]): q for q in sel}
@@ -240,55 +265,28 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
     names[UNCLEAR] = exp.descriptor.ignore_label
     errors, rows, seen, unanswered = [], [], {}, 0
     for k, task in enumerate(tasks):
-        tid = task.get("id", f"#{k}") if isinstance(task, dict) else f"#{k}"
-        data = task.get("data") if isinstance(task, dict) else None
-        if not isinstance(data, dict) and isinstance(task, dict) and "al_image" in task:
-            errors.append(f"task {tid}: its fields are not under 'data': this is a JSON-MIN export; "
-                          "export the project as JSON (Export > JSON) and import that")
-            continue
-        if not isinstance(data, dict) or "al_image" not in data or "al_region" not in data:
-            errors.append(f"task {tid}: not a task exported by this project (no al_image/al_region)")
-            continue
-        bad = [f"{f} is {str(data.get(f))[:30]!r}" for f in ("al_round", "al_region", "al_query")
-               if f in data and (isinstance(data[f], bool) or not isinstance(data[f], int))]
-        if not isinstance(data["al_image"], str):
-            bad.append(f"al_image is {str(data['al_image'])[:30]!r}")
-        if bad:
-            errors.append(f"task {tid}: {', '.join(bad)}: the round, region and query are integers "
-                          "and the image a name, as exported; re-export the round")
-            continue
-        if data.get("al_round") != t:
-            errors.append(f"task {tid}: belongs to round {data.get('al_round')!r}, not round {t}")
-            continue
-        key = (data["al_image"], data["al_region"])
-        if key not in asked:
-            errors.append(f"task {tid}: region {key[1]!r} of {key[0]!r} was not queried in round {t}")
-            continue
-        name, who, reason = _choice(task)
-        if reason:
-            errors.append(f"task {tid}: {reason}")
-            continue
-        if name is None:
+        tid, key, reason = _task_key(task, k, t, asked)
+        name, who = None, None
+        if not reason:
+            name, who, reason = _choice(task)
+        if not reason and name is None:
             unanswered += 1
             continue
-        if name not in names:
-            errors.append(f"task {tid}: '{name}' is not a class of this data set (nor '{UNCLEAR}')")
-            continue
-        if key in seen:
-            errors.append(f"task {tid}: region {key[1]} of '{key[0]}' is answered again (first in "
-                          f"task {seen[key]})")
-            continue
-        if key in answered:
-            errors.append(f"task {tid}: region {key[1]} of '{key[0]}' is answered in the ledger already")
-            continue
-        elapsed, reason = _lead_time_ms(task)
+        if not reason and name not in names:
+            reason = f"'{name}' is not a class of this data set (nor '{UNCLEAR}')"
+        elif not reason and key in seen:
+            reason = f"region {key[1]} of '{key[0]}' is answered again (first in task {seen[key]})"
+        elif not reason and key in answered:
+            reason = f"region {key[1]} of '{key[0]}' is answered in the ledger already"
+        elapsed = None
+        if not reason:
+            elapsed, reason = _lead_time_ms(task)
         if reason:
             errors.append(f"task {tid}: {reason}")
             continue
         seen[key] = tid
-        q = asked[key]
-        rows.append(ledger.make_row(t, q, names[name], annotator=who, source="label_studio",
-                                    elapsed_ms=elapsed))
+        rows.append(ledger.make_row(t, asked[key], names[name], annotator=who,
+                                    source="label_studio", elapsed_ms=elapsed))
     if errors:
         shown = "\n  ".join(errors[:20]) + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
         raise ImportRefused(f"{export}: {len(errors)} tasks refused, nothing was imported:\n  {shown}")
