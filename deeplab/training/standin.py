@@ -97,6 +97,22 @@ def _write_records(root: Path, split: str, out: Path) -> None:
                            names=[s.name for s in samples])
 
 
+def _intact(out: Path) -> bool:
+    """The stand-in's weights are there and read whole; a damaged file is removed (it is made
+    again, identically: its training resumes from its checkpoints)."""
+    if not out.is_file():
+        return False
+    from deeplab.training.checkpoints import read_weights
+
+    try:
+        read_weights(out)
+        return True
+    except ValueError:
+        print(f"stand-in backbone {out} is damaged: building it again", file=sys.stderr)
+        out.unlink()
+        return False
+
+
 def build(config: StandinConfig = StandinConfig(), work_dir: Path | str = "work_dirs",
           models_dir: Path | str = MODELS_DIR, progress: bool = True) -> Path:
     """Builds the stand-in backbone unless it exists; returns the `.npz` path.
@@ -106,15 +122,8 @@ def build(config: StandinConfig = StandinConfig(), work_dir: Path | str = "work_
     """
     config.validate()
     out = weights_path(config, models_dir)
-    if out.is_file():
-        from deeplab.training.checkpoints import read_weights
-
-        try:
-            read_weights(out)
-            return out
-        except ValueError:  # damaged: made again (its training resumes from its checkpoints)
-            print(f"stand-in backbone {out} is damaged: building it again", file=sys.stderr)
-            out.unlink()
+    if _intact(out):
+        return out
     from deeplab.datasets import synthetic
     from deeplab.model import ModelOptions
     from deeplab.training import checkpoints
