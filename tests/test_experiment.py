@@ -641,8 +641,8 @@ def test_a_round_on_a_two_node_ray_cluster_equals_the_pool_and_survives_a_lost_n
         finished_job, tmp_path, monkeypatch):
     """RAY_ADDRESS at Ray's own two-node test cluster (a head and a second node, one CPU each, on
     the loopback): round 1's per-image stages give the serial run's maps, selection, ledger and
-    labels; then again with the second node removed in the middle of the regions stage and of
-    the labels (data) stage: Ray retries the lost node's tasks and the outputs still equal."""
+    labels, with the second node removed in the middle of the regions stage and of the labels
+    (data) stage (and added again after each): Ray retries the lost node's tasks."""
     ray = pytest.importorskip("ray", reason='EXECUTOR=ray needs pip install -e ".[ray]"')
     from ray.cluster_utils import Cluster
 
@@ -689,7 +689,7 @@ def test_a_round_on_a_two_node_ray_cluster_equals_the_pool_and_survives_a_lost_n
             assert exp.manifest(1)["data"] == ref.manifest(1)["data"]
 
         nodes = [node]
-        round_on_cluster("whole")
+        # one round: select and annotate on both nodes, regions and data losing one mid-stage
         round_on_cluster("lost_node", remove_in=("regions", "data"))
     finally:
         ray.shutdown()
