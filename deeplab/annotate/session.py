@@ -35,8 +35,7 @@ def _identity(session: str | None, client: str) -> set[str]:
     """Who gave an answer, for the review pass: the browser session and the annotator id
     together (a person who reopens the browser has a new session but the same id, and one
     who changes the id keeps the session); a review matching either is theirs."""
-    return {f"session:{session}"} if not client else (
-        {f"client:{client}"} | ({f"session:{session}"} if session else set()))
+    return ({f"client:{client}"} if client else set()) | ({f"session:{session}"} if session else set())
 
 
 def _undo_key(session: str | None, client: str) -> tuple[str, str]:
@@ -192,7 +191,7 @@ class RoundSession:
             out["suggestion"] = int(stats["dominant_class"][q["region"]])
         return out
 
-    def _next_review(self, client: str, who: str, now: float) -> dict | None:
+    def _next_review(self, client: str, who: set[str], now: float) -> dict | None:
         """Leases `client` a review it may give (never of its own answer; only in a browser
         session), or None."""
         if not any(w.startswith("session:") for w in who):
