@@ -224,15 +224,14 @@ class LocalExecutor(Executor):
             self._blocks.give_back(shared)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-        self._blocks.close()
+        self._stop(drop_queued=False)
 
     def terminate(self) -> None:
+        self._stop(drop_queued=True)
+
+    def _stop(self, drop_queued: bool) -> None:
         if self._pool is not None:
-            self._pool.terminate()
+            (self._pool.terminate if drop_queued else self._pool.close)()
             self._pool.join()
             self._pool = None
         self._blocks.close()

@@ -1,6 +1,7 @@
 """The annotation page's HTTP server: tokens, no path from the request, other sites refused,
 malformed requests, browser sessions and the round lock."""
 
+import contextlib
 import http.client
 import json
 import socket
@@ -277,6 +278,17 @@ def test_one_process_serves_a_round(tmp_path, synth_root):
 
 
 # ---------------------------------------------------------------------------- slow and malformed
+@contextlib.contextmanager
+def _served(exp, **kw):
+    """The page's server on the loopback for the block: its port."""
+    server = _serve(exp, "127.0.0.1", **kw)
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _raw(port, data: bytes, timeout=10.0, pause=None) -> bytes:
     """Sends `data` (a list: parts sent `pause` seconds apart) and reads the answer to its end."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -305,10 +317,8 @@ def test_content_length_is_ascii_digits_and_slow_requests_are_cut(tmp_path, synt
     connection, and headers sent a line at a time (slowloris): a 400 or a 408 within the
     request deadline, never a 500 or a connection held open."""
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1", request_secs=1.0)
-    port = server.server_address[1]
     head = b"POST /api/next HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    try:
+    with _served(exp, request_secs=1.0) as port:
         reply = _raw(port, head + "Content-Length: \u00b2\r\n\r\n{}".encode("latin-1"))
         assert _status(reply) == 400 and b"Content-Length" in reply
         t0 = time.monotonic()
@@ -320,9 +330,6 @@ def test_content_length_is_ascii_digits_and_slow_requests_are_cut(tmp_path, synt
         assert _status(reply) == 408 and time.monotonic() - t0 < 8
         status, _ = _request("127.0.0.1", port, "/api/progress")
         assert status == 200
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_connections_beyond_the_cap_get_a_503_and_the_page_goes_on(tmp_path, synth_root):
@@ -380,11 +387,9 @@ def test_fuzzed_requests_get_a_4xx_and_the_annotator_goes_on(tmp_path, synth_roo
     import random
 
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1", request_secs=1.0)
-    port = server.server_address[1]
     requests = _fuzz_requests(random.Random(0))
     assert len(requests) >= 200
-    try:
+    with _served(exp, request_secs=1.0) as port:
         statuses = {}
         for req in requests:
             status = _status(_raw(port, req, timeout=10))
@@ -397,9 +402,6 @@ def test_fuzzed_requests_get_a_4xx_and_the_annotator_goes_on(tmp_path, synth_roo
                                  json.dumps({"client": "person"}), {"Content-Type": "application/json"})
         assert status == 200 and json.loads(reply)["query"] is not None
         assert "Traceback" not in capfd.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_request_policy_without_a_socket():
