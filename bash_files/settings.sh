@@ -40,11 +40,16 @@ EXECUTOR="${EXECUTOR:-local}"  # local | ray: where the per-image stages run (ra
 CACHE_DIR="${CACHE_DIR:-}"  # superpixel maps and val TFRecords, shared by jobs (empty: $WORK_DIR/cache)
 SAVE_INTERVAL_SECS="${SAVE_INTERVAL_SECS:-1200.0}"  # a checkpoint at least this often while training
 DETERMINISTIC="${DETERMINISTIC:-1}"  # deterministic kernels: a seed repeats a run bit for bit
-ANNOTATOR="${ANNOTATOR:-oracle}"  # oracle | human: who answers (oracle: reads the ground truth; human: people on a web page)
+ANNOTATOR="${ANNOTATOR:-oracle}"  # oracle | human | label_studio: who answers (oracle: reads the ground truth; human: people on the web page; label_studio: people in Label Studio)
 ANNOTATE_HOST="${ANNOTATE_HOST:-127.0.0.1}"  # the page's address; another than 127.0.0.1 needs the printed token
 ANNOTATE_PORT="${ANNOTATE_PORT:-8765}"  # the page's port; 0: any free port
 PRESELECT="${PRESELECT:-0}"  # the page pre-selects the model's dominant class
 LEASE_SECS="${LEASE_SECS:-300.0}"  # a region handed to one person is held for them this long
+LABEL_STUDIO_URL="${LABEL_STUDIO_URL:-http://localhost:8080}"  # ANNOTATOR=label_studio: the Label Studio server the queries go to
+LABEL_STUDIO_KEY_FILE="${LABEL_STUDIO_KEY_FILE:-}"  # a file holding Label Studio's API key (empty: the LABEL_STUDIO_API_KEY variable; the key is never saved)
+LABEL_STUDIO_PYTHON="${LABEL_STUDIO_PYTHON:-}"  # the Python of Label Studio's own environment, which runs its client (empty: the one scripts/label_studio.py installs)
+LABEL_STUDIO_ROOT="${LABEL_STUDIO_ROOT:-/}"  # the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: image URLs are paths below it
+LABEL_STUDIO_POLL_SECS="${LABEL_STUDIO_POLL_SECS:-5.0}"  # how often the answers stage asks Label Studio for new answers
 DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
@@ -52,7 +57,8 @@ SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_
   MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE BASE_LEARNING_RATE
   BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS
   EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT
-  PRESELECT LEASE_SECS DROP_MISSING_ANSWERED PYTHON"
+  PRESELECT LEASE_SECS LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON
+  LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED PYTHON"
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
     --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
@@ -69,6 +75,9 @@ init_experiment() {
     --save_interval_secs="$SAVE_INTERVAL_SECS" --deterministic="$DETERMINISTIC" \
     --annotator="$ANNOTATOR" --annotate_host="$ANNOTATE_HOST" \
     --annotate_port="$ANNOTATE_PORT" --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
+    --label_studio_url="$LABEL_STUDIO_URL" --label_studio_key_file="$LABEL_STUDIO_KEY_FILE" \
+    --label_studio_python="$LABEL_STUDIO_PYTHON" --label_studio_root="$LABEL_STUDIO_ROOT" \
+    --label_studio_poll_secs="$LABEL_STUDIO_POLL_SECS" \
     --drop_missing_answered="$DROP_MISSING_ANSWERED"
 }
 # <<< end of the generated block

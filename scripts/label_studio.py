@@ -1,4 +1,12 @@
-"""Exchange a round's queries with Label Studio.
+"""Label Studio: its own environment and server for ANNOTATOR=label_studio, and the exchange of
+a round's queries by files.
+
+  # ANNOTATOR=label_studio (docs/annotation.md, "Label Studio in the loop"):
+  python scripts/label_studio.py install        # Label Studio's environment, once (about 1 GB)
+  python scripts/label_studio.py start --data_dir work_dirs/label_studio --port 8080
+  # ... it prints the LABEL_STUDIO_URL and LABEL_STUDIO_KEY_FILE to give the drivers
+
+  # by files:
 
   # the queries of round 1 as Label Studio tasks (+ label_config.xml beside them)
   python scripts/label_studio.py export --job_dir work_dirs/mine --round 1 --out tasks_r1.json
@@ -33,7 +41,18 @@ def main(argv=None) -> int:
     im = sub.add_parser("import", help="a completed Label Studio JSON export into the ledger")
     cli.add_round_flags(im)
     im.add_argument("--file", required=True, help="Label Studio export (JSON)")
+    ins = sub.add_parser("install", help="Label Studio's own virtual environment (once)")
+    ins.add_argument("--venv", default=None, help="where (default: LABEL_STUDIO_VENV, else the user's cache)")
+    st = sub.add_parser("start", help="a Label Studio server on this machine, until Ctrl-C")
+    st.add_argument("--data_dir", default="work_dirs/label_studio", help="its SQLite database, key and password")
+    st.add_argument("--host", default="127.0.0.1")
+    st.add_argument("--port", type=int, default=8080)
+    st.add_argument("--document_root", default="/", help="images are served from below it (LABEL_STUDIO_ROOT)")
+    st.add_argument("--username", default="admin@example.com")
+    st.add_argument("--venv", default=None)
     args = p.parse_args(argv)
+    if args.command in ("install", "start"):
+        return cli.guarded(_server, args)
 
     from deeplab.annotate import label_studio
     from deeplab.experiment.job import Experiment
@@ -57,6 +76,34 @@ def main(argv=None) -> int:
         return 2
     print(json.dumps(info, indent=1))
     return 0
+
+
+def _server(args) -> int:
+    from pathlib import Path
+
+    from deeplab.annotate import ls_server
+
+    venv = Path(args.venv) if args.venv else None
+    if args.command == "install":
+        print(f"Label Studio's environment: {ls_server.install(venv, quiet=False).parent.parent}")
+        return 0
+    if not ls_server.installed(venv):
+        raise ValueError("Label Studio is not installed: run `python scripts/label_studio.py install` first")
+    proc = ls_server.start(args.data_dir, args.port, args.host, args.document_root, args.username, venv,
+                           log=Path(args.data_dir) / "label_studio.log")
+    try:
+        url = f"http://{args.host}:{args.port}"
+        secs = ls_server.wait_up(url, proc)
+        data = Path(args.data_dir).resolve()
+        print(f"Label Studio is up at {url} after {secs:.0f} s (log: {data / 'label_studio.log'}).\n"
+              f"  log in as {args.username}, password in {data / 'password'}\n"
+              f"  the drivers: ANNOTATOR=label_studio LABEL_STUDIO_URL={url} "
+              f"LABEL_STUDIO_KEY_FILE={ls_server.key_file(data)} LABEL_STUDIO_ROOT={args.document_root}\n"
+              "Ctrl-C stops it.", flush=True)
+        proc.wait()
+        return proc.returncode
+    finally:
+        ls_server.stop(proc)
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str
         for i in queries:
             # percent-encoded: names with '&', '#', '+', '%', '?' or spaces survive the URL
             url = image_url_prefix + urllib.parse.quote(rel, safe="/")
-            tasks[i] = _task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
+            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
@@ -162,7 +162,7 @@ def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str
             "label_config": str(out.with_name("label_config.xml"))}
 
 
-def _task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
+def region_task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
     """One Label Studio task: query i's image and its region as a brush pre-annotation."""
     return {
         "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,
@@ -190,27 +190,43 @@ def _choice(task: dict) -> tuple[str | None, str | None, str]:
         return None, None, ""
     if len(anns) > 1:
         return None, None, f"has {len(anns)} annotations; keep one per task"
-    picks = [r for r in anns[0].get("result") or []
+    return annotation_choice(anns[0])
+
+
+def annotator_id(who) -> str:
+    """The ledger's annotator of a Label Studio `completed_by` (an id, or a user as a dict)."""
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(who or "ls"))[:64]
+
+
+def annotation_choice(ann: dict) -> tuple[str | None, str | None, str]:
+    """(class name, annotator, '') of one submitted annotation, or (None, None, reason)."""
+    picks = [r for r in ann.get("result") or []
              if r.get("type") == "choices" and r.get("from_name") == FROM_CLASS]
     if len(picks) != 1:
         return None, None, f"its annotation has {len(picks)} '{FROM_CLASS}' choices, not one"
     values = (picks[0].get("value") or {}).get("choices") or []
     if len(values) != 1 or not isinstance(values[0], str):
         return None, None, f"its '{FROM_CLASS}' choice holds {values!r}, not one class"
-    who = anns[0].get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    return values[0], "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(who or "ls"))[:64], ""
+    return values[0], annotator_id(ann.get("completed_by")), ""
 
 
 def _lead_time_ms(task: dict) -> tuple[int | None, str]:
-    """(ms, '') from Label Studio's `lead_time` of the task's annotation (seconds the person spent
-    on it); (None, '') when absent; (None, reason) when it is there but not a number of seconds
-    in 0..24 h (a negative, a string, NaN): the answer is not imported with a time it lacks."""
+    """The lead time of the task's one annotation (`annotation_lead_ms`); (None, '') without."""
     anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    if len(anns) != 1 or anns[0].get("lead_time") is None:
+    if len(anns) != 1:
         return None, ""
-    lead = anns[0]["lead_time"]
+    return annotation_lead_ms(anns[0])
+
+
+def annotation_lead_ms(ann: dict) -> tuple[int | None, str]:
+    """(ms, '') from Label Studio's `lead_time` of an annotation (seconds the person spent on
+    it); (None, '') when absent; (None, reason) when it is there but not a number of seconds in
+    0..24 h (a negative, a string, NaN): the answer is not imported with a time it lacks."""
+    lead = ann.get("lead_time")
+    if lead is None:
+        return None, ""
     if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not 0 <= lead <= 24 * 3600:
         return None, (f"its lead_time {str(lead)[:20]!r} is not a number of seconds in 0..86400; "
                       "correct or remove it")

@@ -458,9 +458,14 @@ def _summary(exp: Experiment, t: int, queries: list[dict]) -> dict:
 
 
 def annotate_stage(exp: Experiment, t: int) -> dict:
-    """The answers stage: the page for ANNOTATOR=human, the simulated annotator otherwise."""
+    """The answers stage: the page for ANNOTATOR=human, Label Studio for
+    ANNOTATOR=label_studio, the simulated annotator otherwise."""
     if exp.config.annotator == "human":
         return annotate_round(exp, t)
+    if exp.config.annotator == "label_studio":
+        from deeplab.annotate import ls_loop
+
+        return ls_loop.label_studio_round(exp, t)
     from deeplab.experiment import stages
 
     return stages.annotate_round(exp, t)

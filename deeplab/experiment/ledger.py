@@ -73,7 +73,8 @@ class Ledger:
     manifests) and raises to stop a job whose ledger shrank or grew behind its back.
     """
 
-    OPTIONAL = ("annotator", "source", "session", "elapsed_ms", "received_at", "review")
+    OPTIONAL = ("annotator", "source", "session", "elapsed_ms", "received_at", "review",
+                "ls_annotation")
 
     def __init__(self, path: Path | str, check=None):
         self.path = Path(path)

@@ -23,7 +23,7 @@ from deeplab.datasets import DATASET_NAMES
 REGION_MODES = ("adaptive", "base", "oracle")
 # The backbones of deeplab.core.xception.VARIANTS (named here to keep TensorFlow out).
 MODEL_VARIANTS = ("xception_41", "xception_65", "xception_71", "xception_light")
-ANNOTATORS = ("oracle", "human")
+ANNOTATORS = ("oracle", "human", "label_studio")
 
 # What a change of the setting does to a job that has already started.
 JOB = "job"      # refused: it changes what the job computes (use a new JOB_NAME)
@@ -155,7 +155,7 @@ TABLE: tuple[Setting, ...] = (
     S("save_interval_secs", "SAVE_INTERVAL_SECS", float, 1200.0, "a checkpoint at least this often while training",
       low=0, low_open=True, binds=RUN),
     S("deterministic", "DETERMINISTIC", bool, True, "deterministic kernels: a seed repeats a run bit for bit"),
-    S("annotator", "ANNOTATOR", str, "oracle", "who answers (oracle: reads the ground truth; human: people on a web page)",
+    S("annotator", "ANNOTATOR", str, "oracle", "who answers (oracle: reads the ground truth; human: people on the web page; label_studio: people in Label Studio)",
       choices=ANNOTATORS),
     S("annotate_host", "ANNOTATE_HOST", str, "127.0.0.1", "the page's address; another than 127.0.0.1 needs the printed token",
       binds=RUN),
@@ -163,6 +163,18 @@ TABLE: tuple[Setting, ...] = (
     S("preselect", "PRESELECT", bool, False, "the page pre-selects the model's dominant class", binds=RUN),
     S("lease_secs", "LEASE_SECS", float, 300.0, "a region handed to one person is held for them this long",
       low=0, low_open=True, binds=RUN),
+    S("label_studio_url", "LABEL_STUDIO_URL", str, "http://localhost:8080",
+      "ANNOTATOR=label_studio: the Label Studio server the queries go to", binds=RUN),
+    S("label_studio_key_file", "LABEL_STUDIO_KEY_FILE", str, "",
+      "a file holding Label Studio's API key (empty: the LABEL_STUDIO_API_KEY variable; the key is never saved)",
+      binds=RUN),
+    S("label_studio_python", "LABEL_STUDIO_PYTHON", str, "",
+      "the Python of Label Studio's own environment, which runs its client (empty: the one scripts/label_studio.py installs)",
+      binds=RUN),
+    S("label_studio_root", "LABEL_STUDIO_ROOT", str, "/",
+      "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: image URLs are paths below it", binds=RUN),
+    S("label_studio_poll_secs", "LABEL_STUDIO_POLL_SECS", float, 5.0,
+      "how often the answers stage asks Label Studio for new answers", low=0, low_open=True, binds=RUN),
     S("drop_missing_answered", "DROP_MISSING_ANSWERED", bool, False,
       "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN),
     S(None, "PYTHON", str, "python", "the interpreter the drivers run"),

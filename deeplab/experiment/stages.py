@@ -279,9 +279,10 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     only the regions the ledger does not answer yet. With ANNOTATOR=human people answer on the
     page (`deeplab.annotate.server.annotate_round`, which scripts/annotate_regions.py runs
     instead of this)."""
-    if exp.config.annotator == "human":
-        raise ValueError(f"job {exp.job_dir} has ANNOTATOR=human: its answers come from the "
-                         "annotation page (scripts/annotate_regions.py serves it), not the oracle")
+    if exp.config.annotator != "oracle":
+        raise ValueError(f"job {exp.job_dir} has ANNOTATOR={exp.config.annotator}: its answers come "
+                         "from people (scripts/annotate_regions.py serves the page or asks Label "
+                         "Studio), not the oracle")
     sel = read_selection(exp, t)
     summary = _oracle_first_answers(exp, t, sel, progress)
     if exp.config.review_share > 0:
