@@ -218,3 +218,61 @@ def test_label_studio_urls_are_percent_encoded(tmp_path, synth_root):
         value = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["d"][0]
         assert (exp.data_root / value).resolve() == renamed.resolve()
     assert {s.name for s in exp.samples} != names
+
+
+# ---------------------------------------------------------------------------- in the loop
+def _ann(aid, choice, who=1, lead=1.0, cancelled=False):
+    result = [] if choice is None else [{"type": "choices", "from_name": "class", "to_name": "image",
+                                         "value": {"choices": [choice]}}]
+    return {"id": aid, "completed_by": who, "lead_time": lead, "was_cancelled": cancelled, "result": result}
+
+
+def test_label_studio_annotations_are_checked_as_the_file_import_checks_them(tmp_path, synth_root):
+    """ANNOTATOR=label_studio's import of polled annotations (no server needed): each annotation
+    once, a skip is unclear, a bad one is refused with the task, annotation and reason, a review
+    is another person's annotation of a picked region."""
+    from deeplab.annotate import ls_loop
+    from deeplab.experiment.stages import read_selection
+
+    exp = human_job(tmp_path, synth_root, clicks=4, annotator="label_studio", review_share=0.5)
+    sel = read_selection(exp, 0)
+    names = exp.descriptor.class_names
+    state = ls_loop.RoundState(exp, 0, sel)
+    assert len(state.picked) == 2 and not state.complete()
+    refused = {}
+    p = sorted(state.picked)[0]
+    a, b, c = [i for i in range(len(sel)) if i != p]
+    (row,) = state.rows(a, {"id": 10, "annotations": [_ann(5, names[2], lead=1.25)]}, refused)
+    assert (row["answer"], row["ls_annotation"], row["elapsed_ms"], row["source"]) == (2, 5, 1250, "label_studio")
+    exp.ledger.append([row])
+    assert state.rows(a, {"id": 10, "annotations": [_ann(5, names[2])]}, refused) == []  # never twice
+    assert ls_loop.RoundState(exp, 0, sel).rows(a, {"id": 10, "annotations": [_ann(5, names[2])]}, refused) == []
+    (skip,) = state.rows(b, {"id": 11, "annotations": [_ann(6, None, cancelled=True)]}, refused)
+    assert skip["answer"] == exp.descriptor.ignore_label
+    for task, reason in [(_ann(7, "nope"), "'nope' is not a class"),
+                         (_ann(8, names[0], lead=-5), "lead_time '-5'"),
+                         ({**_ann(9, names[0]), "result": _ann(9, names[0])["result"] * 2}, "2 'class' choices")]:
+        assert state.rows(c, {"id": 12, "annotations": [task]}, refused) == []
+        assert reason in refused[task["id"]] and "task 12" in refused[task["id"]]
+    first = state.rows(p, {"id": 20, "annotations": [_ann(30, names[1], who=1)]}, refused)
+    again = state.rows(p, {"id": 20, "annotations": [_ann(30, names[1], who=1), _ann(31, names[1], who=1)]}, refused)
+    assert len(first) == 1 and again == [] and "same person" in refused[31]
+    (rv,) = state.rows(p, {"id": 20, "annotations": [_ann(30, names[1], who=1), _ann(32, names[0], who=2)]}, refused)
+    assert (rv["review"], rv["cost"], rv["answer"]) == (1, 0, 0)
+    assert state.wanted(p) == 2  # a disagreement with two people: unclear, no third answer asked
+
+
+def test_label_studio_settings_errors_name_the_fix(tmp_path, monkeypatch):
+    from deeplab.annotate import ls_loop
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(ls_loop.LabelStudioError, match="set LABEL_STUDIO_API_KEY or LABEL_STUDIO_KEY_FILE"):
+        ls_loop.api_key("")
+    with pytest.raises(ls_loop.LabelStudioError, match=f"cannot read the key file {tmp_path}/none"):
+        ls_loop.api_key(str(tmp_path / "none"))
+    (tmp_path / "key").write_text("  abc123\n")
+    assert ls_loop.api_key(str(tmp_path / "key")) == "abc123"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "from-env")
+    assert ls_loop.api_key(str(tmp_path / "key")) == "from-env"
+    with pytest.raises(ls_loop.LabelStudioError, match="scripts/label_studio.py install"):
+        ls_loop.python_of(str(tmp_path / "no-python"))
