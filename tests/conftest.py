@@ -168,3 +168,27 @@ def colour_mask(path, rgb, tol=40):
 
     image = np.asarray(Image.open(path).convert("RGB")).astype(int)
     return np.abs(image - rgb).sum(-1) < tol
+
+
+# ---------------------------------------------------------------------------- browser
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.fail("the browser tests need Chromium and its driver: apt-get install chromium "
+                    "chromium-driver (.ci/run installs them)")
+    options = Options()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(arg)
+    b = webdriver.Chrome(options=options, service=Service(driver))
+    yield b
+    b.quit()

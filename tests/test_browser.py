@@ -11,30 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from conftest import human_job
 
 ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not binary or not driver:
-        pytest.fail("the browser tests need Chromium and its driver: apt-get install chromium "
-                    "chromium-driver (.ci/run installs them)")
-    options = Options()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
-        options.add_argument(arg)
-    b = webdriver.Chrome(options=options, service=Service(driver))
-    yield b
-    b.quit()
 
 
 def _serve_in_thread(exp, **kw):

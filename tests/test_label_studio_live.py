@@ -271,7 +271,7 @@ def test_an_annotation_deleted_after_import_stays_in_the_ledger_and_is_named(tmp
     # the next time the stage runs (the next round), it names the answer and keeps it
     info = ls_loop.label_studio_round(exp, 0)
     said = capfd.readouterr().out
-    assert f"1 answers of round 0 were deleted in Label Studio" in said and str(gone) in said
+    assert "1 answers of round 0 were deleted in Label Studio" in said and str(gone) in said
     assert info["label_studio"]["deleted_since_import"] == 1
     assert exp.ledger.path.read_bytes() == before
 
@@ -286,3 +286,53 @@ def test_a_wrong_key_is_one_line_and_exit_status_2(tmp_path, synth_root, label_s
     assert wrong not in stdout + stderr
     assert not any(wrong in p.read_text(errors="replace") for p in exp.job_dir.rglob("*") if p.is_file())
     assert not exp.done(0, "annotate")
+
+
+def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_root, label_studio, browser):
+    """In Chromium, Label Studio's labelling page of a pushed task shows the image, the queried
+    region as the pre-annotated brush "query" and the data set's classes with "unclear".
+    `LS_SCREENSHOT=docs/label_studio_task.png` saves the README's picture."""
+    from selenium.webdriver.common.by import By
+
+    from conftest import make_folder_dataset
+    from deeplab.datasets import synthetic
+    from deeplab.experiment import tasks
+    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.stages import select_round
+
+    scenes = synthetic.generate(tmp_path / "scenes", num_train=3, num_val=1, height=256, width=512, seed=3)
+    root = make_folder_dataset(scenes, tmp_path / "data", labels=False, splits=False, num_train=3, num_val=1)
+    config = ExperimentConfig(job_dir=str(tmp_path / "street_scenes"), dataset="folder", dataset_dir=str(root),
+                              rounds=2, clicks_per_round=4, superpixel_method="slic",
+                              superpixel_size_px=1500.0, seed=1, **label_studio.settings()).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 1500.0, progress=False)
+    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    th, out = _stage_thread(exp)
+    ids = _wait(lambda: _task_ids(exp, stage=(th, out)), what="the pushed tasks")
+    project = json.loads((exp.job_dir / "label_studio.json").read_text())["project"]
+    browser.get(label_studio.url + "/user/login/")
+    browser.find_element(By.NAME, "email").send_keys("admin@example.com")
+    browser.find_element(By.NAME, "password").send_keys((label_studio.data_dir / "password").read_text().strip())
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
+    _wait(lambda: "/user/login" not in browser.current_url, what="the login")
+    browser.get(f"{label_studio.url}/projects/{project}/data?tab=0&task={ids[0]}")
+    text = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    _wait(lambda: "Which class covers most of the region?" in text() and "unclear" in text(),
+          what="the labelling page")
+    _wait(lambda: "query" in text(), what="the region's pre-annotation")
+    assert all(name in text() for name in exp.descriptor.class_names)
+    image = _wait(lambda: browser.execute_script(
+        "const i = [...document.images].find(i => i.src.includes('local-files'));"
+        "return i && i.complete && i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null;"),
+        what="the image from local files")
+    assert image == [512, 256]
+    time.sleep(1)  # the brush layer is drawn after the image
+    if os.environ.get("LS_SCREENSHOT"):
+        browser.save_screenshot(os.environ["LS_SCREENSHOT"])
+    for i in ids:
+        label_studio.answer(ids[i], exp.descriptor.class_names[0], 1.0)
+    th.join(120)
+    assert out["rc"] == 0
