@@ -11,6 +11,7 @@ atomically.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -77,13 +78,25 @@ class _Blocks:
         self.free, self.all = [], []
 
 
+def _fields(task) -> dict | None:
+    """A task record's fields (a dataclass instance), else None."""
+    if dataclasses.is_dataclass(task) and not isinstance(task, type):
+        return {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
+    return None
+
+
 def _share(task, shared: list, blocks: _Blocks):
-    """`task` with its large arrays (at the top level or one dict deep) put in shared memory."""
+    """`task` with its large arrays (the task itself, or a field of a task record or a value of
+    a dict, one level deep) put in shared memory."""
     if isinstance(task, np.ndarray) and task.nbytes >= SHARED_MIN_BYTES:
         shared.append(_SharedArray(task, blocks.take(task.nbytes)))
         return shared[-1]
     if isinstance(task, dict):
         return {k: _share(v, shared, blocks) for k, v in task.items()}
+    fields = _fields(task)
+    if fields is not None:
+        return dataclasses.replace(task, **{k: _share(v, shared, blocks) for k, v in fields.items()
+                                            if isinstance(v, np.ndarray)})
     return task
 
 
@@ -97,6 +110,10 @@ def _attach(task, opened: list):
         return np.ndarray(task.shape, np.dtype(task.dtype), buffer=shm.buf)
     if isinstance(task, dict):
         return {k: _attach(v, opened) for k, v in task.items()}
+    fields = _fields(task)
+    if fields is not None:
+        return dataclasses.replace(task, **{k: _attach(v, opened) for k, v in fields.items()
+                                            if isinstance(v, _SharedArray)})
     return task
 
 

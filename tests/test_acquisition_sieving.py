@@ -1,5 +1,6 @@
 """Acquisition, answers, painting and sieving against their definitions."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -131,14 +132,14 @@ def test_answers_task_takes_earlier_answers_into_account(tmp_path):
         def read_label(_sample):
             return label
 
-    task = {"descriptor": Descriptor, "sample": None, "map": paths[1], "ids": [0], "maps": paths}
-    assert tasks.answers_task(dict(task, earlier=[]))[0] == [0]  # ties: smaller class
+    task = tasks.AnswersTask(Descriptor, None, paths[1], [0], [], paths)
+    assert tasks.answers_task(task)[0] == [0]  # ties: smaller class
     # round 0 labelled the left column 0: of the rest, 2 and 1 tie -> 1
     earlier = [{"round": 0, "image": "x", "region": 0, "answer": 0}]
-    assert tasks.answers_task(dict(task, earlier=earlier))[0] == [1]
+    assert tasks.answers_task(dataclasses.replace(task, earlier=earlier))[0] == [1]
     # a 255 answer labels nothing, so its pixels still count
     earlier = [{"round": 0, "image": "x", "region": 0, "answer": 255}]
-    assert tasks.answers_task(dict(task, earlier=earlier))[0] == [0]
+    assert tasks.answers_task(dataclasses.replace(task, earlier=earlier))[0] == [0]
 
 
 def test_sieve_knee_ignores_pixels_owned_by_earlier_answers():

@@ -1,6 +1,7 @@
 """The executor: results in task order, a bounded number of tasks in flight, the same results on
 a process pool, inline and on Ray."""
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -59,15 +60,36 @@ def test_large_arrays_travel_through_shared_memory_and_are_freed():
     big = [np.random.default_rng(i).random((600, 600)) for i in range(4)]  # 2.9 MB each
     assert big[0].nbytes >= parallel.SHARED_MIN_BYTES
     tasks = [{"probs": b, "k": i} for i, b in enumerate(big)]
+    records = [_Record(i, b, b[:2, :2].copy()) for i, b in enumerate(big)]  # the small one is pickled
     with parallel.make_executor("local", 2) as ex:
         got = list(ex.imap(_dict_task, tasks))
-    assert got == [(i, float(b.sum())) for i, b in enumerate(big)]
+        from_records = list(ex.imap(_record_task, records))
+    assert got == from_records == [(i, float(b.sum())) for i, b in enumerate(big)]
+    blocks = parallel._Blocks()
+    try:  # a record's large array goes to shared memory, its small one is pickled with it
+        shared_record = parallel._share(records[0], [], blocks)
+        assert isinstance(shared_record.probs, parallel._SharedArray)
+        assert isinstance(shared_record.small, np.ndarray) and shared_record.k == 0
+    finally:
+        blocks.close()
     if os.path.isdir("/dev/shm"):  # every block the driver made is unlinked
         assert not [n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm_")]
 
 
 def _dict_task(task):
     return task["k"], float(task["probs"].sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    k: int
+    probs: np.ndarray
+    small: np.ndarray
+
+
+def _record_task(task: _Record):
+    assert task.small.shape == (2, 2)
+    return task.k, float(task.probs.sum())
 
 
 def _pid(_):

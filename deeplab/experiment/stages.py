@@ -67,13 +67,12 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
         for k, (s, (name, probs), (_, merge_probs)) in enumerate(
                 zip(todo, predictor.stream(images), merging)):
             assert name == s.name
-            yield {"descriptor": descriptor, "sample": s, "probs": probs, "mode": mode, "eps": eps,
-                   "merge_probs": merge_probs,
-                   "base": region_maps.path(base_dir, name), "out": region_maps.path(out_dir, name),
-                   "oracle": region_maps.path(oracle_dir, name) if oracle_dir else None,
-                   "overlay": Path(overlay_dir) / f"{name}_{mode}.png"
-                   if overlay_dir and k < max_overlays else None,
-                   "title": f"{name}{extra}"}
+            yield tasks.RoundMapTask(
+                descriptor, s, probs, mode, base=region_maps.path(base_dir, name),
+                out=region_maps.path(out_dir, name), eps=eps, merge_probs=merge_probs,
+                oracle=region_maps.path(oracle_dir, name) if oracle_dir else None,
+                overlay=Path(overlay_dir) / f"{name}_{mode}.png" if overlay_dir and k < max_overlays else None,
+                title=f"{name}{extra}")
 
     done = [s for s in samples if s not in todo]
     with (executor or LocalExecutor()) as ex:
@@ -81,17 +80,17 @@ def generate_round_regions(descriptor: DatasetDescriptor, samples: list[Sample],
                             desc=f"{mode} regions", unit="img", disable=not progress))
         if done:  # written by an interrupted run: their figures from the maps on disk
             results += ex.map(tasks.map_figures_task, [
-                {"descriptor": descriptor, "sample": s, "base": region_maps.path(base_dir, s.name),
-                 "out": region_maps.path(out_dir, s.name)} for s in done],
+                tasks.MapFiguresTask(descriptor, s, region_maps.path(base_dir, s.name),
+                                     region_maps.path(out_dir, s.name)) for s in done],
                 f"{mode} regions (written before)", progress)
     # Every image's figures, resumed or not: a resumed stage records what an uninterrupted one does.
     summary = {"images": len(samples), "resumed": len(done)}
     if results:
-        summary.update({f"regions_per_image_{k}": float(np.mean([r[k] for r in results]))
+        summary.update({f"regions_per_image_{k}": float(np.mean([getattr(r, k) for r in results]))
                         for k in ("before", "after")})
         # ASA needs the ground truth of every image; without it, not available (never 0).
-        summary.update({k: None if any(r[k] is None for r in results) else
-                        float(np.mean([r[k] for r in results])) for k in ("asa_before", "asa_after")})
+        summary.update({k: None if any(getattr(r, k) is None for r in results) else
+                        float(np.mean([getattr(r, k) for r in results])) for k in ("asa_before", "asa_after")})
     return summary
 
 
@@ -174,9 +173,9 @@ def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool =
     for s in exp.samples:
         rows = [r for r in rows_by_image.get(s.name, []) if r["round"] < t]
         answers = L.answer_luts(rows)
-        work.append({"round": t, "map": exp.map_path(t, s.name), "answers": answers,
-                      "maps": {r: exp.map_path(r, s.name) for r in answers},
-                      "features": features, "base": exp.map_path(0, s.name)})
+        work.append(tasks.PoolTask(t, exp.map_path(t, s.name), answers,
+                                   {r: exp.map_path(r, s.name) for r in answers},
+                                   features, exp.map_path(0, s.name)))
     with exp.executor() as ex:
         return ex.map(tasks.pool_task, work, f"round {t} pool", progress)
 
@@ -304,10 +303,10 @@ def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
     order = {s.name: i for i, s in enumerate(exp.samples)}
     names = sorted(by_image, key=order.__getitem__)
     earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
-    work = [{"descriptor": exp.descriptor, "sample": samples[n], "map": exp.map_path(t, n),
-              "ids": [queries[k]["region"] for k in by_image[n]], "earlier": earlier.get(n, []),
-              "maps": {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])}}
-             for n in names]
+    work = [tasks.AnswersTask(exp.descriptor, samples[n], exp.map_path(t, n),
+                              [queries[k]["region"] for k in by_image[n]], earlier.get(n, []),
+                              {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])})
+            for n in names]
     with exp.executor() as ex:
         results = ex.map(tasks.answers_task, work, f"round {t} {what}", progress)
     out, sizes = [0] * len(queries), [0] * len(queries)
@@ -459,17 +458,16 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
             overlay = None
             if t in answers and shown < max_overlays:
                 shown += 1
-                overlay = {"round": t, "path": exp.round_dir(t) / "overlays" / f"{s.name}_answers.png",
-                           "title": f"round {t}, {s.name}: {title}"}
-            yield {"descriptor": exp.descriptor, "sample": s, "probs": p,
-                   "maps": {r: exp.map_path(r, s.name) for r in answers}, "answers": answers,
-                   "knee": c.knee, "min_size_px": min_size,
-                   "label_png": build_data.label_png_path(label_dir, s.name), "overlay": overlay}
+                overlay = tasks.AnswersOverlay(t, exp.round_dir(t) / "overlays" / f"{s.name}_answers.png",
+                                               f"round {t}, {s.name}: {title}")
+            yield tasks.LabelsTask(exp.descriptor, s, p, {r: exp.map_path(r, s.name) for r in answers},
+                                   answers, c.knee, min_size, build_data.label_png_path(label_dir, s.name),
+                                   overlay)
 
     with exp.executor() as ex:
         results = list(tqdm(ex.imap(tasks.labels_task, work()), total=len(samples),
                             desc=f"round {t} labels", unit="img", disable=not progress))
-        written = [s for s, r in zip(samples, results) if r["written"]]
+        written = [s for s, r in zip(samples, results) if r.written]
         if not written:
             raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
         build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
@@ -477,8 +475,8 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
                                progress=progress, executor=ex)
     # Error counts need the ground truth; where an image has none they are not available (None),
     # never 0.
-    totals = {k: None if any(r[k] is None for r in results) else sum(r[k] for r in results)
-              for k in results[0] if k != "written"}
+    totals = {k: None if any(getattr(r, k) is None for r in results) else sum(getattr(r, k) for r in results)
+              for k in tasks.LabelFigures.COUNTS}
 
     def share(a, b):
         if a is None:
