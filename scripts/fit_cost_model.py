@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     from deeplab import io_utils
     from deeplab.active import acquisition
     from deeplab.experiment.job import Experiment
-    from deeplab.experiment.stages import timed_answer_features
+    from deeplab.experiment.answers import timed_answer_features
 
     exp = Experiment.open(args.job_dir)
     features, seconds = timed_answer_features(exp)

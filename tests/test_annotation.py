@@ -206,7 +206,7 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
 
     from deeplab.active import acquisition
     from deeplab.annotate.session import RoundSession
-    from deeplab.experiment.stages import timed_answer_features
+    from deeplab.experiment.answers import timed_answer_features
 
     exp = human_job(tmp_path, synth_root, clicks=14)
     s = RoundSession(exp, 0)
@@ -269,7 +269,7 @@ def test_review_pass_on_the_page_goes_to_another_session(tmp_path, synth_root):
     assert s.done.is_set() and len(given) == 4
     reviews = exp.ledger.reviews(0)
     assert len(reviews) == 4 and all(rv[1]["cost"] == 0 and rv[1]["session"] == "s2" for rv in reviews.values())
-    from deeplab.experiment.stages import review_summary
+    from deeplab.experiment.answers import review_summary
 
     rv = review_summary(exp, 0, s.queries)
     assert rv["reviewed"] == 4 and rv["agreement"] == 0.5 and rv["unclear_after_review"] == 2
@@ -330,7 +330,7 @@ def test_counts_and_review_time_after_a_review_pass(tmp_path, synth_root):
     time is reported beside answer time; kappa of answers that are all one class is n/a."""
     from deeplab.annotate.session import RoundSession
     from deeplab.experiment import results
-    from deeplab.experiment.stages import answers_summary, review_summary
+    from deeplab.experiment.answers import answers_summary, review_summary
 
     exp = human_job(tmp_path, synth_root, clicks=8, review_share=0.5)
     s = RoundSession(exp, 0, lease_secs=60, clock=Clock())

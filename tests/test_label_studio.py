@@ -232,7 +232,7 @@ def test_label_studio_annotations_are_checked_as_the_file_import_checks_them(tmp
     once, a skip is unclear, a bad one is refused with the task, annotation and reason, a review
     is another person's annotation of a picked region."""
     from deeplab.annotate import ls_loop
-    from deeplab.experiment.stages import read_selection
+    from deeplab.experiment.answers import read_selection
 
     exp = human_job(tmp_path, synth_root, clicks=4, annotator="label_studio", review_share=0.5)
     sel = read_selection(exp, 0)

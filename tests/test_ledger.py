@@ -108,7 +108,7 @@ def test_killed_writer_loses_at_most_the_line_in_flight(tmp_path):
 def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_root):
     """The answers stage killed after part of its answers reached the ledger asks only the
     rest when run again: the ledger ends as if it had never stopped."""
-    from deeplab.experiment.stages import annotate_round
+    from deeplab.experiment.simulated import annotate_round
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True, num_train=3, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),

@@ -32,7 +32,7 @@ from deeplab import io_utils
 from deeplab.annotate.lock import round_lock
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import read_selection, round_answers
+from deeplab.experiment.answers import read_selection, round_answers
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"

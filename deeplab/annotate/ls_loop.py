@@ -40,7 +40,7 @@ from deeplab.annotate import label_studio as ls
 from deeplab.annotate.lock import round_lock
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import read_selection
+from deeplab.experiment.answers import read_selection
 
 # Label Studio's environment: the server and the client it ships with, exact (the tests run them).
 LS_VERSION = "1.23.2"

@@ -50,7 +50,7 @@ from pathlib import Path
 from deeplab.annotate.lock import round_lock
 from deeplab.annotate.session import Refused, RoundSession, session_digest
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import answers_summary, review_summary
+from deeplab.experiment.answers import answers_summary, review_summary
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 VIEW_RE = re.compile(r"^/view/(\d{1,9})/(zoom|whole)\.png$")
@@ -466,9 +466,9 @@ def annotate_stage(exp: Experiment, t: int) -> dict:
         from deeplab.annotate import ls_loop
 
         return ls_loop.label_studio_round(exp, t)
-    from deeplab.experiment import stages
+    from deeplab.experiment import simulated
 
-    return stages.annotate_round(exp, t)
+    return simulated.annotate_round(exp, t)
 
 
 def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:

@@ -16,7 +16,7 @@ from deeplab.active import labels as L
 from deeplab.active import review
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import read_selection, round_answers
+from deeplab.experiment.answers import read_selection, round_answers
 from deeplab.viz.views import render_view
 
 UNCLEAR_KEY = "x"

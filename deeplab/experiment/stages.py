@@ -3,9 +3,10 @@
   regions   round t's region map and statistics (adaptive / base / oracle) from the previous
             round's model
   select    the size-aware, class-balanced (or random / uncertainty) choice of the regions to ask
-  annotate  the simulated annotator's answers (ANNOTATOR=oracle) into the ledger; with
-            ANNOTATOR=human the page answers (`deeplab.annotate.server.annotate_round`) and
-            scripts/annotate_regions.py chooses between the two
+  annotate  the answers into the ledger: the simulated annotator (ANNOTATOR=oracle,
+            deeplab.experiment.simulated), the page (ANNOTATOR=human,
+            deeplab.annotate.server) or Label Studio (ANNOTATOR=label_studio,
+            deeplab.annotate.ls_loop); scripts/annotate_regions.py chooses
   data      every answer painted, sieved with the previous round's model, label PNGs, TFRecords
   train     DeepLabv3+ on the round's TFRecords (deeplab.training, imported when it runs)
   eval      mIoU on the val split
@@ -16,7 +17,6 @@ only writer of the ledger, the selection and the manifests."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -28,8 +28,12 @@ from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.datasets import build_data
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
-from deeplab.experiment import ledger, region_maps, tasks
+from deeplab.experiment import region_maps, tasks
+# the answers and the simulated annotator live apart; their names stay importable from here
+from deeplab.experiment.answers import (answers_summary, read_selection, review_summary,  # noqa: F401
+                                        round_answers, timed_answer_features)
 from deeplab.experiment.job import Experiment
+from deeplab.experiment.simulated import annotate_round  # noqa: F401
 from deeplab.parallel import Executor, LocalExecutor, prefetch
 
 
@@ -227,207 +231,6 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         print(f"round {t}: the budget of {sel.budget} clicks exceeds the eligible pool "
               f"({sel.pool_size} regions): taking the whole pool ({sel.spent} clicks)")
     return info
-
-
-def read_selection(exp: Experiment, t: int) -> list[dict]:
-    """Round t's chosen regions (selection.json), in the order they were chosen."""
-    exp.require(t, "select")
-    return json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
-
-
-def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
-    """The ledger's answers of round t by (image, region); raises if one was never asked."""
-    asked = {(r["image"], r["region"]) for r in selection}
-    answered = {(r["image"], r["region"]): r for r in exp.ledger.read() if r["round"] == t}
-    stray = [k for k in answered if k not in asked]
-    if stray:
-        raise ledger.LedgerError(
-            f"ledger {exp.ledger.path} holds {len(stray)} answers of round {t} that its selection "
-            f"never asked (first: region {stray[0][1]} of '{stray[0][0]}'): the ledger was edited; "
-            "restore it")
-    return answered
-
-
-def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
-    """The annotate stage's figures once every region of the selection is answered."""
-    from deeplab.active import review
-
-    first = round_answers(exp, t, selection)
-    rows = list(first.values())
-    if len(rows) != len(selection):
-        raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
-    ignore = exp.descriptor.ignore_label
-    reviews = exp.ledger.reviews(t)
-
-    def label(key, row):  # the label in force: a review's disagreement can make it unclear
-        rv = reviews.get(key, {})
-        if 1 not in rv:
-            return row["answer"]
-        third = rv[2]["answer"] if 2 in rv else None
-        return review.resolve(row["answer"], rv[1]["answer"], third, ignore)
-
-    return {"answers": len(rows), "clicks": int(sum(r["cost"] for r in rows)),
-            "labelled_answers": sum(label(k, r) != ignore for k, r in first.items()),
-            # each answer as recorded, in ledger order: a later edit of a line stops the job
-            "rows_sha256": ledger.row_digests(rows)}
-
-
-def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
-    """Answers stage with ANNOTATOR=oracle: the simulated annotator answers the selection (per
-    image, on the executor) and the driver appends the answers to the ledger; a resumed run asks
-    only the regions the ledger does not answer yet. With ANNOTATOR=human people answer on the
-    page (`deeplab.annotate.server.annotate_round`, which scripts/annotate_regions.py runs
-    instead of this)."""
-    if exp.config.annotator != "oracle":
-        raise ValueError(f"job {exp.job_dir} has ANNOTATOR={exp.config.annotator}: its answers come "
-                         "from people (scripts/annotate_regions.py serves the page or asks Label "
-                         "Studio), not the oracle")
-    sel = read_selection(exp, t)
-    summary = _oracle_first_answers(exp, t, sel, progress)
-    if exp.config.review_share > 0:
-        _oracle_reviews(exp, t, sel, progress)
-        summary = answers_summary(exp, t, sel)  # the labels in force after the review
-        summary["review"] = review_summary(exp, t, sel)
-    return summary
-
-
-def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
-            what: str) -> tuple[list[int], list[int]]:
-    """The simulated annotator's (noise-free) answers to `queries` and the regions' sizes,
-    in their order."""
-    exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
-    by_image: dict[str, list] = {}
-    for k, r in enumerate(queries):
-        by_image.setdefault(r["image"], []).append(k)
-    samples = {s.name: s for s in exp.samples}
-    order = {s.name: i for i, s in enumerate(exp.samples)}
-    names = sorted(by_image, key=order.__getitem__)
-    earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
-    work = [tasks.AnswersTask(exp.descriptor, samples[n], exp.map_path(t, n),
-                              [queries[k]["region"] for k in by_image[n]], earlier.get(n, []),
-                              {r["round"]: exp.map_path(r["round"], n) for r in earlier.get(n, [])})
-            for n in names]
-    with exp.executor() as ex:
-        results = ex.map(tasks.answers_task, work, f"round {t} {what}", progress)
-    out, sizes = [0] * len(queries), [0] * len(queries)
-    for name, (answers, size) in zip(names, results):
-        for k, a, n in zip(by_image[name], answers, size):
-            out[k], sizes[k] = int(a), int(n)
-    return out, sizes
-
-
-def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int], k: int) -> list[int]:
-    """ORACLE_NOISE applied to answers of the selection's `positions` (draw k: 0 the first
-    answer, 1 the review, 2 the third): one seeded draw per region, so a resumed stage draws
-    what an uninterrupted one would."""
-    from deeplab.active import review
-
-    c = exp.config
-    if not c.oracle_noise:
-        return list(answers)
-    d = exp.descriptor
-    return [int(review.noisy([a], c.oracle_noise, d.num_classes,
-                             np.random.default_rng([c.seed, t, p, k]), d.ignore_label)[0])
-            for a, p in zip(answers, positions)]
-
-
-def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> dict:
-    done = round_answers(exp, t, sel)
-    todo = [k for k, r in enumerate(sel) if (r["image"], r["region"]) not in done]
-    if todo:
-        queries = [sel[k] for k in todo]
-        answers, sizes = _oracle(exp, t, queries, progress, "answers")
-        answers = _mistakes(exp, t, answers, todo, 0)
-        # in the ledger by image (the data set's order), as the oracle always wrote them
-        order = {s.name: i for i, s in enumerate(exp.samples)}
-        rows = [ledger.make_row(t, q, a, size=n) for q, a, n in zip(queries, answers, sizes)]
-        rows = [rows[k] for k in sorted(range(len(rows)), key=lambda k: (order[rows[k]["image"]], k))]
-        exp.ledger.append(rows)
-    return answers_summary(exp, t, sel)
-
-
-def _oracle_reviews(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
-    """The review pass by the simulated annotator: REVIEW_SHARE of the round's answers asked
-    again (an independent draw of ORACLE_NOISE), a third answer where the two disagree."""
-    from deeplab.active import review
-
-    c = exp.config
-    first = round_answers(exp, t, sel)
-    picked = review.review_subset(len(sel), c.review_share, c.seed, t).tolist()
-    for k in (1, 2):
-        have = exp.ledger.reviews(t)
-        if k == 1:
-            todo = [p for p in picked if 1 not in have.get((sel[p]["image"], sel[p]["region"]), {})]
-        else:  # a third answer where the review disagreed
-            todo = [p for p in picked if (key := (sel[p]["image"], sel[p]["region"])) in have
-                    and 1 in have[key] and 2 not in have[key]
-                    and have[key][1]["answer"] != first[key]["answer"]]
-        if not todo:
-            continue
-        queries = [sel[p] for p in todo]
-        answers, _ = _oracle(exp, t, queries, progress, "review" if k == 1 else "third answers")
-        answers = _mistakes(exp, t, answers, todo, k)
-        exp.ledger.append([ledger.make_row(t, q, a, size=first[(q["image"], q["region"])]["size"],
-                                           cost=0, review=k, source="oracle",
-                                           annotator=f"oracle-{'review' if k == 1 else 'third'}")
-                           for q, a in zip(queries, answers)])
-
-
-def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
-    """The review pass's figures of round t: reviewed, raw agreement, Cohen's kappa, agreement
-    per class of the first answer, third answers, and regions left unclear by a disagreement."""
-    from deeplab.active import review
-
-    first = round_answers(exp, t, sel)
-    reviews = exp.ledger.reviews(t)
-    keys = [k for k in first if 1 in reviews.get(k, {})]
-    a = [first[k]["answer"] for k in keys]
-    b = [reviews[k][1]["answer"] for k in keys]
-    d = exp.descriptor
-    stats = review.agreement(a, b, d.num_classes, d.ignore_label)
-    names = dict(enumerate(d.class_names))
-    names[d.ignore_label] = "unclear"
-    resolved = [review.resolve(first[k]["answer"], reviews[k][1]["answer"],
-                               reviews[k][2]["answer"] if 2 in reviews[k] else None, d.ignore_label)
-                for k in keys]
-    timed = [rv[n]["elapsed_ms"] for rv in reviews.values() for n in rv
-             if isinstance(rv[n].get("elapsed_ms"), (int, float))]
-    return {"reviewed": stats["reviewed"], "agreement": stats["agreement"], "kappa": stats["kappa"],
-            "review_seconds": round(sum(timed) / 1000.0, 1) if timed else None,
-            "timed_reviews": len(timed),
-            "agreement_per_class": {names.get(c, str(c)): v for c, v in stats["per_class"].items()},
-            "third_answers": sum(2 in reviews[k] for k in keys),
-            "unclear_after_review": sum(1 for k, r in zip(keys, resolved)
-                                        if r == d.ignore_label and first[k]["answer"] != d.ignore_label)}
-
-
-def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
-    """(features [n, 4], seconds [n]) of the ledger's timed answers: what the selection knew of
-    each region before it was asked (`acquisition.region_features`, from its round's map), and
-    the measured time of the answer."""
-    rows = [r for r in exp.ledger.read() if isinstance(r.get("elapsed_ms"), (int, float))]
-    if not rows:
-        raise ValueError(f"ledger {exp.ledger.path} holds no timed answer (elapsed_ms): answer a "
-                         "round on the page (ANNOTATOR=human) first")
-    feats, seconds = [], []
-    by_map: dict[tuple[int, str], list[dict]] = {}
-    for r in rows:
-        by_map.setdefault((r["round"], r["image"]), []).append(r)
-    for (t, name), mine in by_map.items():
-        if t == 0:
-            regions, unc = region_maps.load(exp.map_path(0, name)), None
-        else:
-            regions, stats = region_maps.load_with_stats(exp.map_path(t, name))
-            unc = stats["uncertainty"]
-        n = R.num_slots(regions)
-        boundary = R.boundary_lengths(regions, n)
-        base = np.ones(n, np.int64) if t == 0 else R.base_counts(regions, exp.load_map(0, name), n)
-        ids = np.array([r["region"] for r in mine])
-        size = R.sizes(regions, n)[ids]  # the region's size, as the selection saw it
-        feats.append(acquisition.region_features(size, boundary[ids], base[ids],
-                                                 np.zeros(len(ids)) if unc is None else unc[ids]))
-        seconds += [r["elapsed_ms"] / 1000.0 for r in mine]
-    return np.concatenate(feats), np.array(seconds)
 
 
 def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
