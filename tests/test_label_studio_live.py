@@ -77,12 +77,13 @@ class Server:
         return self.api("POST", f"/api/tasks/{task}/annotations/", body)
 
     def round_tasks(self, project: int, t: int) -> list[dict]:
-        out, page = [], 1
+        out, seen, page = [], 0, 1
         while True:
             reply = self.api("GET", f"/api/tasks/?project={project}&page={page}&page_size=100&fields=all")
             tasks = reply["tasks"] if isinstance(reply, dict) else reply
             out += [x for x in tasks if x["data"].get("al_round") == t]
-            if not isinstance(reply, dict) or len(out) >= reply.get("total", 0) or not tasks:
+            seen += len(tasks)
+            if not isinstance(reply, dict) or seen >= reply.get("total", 0) or not tasks:
                 return out
             page += 1
 
@@ -336,3 +337,41 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
         label_studio.answer(ids[i], exp.descriptor.class_names[0], 1.0)
     th.join(120)
     assert out["rc"] == 0
+
+
+def test_a_later_round_reuses_the_project_and_preselects_the_models_class(tmp_path, synth_root, label_studio):
+    """Round 1 goes to the same project (its labelling interface unchanged) and, with
+    PRESELECT=1, each task pre-selects the previous model's dominant class of the region."""
+    import numpy as np
+
+    from deeplab.active import regions as R
+    from deeplab.annotate import ls_loop
+    from deeplab.experiment import region_maps
+    from deeplab.experiment.answers import read_selection
+
+    exp = human_job(tmp_path, synth_root, clicks=3, preselect=True, **label_studio.settings())
+    sel = read_selection(exp, 0)
+    rng = np.random.default_rng(0)
+    dominant = {}
+    for name in {q["image"] for q in sel}:  # round 1's maps: the base map with a model's statistics
+        regions = region_maps.load(exp.map_path(0, name))
+        probs = rng.dirichlet(np.ones(exp.descriptor.num_classes), size=regions.shape).astype(np.float32)
+        stats = R.region_statistics(probs, regions)
+        region_maps.save(exp.map_path(1, name), regions, stats)
+        dominant[name] = stats.dominant_class
+    client = ls_loop.Client.for_job(exp)
+    try:
+        first = ls_loop.ensure_project(exp, client)
+        ids0 = ls_loop.push_round(exp, 0, sel, client, first, set())
+        assert ls_loop.ensure_project(exp, client) == first
+        ids1 = ls_loop.push_round(exp, 1, sel, client, first, set())
+    finally:
+        client.close()
+    assert len(ids0) == len(ids1) == len(sel) and not set(ids0.values()) & set(ids1.values())
+    names = exp.descriptor.class_names
+    for task in label_studio.round_tasks(first, 1):
+        q = sel[task["data"]["al_query"]]
+        (choice,) = [r for r in task["predictions"][0]["result"] if r["type"] == "choices"]
+        assert choice["value"]["choices"] == [names[int(dominant[q["image"]][q["region"]])]]
+    for task in label_studio.round_tasks(first, 0):  # round 0: no model, nothing pre-selected
+        assert [r["type"] for r in task["predictions"][0]["result"]] == ["brushlabels"]

@@ -63,9 +63,8 @@ class Bridge:
             project = c.projects.create(title=title, description=marker, label_config=label_config,
                                         show_skip_button=True, show_collab_predictions=True,
                                         model_version=model_version, maximum_annotations=1)
-        elif project.label_config != label_config or project.model_version != model_version:
-            c.projects.update(id=project.id, label_config=label_config, model_version=model_version,
-                              show_collab_predictions=True)
+        elif project.label_config != label_config:
+            c.projects.update(id=project.id, label_config=label_config)
         storages = [s for s in c.import_storage.local.list(project=project.id)
                     if (s.path or "").rstrip("/") == storage_path.rstrip("/")]
         if not storages:

@@ -152,7 +152,8 @@ def image_folder(exp: Experiment) -> Path:
     return Path(os.path.commonpath([str(s.image_path.resolve().parent) for s in exp.samples]))
 
 
-def ensure_project(exp: Experiment, client: Client, t: int) -> int:
+def ensure_project(exp: Experiment, client: Client) -> int:
+    """The job's project id (found, or created with its storage)."""
     state_file = exp.job_dir / "label_studio.json"
     state = io_utils.read_json_object(state_file, "delete it") if state_file.exists() else {}
     known = state.get("project") if state.get("url") == client.url else None
@@ -165,14 +166,15 @@ def ensure_project(exp: Experiment, client: Client, t: int) -> int:
         raise LabelStudioError(f"the images ({folder}) are not below LABEL_STUDIO_ROOT {root}: set it "
                                "to the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") from None
     out = client.call("project", title=title[:50], marker=marker(exp), label_config=ls.label_config(exp),
-                      storage_path=str(folder), model_version=model_version(t), project_id=known)
+                      storage_path=str(folder), model_version=MODEL_VERSION, project_id=known)
     if known != out["id"]:
         io_utils.write_json(state_file, {"url": client.url, "project": out["id"]})
     return int(out["id"])
 
 
-def model_version(t: int) -> str:
-    return f"round {t} query"
+# The pre-annotations' version, one for every round: Label Studio refuses to switch a project to
+# a version that has no predictions yet, and the project shows the predictions of its version.
+MODEL_VERSION = "query"
 
 
 def tasks_path(exp: Experiment, t: int) -> Path:
@@ -211,6 +213,7 @@ def _tasks_json(exp: Experiment, t: int, sel: list[dict], queries: list[int]) ->
         h, w = regions.shape
         for i in ids:
             task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
+            task["predictions"][0]["model_version"] = MODEL_VERSION
             if preselect:
                 c = int(stats["dominant_class"][sel[i]["region"]])
                 task["predictions"][0]["result"].append({
@@ -368,7 +371,7 @@ def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) 
         client = Client.for_job(exp)
         try:
             client.call("whoami")  # a wrong key or a stopped server: said before anything else
-            project = ensure_project(exp, client, t)
+            project = ensure_project(exp, client)
             deleted = deleted_since_import(exp, client, project)
             _say_deleted(deleted)
             state = RoundState(exp, t, sel)
