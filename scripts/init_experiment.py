@@ -37,6 +37,10 @@ def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None
                          "written into the data; choose a WORK_DIR and JOB_NAME outside it")
 
 
+WHO = {"oracle": "the oracle", "human": "people in a browser",
+       "label_studio": "people in Label Studio"}
+
+
 def main(argv=None) -> int:
     from deeplab.experiment import settings as table
     from deeplab.experiment.config import ExperimentConfig
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
     print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images), "
           f"{config.rounds} rounds x {budget}, {config.regions} regions, "
           f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}, "
-          f"answers by {'people in a browser' if config.annotator == 'human' else 'the oracle'}"
+          f"answers by {WHO[config.annotator]}"
           + ("" if exp.evaluable else "; no val split: rounds are not evaluated"))
     return 0
 
