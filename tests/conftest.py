@@ -7,9 +7,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Fixtures that run a driver end to end: a test that uses one is end to end itself (marked e2e,
-# so that `pytest -m "not e2e"` leaves it out).
-E2E_FIXTURES = {"compared"}
+# Fixtures that run a driver or train rounds end to end (compared: a comparison; finished_job,
+# tests/test_experiment.py: two trained rounds): a test that uses one is end to end itself
+# (marked e2e, so that `pytest -m "not e2e"` leaves it out).
+E2E_FIXTURES = {"compared", "finished_job"}
 
 
 def pytest_collection_modifyitems(config, items):
