@@ -6,8 +6,8 @@ never beside TensorFlow: the client requires `opencv-python-headless`, whose `cv
 opencv-contrib's. `install` makes it once (about 1 GB; it is reused while the pinned version
 stays the same). `start` runs the server with SQLite in a data folder, one user whose API key it
 writes to `<data folder>/api_key` (mode 600, made at the first start), local files served below
-a document root (the job's images are shown from where they are), and without the version check
-and usage reports that would reach the network.
+a document root (the job's images are shown from where they are), and without the version check,
+usage reports and error reports that would reach the network.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ def start(data_dir: Path | str, port: int = 8080, host: str = "127.0.0.1",
     env = {**os.environ,
            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": document_root,
-           "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false"}
+           # nothing leaves the machine: no version check, usage reports or error reports
+           # (Label Studio sends its errors to Sentry unless its DSNs are empty)
+           "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false",
+           "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     env.pop(ls_loop.KEY_ENV, None)
     argv = [str(venv / "bin" / "label-studio"), "start", "--no-browser", "--data-dir", str(data_dir),
             "--internal-host", host, "--port", str(port), "--username", username,
