@@ -393,21 +393,21 @@ def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) 
 def _poll(exp: Experiment, t: int, state: RoundState, client: Client, project: int,
           ids: dict[int, int], poll: float) -> None:
     told: set[int] = set()
-    down_since = None
+    down = False
     last = None
     query_of = {task: q for q, task in ids.items()}
     while True:
         try:
             remote = client.call("tasks", project=project, round=t)
         except Unreachable as e:
-            if down_since is None:
-                down_since = time.monotonic()
+            if not down:
+                down = True
                 print(f"{e}: waiting for it (every {poll:g} s)", flush=True)
             time.sleep(poll)
             continue
-        if down_since is not None:
+        if down:
             print(f"Label Studio at {client.url} answers again", flush=True)
-            down_since = None
+            down = False
         refused: dict[int, str] = {}
         rows = []
         for task in remote:
@@ -419,8 +419,9 @@ def _poll(exp: Experiment, t: int, state: RoundState, client: Client, project: i
             if a not in told:
                 print(f"refused {reason}; correct it in Label Studio", flush=True)
                 told.add(a)
+        by_id = {r["id"]: r for r in remote}
         for i in state.picked:  # the overlap each picked task needs now
-            task = next((r for r in remote if r["id"] == ids.get(i)), None)
+            task = by_id.get(ids.get(i))
             if task is not None and (task.get("overlap") or 1) < state.wanted(i):
                 client.call("overlap", task=task["id"], overlap=state.wanted(i))
         if state.complete():
