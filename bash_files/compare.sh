@@ -105,8 +105,10 @@ else
   for budget in $BUDGETS; do
     sub="$(py scripts/compare.py budget_folder --budget "$budget")"
     CLICKS_PER_ROUND="$budget" run_arms "$sub"
+    # the report covers every seed of the budget: a seed added later (SEEDS=2) joins the others
+    seeds="$(py scripts/compare.py budget_seeds --compare_dir "$COMPARE_DIR/$sub" --arms "$ARMS" --seeds "$SEEDS")"
     py scripts/compare.py report --compare_dir "$COMPARE_DIR/$sub" --reference_dir "$COMPARE_DIR" \
-      --arms "$ARMS" --seeds "$SEEDS" --onednn "$ONEDNN" \
+      --arms "$ARMS" --seeds "$seeds" --onednn "$ONEDNN" \
       --title "$COMPARE_NAME: $DATASET, $MODEL_VARIANT, $TRAIN_STEPS steps/round, $budget clicks/round" \
       > /dev/null
   done

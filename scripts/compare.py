@@ -37,6 +37,11 @@ def main(argv=None) -> int:
     r.add_argument("--onednn", default="1", help="TF_ENABLE_ONEDNN_OPTS of the arms' runs (P5)")
     r.add_argument("--running_since", type=int, default=None,
                    help="epoch second this compare.sh run started (P8 counts it)")
+    bs = sub.add_parser("budget_seeds", help="the seeds a budget's report covers: --seeds and "
+                        "those of the arms' jobs already in its folder")
+    bs.add_argument("--compare_dir", required=True)
+    bs.add_argument("--arms", required=True)
+    bs.add_argument("--seeds", default="")
     m = sub.add_parser("budget_map", help="write budget_map.csv, .md and .png")
     m.add_argument("--compare_dir", required=True)
     m.add_argument("--budgets", required=True)
@@ -54,6 +59,14 @@ def main(argv=None) -> int:
             print(compare.arm_settings(args.name, args.reference_dir))
         elif args.command == "share":
             print(compare.share_warm_up(args.source, args.job_dir))
+        elif args.command == "budget_seeds":
+            from pathlib import Path
+
+            from deeplab.experiment import budget_map
+
+            found = budget_map.budget_seeds(Path(args.compare_dir), args.arms.split())
+            given = compare.check_seeds(args.seeds.split()) if args.seeds.split() else []
+            print(" ".join(map(str, sorted(set(found) | set(given)))))
         elif args.command == "budget_map":
             from deeplab.experiment import budget_map
 

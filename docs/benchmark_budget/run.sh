@@ -10,6 +10,9 @@
 #    budget_map.csv, .md, .png) and copies it and every finished budget's comparison.* here.
 # A third seed where a budget's paired signs disagree (it joins the map, see budget_map.py):
 #   EXTRA="3%:2" bash docs/benchmark_budget/run.sh
+# P5 at a budget (the first seed's arms and reference again with oneDNN off, a job of its own,
+# budget_map_onednn0; its arms join that budget's report as numerics_onednn0/):
+#   NUMERICS="3%" bash docs/benchmark_budget/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE="$PWD/docs/benchmark_budget"
@@ -27,7 +30,21 @@ if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is the
     JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
       ARMS="$ARMS" bash bash_files/compare.sh
   done
+  for budget in ${NUMERICS:-}; do
+    TF_ENABLE_ONEDNN_OPTS=0 JOB_NAME=budget_map_onednn0 WORK_DIR="$WORK_DIR" BUDGETS="$budget" \
+      SEEDS=0 ARMS="$ARMS" bash bash_files/compare.sh
+  done
 fi
+# P5's jobs (finished ones) into their budget's folder, where the report finds them.
+for folder in "$WORK_DIR"/budget_map_onednn0/budget_*/; do
+  [ -d "$folder" ] || continue
+  into="$MAP/$(basename "$folder")/numerics_onednn0"
+  for job in "$folder"*_s*/; do
+    if [ -f "$job/results.csv" ] && [ ! -d "$into/$(basename "$job")" ]; then
+      mkdir -p "$into" && cp -r "$job" "$into/"
+    fi
+  done
+done
 # The small files of the references and of every finished budget (one with its comparison.md).
 (cd "$MAP" && {
   ls -d full_s*
@@ -43,10 +60,13 @@ mkdir "$copy/budget_map" && tar xzf "$HERE/results.tar.gz" -C "$copy/budget_map"
 python scripts/compare.py budget_map --compare_dir "$copy/budget_map" --budgets "$BUDGETS" --arms "$ARMS" > /dev/null
 sed -i "s|$copy/budget_map|$MAP|g" "$copy"/budget_map/budget_map.md
 cp "$copy"/budget_map/budget_map.{csv,md,png} "$HERE/"
-for b in "$MAP"/budget_*/; do
+# Each budget's report again over every seed it holds (and P5's jobs where they ran).
+for b in "$copy"/budget_map/budget_*/; do
   [ -f "$b/comparison.md" ] || continue
+  budget="$(basename "$b" | sed 's/^budget_//; s/pct$/%/')"
+  seeds="$(python scripts/compare.py budget_seeds --compare_dir "$b" --arms "$ARMS")"
+  python scripts/compare.py report --compare_dir "$b" --reference_dir "$copy/budget_map" --arms "$ARMS" \
+    --seeds "$seeds" --title "budget_map: the benchmark setting, $budget clicks/round" > /dev/null
   mkdir -p "$HERE/$(basename "$b")"
-  for f in comparison.csv comparison.md comparison.png; do  # a restored budget has no picture
-    if [ -f "$b/$f" ]; then cp "$b/$f" "$HERE/$(basename "$b")/"; fi
-  done
+  cp "$b"/comparison.{csv,md,png} "$HERE/$(basename "$b")/"
 done
