@@ -35,13 +35,14 @@ if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is the
       SEEDS=0 ARMS="$ARMS" bash bash_files/compare.sh
   done
 fi
-# P5's jobs (finished ones) into their budget's folder, where the report finds them.
+# P5's jobs into their budget's folder, where the report finds them (copied again each time: P5
+# compares the last round they reached).
 for folder in "$WORK_DIR"/budget_map_onednn0/budget_*/; do
   [ -d "$folder" ] || continue
   into="$MAP/$(basename "$folder")/numerics_onednn0"
   for job in "$folder"*_s*/; do
-    if [ -f "$job/results.csv" ] && [ ! -d "$into/$(basename "$job")" ]; then
-      mkdir -p "$into" && cp -r "$job" "$into/"
+    if [ -f "$job/results.csv" ]; then
+      mkdir -p "$into" && rm -rf "${into:?}/$(basename "$job")" && cp -r "$job" "$into/"
     fi
   done
 done
