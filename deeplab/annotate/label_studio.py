@@ -143,23 +143,37 @@ def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str
             by_image.setdefault(q["image"], []).append(i)
     tasks = {}
     for name, queries in by_image.items():
-        s = samples[name]
-        try:
-            rel = s.image_path.resolve().relative_to(root).as_posix()
-        except ValueError:
-            raise ValueError(f"image {s.image_path} is not below the document root {root}: pass "
-                             "--document_root (Label Studio's LOCAL_FILES_DOCUMENT_ROOT)") from None
+        url = image_url(samples[name], root, image_url_prefix)
         regions = region_maps.load(exp.map_path(t, name))
         h, w = regions.shape
         for i in queries:
-            # percent-encoded: names with '&', '#', '+', '%', '?' or spaces survive the URL
-            url = image_url_prefix + urllib.parse.quote(rel, safe="/")
             tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
     return {"tasks": len(tasks), "answered_before": len(answered), "file": str(out),
             "label_config": str(out.with_name("label_config.xml"))}
+
+
+def image_url(sample, root: Path, prefix: str = LOCAL_FILES_PREFIX) -> str:
+    """The image's URL for Label Studio: `prefix` + its path below the document root `root`,
+    percent-encoded (names with '&', '#', '+', '%', '?' or spaces survive the URL)."""
+    try:
+        rel = sample.image_path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise ValueError(f"image {sample.image_path} is not below the document root {root}: give "
+                         "Label Studio's LOCAL_FILES_DOCUMENT_ROOT (--document_root, or "
+                         "LABEL_STUDIO_ROOT with ANNOTATOR=label_studio)") from None
+    return prefix + urllib.parse.quote(rel, safe="/")
+
+
+def answer_codes(descriptor) -> dict[str, int]:
+    """What an answer's name records in the ledger: each class its id, "unclear" the ignore label."""
+    return {**{n: c for c, n in enumerate(descriptor.class_names)}, UNCLEAR: descriptor.ignore_label}
+
+
+def not_a_class(name) -> str:
+    return f"'{name}' is not a class of this data set (nor '{UNCLEAR}')"
 
 
 def region_task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
@@ -277,8 +291,7 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
     sel = read_selection(exp, t)
     asked = {(q["image"], q["region"]): q for q in sel}
     answered = round_answers(exp, t, sel)
-    names = {n: c for c, n in enumerate(exp.descriptor.class_names)}
-    names[UNCLEAR] = exp.descriptor.ignore_label
+    names = answer_codes(exp.descriptor)
     errors, rows, seen, unanswered = [], [], {}, 0
     for k, task in enumerate(tasks):
         tid, key, reason = _task_key(task, k, t, asked)
@@ -289,7 +302,7 @@ def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
             unanswered += 1
             continue
         if not reason and name not in names:
-            reason = f"'{name}' is not a class of this data set (nor '{UNCLEAR}')"
+            reason = not_a_class(name)
         elif not reason and key in seen:
             reason = f"region {key[1]} of '{key[0]}' is answered again (first in task {seen[key]})"
         elif not reason and key in answered:

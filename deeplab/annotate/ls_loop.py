@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.parse
 from pathlib import Path
 
 from deeplab import io_utils
@@ -201,15 +200,14 @@ def _tasks_json(exp: Experiment, t: int, sel: list[dict], queries: list[int]) ->
     for i in queries:
         by_image.setdefault(sel[i]["image"], []).append(i)
     names = exp.descriptor.class_names
+    preselect = exp.config.preselect and t > 0  # round 0's base maps have no model statistics
     out = {}
     for name, ids in by_image.items():
-        preselect = exp.config.preselect and t > 0  # round 0's base maps have no model statistics
         if preselect:
             regions, stats = region_maps.load_with_stats(exp.map_path(t, name))
         else:
             regions = region_maps.load(exp.map_path(t, name))
-        url = ls.LOCAL_FILES_PREFIX + urllib.parse.quote(
-            samples[name].image_path.resolve().relative_to(root).as_posix(), safe="/")
+        url = ls.image_url(samples[name], root)
         h, w = regions.shape
         for i in ids:
             task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
@@ -242,22 +240,19 @@ def _annotations(task: dict) -> list[dict]:
     return sorted(task["annotations"], key=lambda a: a["id"])
 
 
-def _answer(exp: Experiment, ann: dict) -> tuple[int | None, str, int | None, str]:
-    """(answer, annotator, ms, '') of an annotation, or (None, '', None, reason). A skip is
-    unclear."""
-    ignore = exp.descriptor.ignore_label
+def _answer(codes: dict[str, int], ann: dict) -> tuple[int | None, str, int | None, str]:
+    """(answer, annotator, ms, '') of an annotation, or (None, '', None, reason); `codes`:
+    label_studio.answer_codes. A skip is unclear."""
     if ann.get("was_cancelled"):
         name, who, reason = ls.UNCLEAR, ls.annotator_id(ann.get("completed_by")), ""
     else:
         name, who, reason = ls.annotation_choice(ann)
-    names = {n: c for c, n in enumerate(exp.descriptor.class_names)}
-    names[ls.UNCLEAR] = ignore
-    if not reason and name not in names:
-        reason = f"'{name}' is not a class of this data set (nor '{ls.UNCLEAR}')"
+    if not reason and name not in codes:
+        reason = ls.not_a_class(name)
     ms = None
     if not reason:
         ms, reason = ls.annotation_lead_ms(ann)
-    return (None, "", None, reason) if reason else (names[name], who, ms, "")
+    return (None, "", None, reason) if reason else (codes[name], who, ms, "")
 
 
 class RoundState:
@@ -266,6 +261,7 @@ class RoundState:
     def __init__(self, exp: Experiment, t: int, sel: list[dict]):
         self.exp, self.t, self.sel = exp, t, sel
         self.index = {(q["image"], q["region"]): i for i, q in enumerate(sel)}
+        self.codes = ls.answer_codes(exp.descriptor)
         self.first: dict[int, dict] = {}
         self.reviews: dict[int, dict[int, dict]] = {}
         self.imported: set[int] = set()
@@ -306,7 +302,7 @@ class RoundState:
         out, who_before = [], []
         k = 0
         for ann in _annotations(task):
-            answer, who, ms, reason = _answer(self.exp, ann)
+            answer, who, ms, reason = _answer(self.codes, ann)
             if who:
                 self.people.add(who)
             if k >= self.wanted(i):
