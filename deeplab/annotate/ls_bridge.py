@@ -58,8 +58,7 @@ class Bridge:
                 if marker in (p.description or ""):
                     project = p
                     break
-        created = project is None
-        if created:
+        if project is None:
             project = c.projects.create(title=title, description=marker, label_config=label_config,
                                         show_skip_button=True, show_collab_predictions=True,
                                         model_version=model_version, maximum_annotations=1)
@@ -70,12 +69,17 @@ class Bridge:
         if not storages:
             c.import_storage.local.create(project=project.id, path=storage_path, title="job images",
                                           use_blob_urls=False, recursive_scan=True)
-        return {"id": project.id, "created": created}
+        return {"id": project.id}
 
     def tasks(self, project: int, round: int | None = None) -> list[dict]:
         """The project's tasks (of one round when given) with their annotations."""
         out = []
-        for task in self.client.tasks.list(project=project, fields="all", page_size=500):
+        query = None
+        if round is not None:  # Label Studio filters by round (the data manager's filter on data)
+            query = json.dumps({"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:data.al_round", "operator": "equal", "type": "Number",
+                 "value": round}]}})
+        for task in self.client.tasks.list(project=project, fields="all", page_size=500, query=query):
             t = _plain(task)
             if round is not None and (t.get("data") or {}).get("al_round") != round:
                 continue
