@@ -15,29 +15,30 @@
 #   NUMERICS="3%" bash docs/benchmark_budget/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE="$PWD/docs/benchmark_budget"
+HERE="$PWD/${OUT_DIR:-docs/benchmark_budget}"  # OUT_DIR, MAP_NAME: another map (docs/benchmark_scale)
+MAP_NAME="${MAP_NAME:-budget_map}"
 WORK_DIR="${WORK_DIR:-work_dirs}"
-MAP="$WORK_DIR/budget_map"
+MAP="$WORK_DIR/$MAP_NAME"
 BUDGETS="${BUDGETS:-10% 3% 1% 0.3%}"
 ARMS="full random class_balanced paper"
 if [ ! -d "$MAP" ] && [ -f "$HERE/results.tar.gz" ]; then
   mkdir -p "$MAP" && tar xzf "$HERE/results.tar.gz" -C "$MAP"
 fi
 if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is there
-  JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
+  JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
     bash bash_files/compare.sh
   for extra in ${EXTRA:-}; do  # budget:seed
-    JOB_NAME=budget_map WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
+    JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
       ARMS="$ARMS" bash bash_files/compare.sh
   done
   for budget in ${NUMERICS:-}; do
-    TF_ENABLE_ONEDNN_OPTS=0 JOB_NAME=budget_map_onednn0 WORK_DIR="$WORK_DIR" BUDGETS="$budget" \
+    TF_ENABLE_ONEDNN_OPTS=0 JOB_NAME="${MAP_NAME}_onednn0" WORK_DIR="$WORK_DIR" BUDGETS="$budget" \
       SEEDS=0 ARMS="$ARMS" bash bash_files/compare.sh
   done
 fi
 # P5's jobs into their budget's folder, where the report finds them (copied again each time: P5
 # compares the last round they reached).
-for folder in "$WORK_DIR"/budget_map_onednn0/budget_*/; do
+for folder in "$WORK_DIR/${MAP_NAME}_onednn0"/budget_*/; do
   [ -d "$folder" ] || continue
   into="$MAP/$(basename "$folder")/numerics_onednn0"
   for job in "$folder"*_s*/; do
@@ -67,7 +68,7 @@ for b in "$copy"/budget_map/budget_*/; do
   budget="$(basename "$b" | sed 's/^budget_//; s/pct$/%/')"
   seeds="$(python scripts/compare.py budget_seeds --compare_dir "$b" --arms "$ARMS")"
   python scripts/compare.py report --compare_dir "$b" --reference_dir "$copy/budget_map" --arms "$ARMS" \
-    --seeds "$seeds" --title "budget_map: the benchmark setting, $budget clicks/round" > /dev/null
+    --seeds "$seeds" --title "$MAP_NAME: ${TITLE:-the benchmark setting}, $budget clicks/round" > /dev/null
   mkdir -p "$HERE/$(basename "$b")"
   cp "$b"/comparison.{csv,md,png} "$HERE/$(basename "$b")/"
 done
