@@ -146,6 +146,15 @@ def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_roo
     assert out.returncode == 0 and out.stdout.strip() == "locked"
 
 
+def _ctrl_c_default():
+    """In the child, before exec: SIGINT back to its default. A test run started in the background
+    (`pytest &`, nohup, some CI runners) hands its children SIGINT ignored, and bash cannot undo
+    an ignore it inherits, so without this a Ctrl-C test would test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _driver_shell(tmp_path, body: str):
     """A bash that sources bash_files/settings.sh and runs `py` on a script that prints its pid,
     then waits inside cli.guarded (as every script does), in a session of its own."""
@@ -155,7 +164,7 @@ def _driver_shell(tmp_path, body: str):
                       "sys.exit(cli.guarded(work, what='round 9: train'))\n")
     return subprocess.Popen(["bash", "-c", f"set -euo pipefail; source bash_files/settings.sh; {body} {script}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
 
 
 def _gone(pid, secs=10.0):
@@ -220,7 +229,7 @@ def test_ctrl_c_in_a_pooled_stage_stops_at_once_and_resumes(tmp_path):
     cmd = [sys.executable, "scripts/extract_superpixels.py", "--dataset", "synthetic", "--dataset_dir",
            str(root), "--method", "slic", "--output_dir", str(out_dir), "--num_workers", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
     try:
         deadline = time.monotonic() + 120
         while len(list(out_dir.rglob("*.npz"))) < 10:
