@@ -1,9 +1,12 @@
-"""bash_files/compare.sh end to end on tiny data, with one shared run of the reference and two
-arms that train their own warm-up rounds: random (REGIONS=base, SIEVE=0) and merge_bound
+"""bash_files/compare.sh end to end on tiny data, in one work folder: first the default mode,
+with one run of the reference and two arms, random (REGIONS=base, SIEVE=0) and merge_bound
 (REGIONS=adaptive merged by the reference's model, class_balanced, SIEVE=1), WARM_START=1,
-and P5's numerics jobs (both arms, every round, oneDNN flipped); identical labels give identical weights across processes.
-(ACQUISITION=uncertainty with REGIONS=base, SIEVE=1 and WARM_START=0 runs through both drivers
-in tests/test_drivers.py; REGIONS=oracle and the paper's own merge in tests/test_experiment.py.)"""
+merge_bound sharing random's warm-up round, and P5's numerics jobs (both arms, every round,
+oneDNN flipped); then the budget map (BUDGETS, arms paper then random) on the same reference:
+identical labels give identical weights across processes, and a shared warm-up round is the one
+the arm trains itself. (ACQUISITION=uncertainty with REGIONS=base, SIEVE=1 and WARM_START=0
+runs through both drivers in tests/test_drivers.py; REGIONS=oracle and the paper's own merge in
+tests/test_experiment.py; the map's tables and crossover on made-up rows below.)"""
 
 import csv
 import json
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplab.experiment import compare
+from deeplab.experiment import budget_map, compare
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_column
 from deeplab.active import labels as L
@@ -22,16 +25,26 @@ from deeplab.active import labels as L
 ROOT = Path(__file__).parents[1]
 ARMS = "full random merge_bound"
 AL_ARMS = ("random", "merge_bound")
+SETTINGS = {"JOB_NAME": "cmp", "SEEDS": "3", "ARMS": ARMS, "WARM_START": "1",
+            "NUMERICS_ARMS": "random merge_bound"}
+MAP_SETTINGS = {"JOB_NAME": "cmp", "SEEDS": "3", "ARMS": "full paper random", "BUDGETS": "10% 5%",
+                "WARM_START": "1"}
 
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, data_root, compare_driver):
     tmp = tmp_path_factory.mktemp("compare")
-    # Every arm trains its own warm-up round here, to show that they are bit-identical.
-    out = compare_driver(tmp, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                         SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
-                         STANDIN_DIR=str(tmp / "models"))
+    out = compare_driver(tmp, data_root, **SETTINGS, STANDIN_DIR=str(tmp / "models"))
     return tmp / "cmp", out
+
+
+@pytest.fixture(scope="module")
+def budget_mapped(compared, data_root, compare_driver):
+    """The budget map in the same work folder, after the default mode: it finds the reference
+    (and the stand-in) there. Its first arm, paper, trains each budget's warm-up round."""
+    cmp_dir, _ = compared
+    out = compare_driver(cmp_dir.parent, data_root, **MAP_SETTINGS, STANDIN_DIR=str(cmp_dir.parent / "models"))
+    return cmp_dir, out
 
 
 def test_compare_writes_csv_png_md(compared):
@@ -151,19 +164,22 @@ def test_merge_bound_merges_with_the_reference_model(compared):
     np.testing.assert_array_equal(stats["dominant_class"], own.dominant_class)
 
 
-def test_identical_labels_give_identical_weights_across_processes(compared):
-    cmp_dir, _ = compared
-    jobs = [Experiment.open(cmp_dir / f"{arm}_s3") for arm in AL_ARMS]
-    ref = jobs[0]
-    with np.load(ref.round_dir(0) / "train" / "final_weights.npz") as z:
-        w0 = {k: z[k].tobytes() for k in z.files}
-    ev0 = json.loads((ref.round_dir(0) / "eval.json").read_text())
-    rows0 = [r for r in ref.ledger.read() if r["round"] == 0]
-    for exp in jobs[1:]:
-        assert [r for r in exp.ledger.read() if r["round"] == 0] == rows0
-        with np.load(exp.round_dir(0) / "train" / "final_weights.npz") as z:
-            assert {k: z[k].tobytes() for k in z.files} == w0
-        assert json.loads((exp.round_dir(0) / "eval.json").read_text()) == ev0
+def test_identical_labels_give_identical_weights_across_processes(budget_mapped):
+    """The warm-up round of random (default mode) and of paper at the same budget (the budget
+    map, another process): the same labels, the same weights to the last bit, the same scores."""
+    cmp_dir, out = budget_mapped
+    ref = Experiment.open(cmp_dir / "random_s3")
+    other = Experiment.open(cmp_dir / "budget_5pct" / "paper_s3")
+    assert ref.config.clicks_per_round == other.config.clicks_per_round
+    assert "paper_s3: warm-up round shared" not in out.stdout  # trained, not copied
+    with np.load(ref.round_dir(0) / "train" / "final_weights.npz") as a, \
+            np.load(other.round_dir(0) / "train" / "final_weights.npz") as b:
+        assert a.files == b.files
+        for k in a.files:
+            assert a[k].tobytes() == b[k].tobytes(), k
+    assert [r for r in other.ledger.read() if r["round"] == 0] == [r for r in ref.ledger.read() if r["round"] == 0]
+    assert json.loads((other.round_dir(0) / "eval.json").read_text()) == \
+        json.loads((ref.round_dir(0) / "eval.json").read_text())
 
 
 def test_collapse_warning_reaches_the_output(compared):
@@ -181,17 +197,27 @@ def test_compare_resumes_without_redoing_work(compared, data_root, compare_drive
     cmp_dir, _ = compared
     before = (cmp_dir / "comparison.csv").read_text()
     ledger = (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text()
-    out = compare_driver(cmp_dir.parent, data_root, JOB_NAME="cmp", SEEDS="3", ARMS=ARMS,
-                         SHARE_WARM_UP="0", WARM_START="1", NUMERICS_ARMS="random merge_bound",
-                         STANDIN_DIR=str(cmp_dir.parent / "models"))
+    out = compare_driver(cmp_dir.parent, data_root, **SETTINGS, STANDIN_DIR=str(cmp_dir.parent / "models"))
     assert "train done" not in out.stdout and "already complete" in out.stdout
     assert (cmp_dir / "comparison.csv").read_text() == before
     assert (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text() == ledger
 
 
-def test_shared_warm_up_equals_own(compared, tmp_path):
-    """A shared warm-up round is the one the arm would have trained itself."""
-    cmp_dir, _ = compared
+def test_shared_warm_up_equals_own(budget_mapped, tmp_path):
+    """A shared warm-up round is the one the arm would have trained itself: random at 5 % in the
+    budget map (shared from paper) against random in the default mode (trained by its process);
+    and share_warm_up leaves alone a job whose source has not finished or which has its own."""
+    cmp_dir, out = budget_mapped
+    shared = Experiment.open(cmp_dir / "budget_5pct" / "random_s3")
+    own = Experiment.open(cmp_dir / "random_s3")
+    assert f"{shared.job_dir}: warm-up round shared from {cmp_dir / 'budget_5pct' / 'paper_s3'}" in out.stdout
+    ms, mo = shared.manifest(0), own.manifest(0)
+    for stage in ("select", "annotate", "data", "eval"):
+        assert ms[stage] == mo[stage]
+    assert ms["train"]["final_loss"] == mo["train"]["final_loss"]  # bit-identical training
+    assert [r for r in own.ledger.read() if r["round"] == 0] == \
+        [r for r in shared.ledger.read() if r["round"] == 0]
+    assert not (shared.round_dir(0) / "tfrecord").exists()
     import shutil
 
     for arm in AL_ARMS:
@@ -201,16 +227,7 @@ def test_shared_warm_up_equals_own(compared, tmp_path):
         (job / "config.json").write_text(json.dumps({**config, "job_dir": str(job)}))
     msg = compare.share_warm_up(tmp_path / "random_s3", tmp_path / "merge_bound_s3")
     assert "has not finished" in msg and not (tmp_path / "merge_bound_s3" / "round_00").exists()
-    msg = compare.share_warm_up(cmp_dir / "random_s3", tmp_path / "merge_bound_s3")
-    assert "shared" in msg
-    shared = Experiment.open(tmp_path / "merge_bound_s3")
-    own = Experiment.open(cmp_dir / "merge_bound_s3")
-    ms, mo = shared.manifest(0), own.manifest(0)
-    for stage in ("select", "annotate", "data", "eval"):
-        assert ms[stage] == mo[stage]
-    assert ms["train"]["final_loss"] == mo["train"]["final_loss"]  # bit-identical training
-    assert [r for r in own.ledger.read() if r["round"] == 0] == shared.ledger.read()
-    assert not (shared.round_dir(0) / "tfrecord").exists()
+    assert "shared" in compare.share_warm_up(cmp_dir / "random_s3", tmp_path / "merge_bound_s3")
     assert "has its own" in compare.share_warm_up(cmp_dir / "random_s3", tmp_path / "merge_bound_s3")
 
 
@@ -408,3 +425,71 @@ def test_warm_up_frequent_share_and_class_change():
     lines = budget_map.class_change_table(point, ["random"], names, [0, 1], ref)
     assert "| random | 1 | 40.00 -> 50.25 (+10.25) | 0.00 -> 2.00 (+2.00) |" in lines
     assert any("a 60.0 of 80.0, b 20.0 of 40.0; 66.7 % of the reference" in ln for ln in lines)
+
+
+# ---------------------------------------------------------------------------- the budget map
+def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
+    cmp_dir, out = budget_mapped
+    # the reference is the default mode's, in the map's own folder: found done, not run again,
+    # and not once per budget
+    assert out.stdout.count("=== cmp: reference, seed 3") == 1
+    ref_part = out.stdout.split("=== cmp: reference, seed 3")[1].split("===")[0]
+    assert "already complete" in ref_part and "train done" not in ref_part
+    assert (cmp_dir / "full_s3" / "round_00" / "eval.json").is_file()
+    assert not any(cmp_dir.glob("budget_*/full_s*"))
+    with open(cmp_dir / "budget_map.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:7] == list(budget_map.FIELDS)
+    assert list(rows[0])[-1] == "labelled_px" and "iou_road" in rows[0]
+    for budget, share in (("10%", 0.10), ("5%", 0.05)):
+        folder = cmp_dir / compare.budget_folder(budget)
+        assert (folder / "comparison.md").is_file()
+        for arm in ("random", "paper"):
+            exp = Experiment.open(folder / f"{arm}_s3")
+            assert exp.config.clicks_percent == pytest.approx(100 * share)
+            mine = [r for r in rows if r["budget"] == budget and r["arm"] == arm]
+            assert [r["round"] for r in mine] == ["0", "1"]
+            assert int(mine[0]["clicks"]) == round(share * exp.base_regions_total())
+            for r in mine:
+                assert float(r["clicks_per_image"]) == pytest.approx(int(r["clicks"]) / len(exp.samples), abs=1e-4)
+                ev = json.loads((exp.round_dir(int(r["round"])) / "eval.json").read_text())
+                assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
+        # the arms of one budget share its warm-up round
+        rows0 = [[r for r in Experiment.open(folder / f"{a}_s3").ledger.read() if r["round"] == 0]
+                 for a in ("random", "paper")]
+        assert rows0[0] == rows0[1]
+    ref = [r for r in rows if r["arm"] == "full"]
+    assert len(ref) == 1 and ref[0]["budget"] == "all"
+    md = (cmp_dir / "budget_map.md").read_text()
+    assert "## Crossover" in md and "### 5% per round" in md and "### 10% per round" in md
+    assert md.index("### 5% per round") < md.index("### 10% per round")  # by clicks per image
+    assert "Frequent classes: the 5 with the most ground-truth pixels" in md
+
+
+def test_budget_map_plot_draws_both_panels(budget_mapped):
+    """The two panels' contents, read back from the figure: one line per arm on the left, one
+    per pair on the right."""
+    from PIL import Image
+
+    cmp_dir, _ = budget_mapped
+    image = np.asarray(Image.open(cmp_dir / "budget_map.png").convert("RGB"))
+    h, w, _ = image.shape
+    assert w > 1.8 * h  # two panels side by side
+    left, right = image[:, : w // 2], image[:, w // 2:]
+
+    def pixels(panel, rgb):
+        return (np.abs(panel.astype(int) - rgb).sum(-1) < 40).sum()
+
+    # matplotlib's first two colours, blue and orange: the arms paper and random on the left;
+    # on the right the one pair both arms form (paper - random), so blue only
+    blue, orange = (31, 119, 180), (255, 127, 14)
+    assert pixels(left, blue) > 50 and pixels(left, orange) > 50
+    assert pixels(right, blue) > 50 and pixels(right, orange) == 0
+
+
+def test_budget_map_resumes_without_redoing_work(budget_mapped, data_root, compare_driver):
+    cmp_dir, _ = budget_mapped
+    before = (cmp_dir / "budget_map.csv").read_text()
+    out = compare_driver(cmp_dir.parent, data_root, STANDIN_DIR=str(cmp_dir.parent / "models"), **MAP_SETTINGS)
+    assert "train done" not in out.stdout and "already complete" in out.stdout
+    assert (cmp_dir / "budget_map.csv").read_text() == before

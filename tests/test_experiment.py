@@ -297,15 +297,12 @@ def _round_outputs(exp, t):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path, executor):
+def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path):
     """Round 1 of a copied job (another name and work folder: the base maps are made again in
-    its own cache) on two local processes, or on a local two-CPU Ray, gives the ledger, region
-    maps and labels of the serial run."""
-    if executor == "ray":
-        pytest.importorskip("ray", reason='EXECUTOR=ray needs pip install -e ".[ray]"')
+    its own cache) on two local processes gives the ledger, region maps and labels of the serial
+    run. (On Ray: a two-node cluster below; a local Ray's start in tests/test_executor.py.)"""
     exp = _copy_job(finished_job, tmp_path / "elsewhere" / "renamed", drop_round=1,
-                    executor=executor, num_workers=2)
+                    executor="local", num_workers=2)
     assert exp.base_dir != Experiment.open(finished_job).base_dir  # its own cache
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0,
                       executor=exp.executor(), progress=False)

@@ -432,7 +432,7 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path
     import signal
     import time
 
-    steps = 32
+    steps = 20
     flags = ["--tfrecord_dir", str(synth_tfrecords), "--model_variant", "xception_light",
              "--batch_norm_decay", "0.9", "--training_number_of_steps", str(steps),
              "--base_learning_rate", "0.01", "--train_crop_size", "65,65",

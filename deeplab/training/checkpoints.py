@@ -17,6 +17,7 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.core.layers import BatchNorm, layer_to_scope
+from deeplab.training.weights_file import read_weights  # noqa: F401 (its import path)
 
 LOGITS_PREFIX = "logits/semantic/"
 _IGNORED_SUFFIXES = ("/Momentum", "/ExponentialMovingAverage", "/RMSProp", "/RMSProp_1")
@@ -123,24 +124,6 @@ def save_weights(model: keras.Model, path: str | Path) -> None:
     with io_utils.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-
-
-def read_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of a weights `.npz`; a damaged file is a ValueError naming it and the fix."""
-    from deeplab.io_utils import NPZ_DAMAGE
-
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except NPZ_DAMAGE as e:
-        if path.name.startswith("standin_"):
-            fix = ("delete it and run the driver again: the stand-in is built again, identically "
-                   "(python scripts/build_standin.py)")
-        else:
-            fix = ("copy it again from where it came from, or convert the checkpoint again "
-                   "(python scripts/convert_checkpoint.py)")
-        raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}): {fix}") from None
 
 
 def load_weights(model: keras.Model, path: str | Path, initialize_last_layer: bool = True) -> LoadReport:

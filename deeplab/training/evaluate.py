@@ -61,7 +61,7 @@ def evaluate(model, tfrecord_dir, split: str, num_classes: int, ignore_label: in
     ds = data_generator.build_dataset(tfrecord_dir, split, batch_size=batch_size, is_training=False,
                                       ignore_label=ignore_label)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(images):
         return tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32)
 

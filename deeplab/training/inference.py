@@ -52,7 +52,7 @@ class Predictor:
                 model = keras.models.clone_model(self.model)
                 model.set_weights(self.model.get_weights())
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def _probs(images, out_size):
                 x = tf.cast(images, tf.float32)
                 if self.scale != 1.0:

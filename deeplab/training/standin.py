@@ -102,7 +102,7 @@ def _intact(out: Path) -> bool:
     again, identically: its training resumes from its checkpoints)."""
     if not out.is_file():
         return False
-    from deeplab.training.checkpoints import read_weights
+    from deeplab.training.weights_file import read_weights
 
     try:
         read_weights(out)
