@@ -315,6 +315,25 @@ def test_a_damaged_stand_in_is_built_again_and_damaged_weights_are_named(tmp_pat
         checkpoints.read_weights(other)
 
 
+def test_a_stand_in_that_is_there_is_checked_without_tensorflow(tmp_path):
+    """A driver's stand-in step on a finished stand-in reads the file whole and prints its path
+    without importing TensorFlow or Keras (it took 5-7 s each time a driver started)."""
+    import numpy as np
+
+    from deeplab.training import standin
+
+    path = standin.weights_path(standin.StandinConfig(), tmp_path / "models")
+    path.parent.mkdir()
+    np.savez(path, **{"xception_65/entry_flow/conv1_1/weights": np.ones((3, 3, 3, 2), np.float32)})
+    code = ("import sys; from deeplab.training import standin; "
+            f"print(standin.build(work_dir={str(tmp_path / 'work')!r}, models_dir={str(path.parent)!r})); "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == [str(path), "[]"]
+    assert not (tmp_path / "work").exists()  # nothing was built
+
+
 def test_a_full_disk_at_the_ledger_names_it_and_records_nothing(tmp_path, monkeypatch):
     import errno
     import os
