@@ -63,7 +63,7 @@ def _make_template(venv: Path) -> None:
     if out.is_file():
         return
     print(f"Label Studio: an empty database as the template of new data folders ({out}; "
-          "its migrations take about a minute) ...", file=sys.stderr, flush=True)
+          "its migrations take about 40 s here) ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=venv) as tmp:
         done = subprocess.run([str(venv / "bin" / "label-studio"), "init", "--data-dir", tmp, "-q"],
                               env=_quiet_env(), cwd=tmp, capture_output=True, text=True)
