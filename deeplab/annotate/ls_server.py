@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +57,6 @@ def template_db(venv: Path | None = None) -> Path:
 
 
 def _make_template(venv: Path) -> None:
-    import shutil
     import tempfile
 
     out = template_db(venv)
@@ -111,8 +111,6 @@ def start(data_dir: Path | str, port: int = 8080, host: str = "127.0.0.1",
     key = _secret(key_file(data_dir), lambda: secrets.token_hex(20))
     password = _secret(data_dir / "password", lambda: secrets.token_urlsafe(12))
     if not (data_dir / DB_NAME).exists() and template_db(venv).is_file():
-        import shutil
-
         with io_utils.atomic_path(data_dir / DB_NAME) as part:
             shutil.copyfile(template_db(venv), part)
     env = {**_quiet_env(),
