@@ -5,7 +5,9 @@
 #    selections, evaluations) into $WORK_DIR/budget_map when that folder is missing, so that
 #    compare.sh skips what is finished (checkpoints are not kept: only whole budgets are
 #    archived, and a budget that did not finish runs again from its warm-up round).
-# 2. Runs the map: BUDGETS="10% 3% 1% 0.3%", seeds 0 1, arms full random class_balanced paper.
+# 2. Runs the map: BUDGETS="10% 3% 1% 0.3%", SEEDS="0 1", arms full random class_balanced paper
+#    (SEEDS=0 first and SEEDS=1 later, on another machine: a budget whose report was written is
+#    archived, and its seeds join the report when the next seed finishes).
 # 3. Archives the finished budgets again, draws the map of what the archive holds (from a copy:
 #    budget_map.csv, .md, .png) and copies it and every finished budget's comparison.* here.
 # A third seed where a budget's paired signs disagree (it joins the map, see budget_map.py):
@@ -25,7 +27,7 @@ if [ ! -d "$MAP" ] && [ -f "$HERE/results.tar.gz" ]; then
   mkdir -p "$MAP" && tar xzf "$HERE/results.tar.gz" -C "$MAP"
 fi
 if [ "${RUN:-1}" = 1 ]; then  # RUN=0: only draw the map and archive what is there
-  JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="0 1" ARMS="$ARMS" \
+  JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="$BUDGETS" SEEDS="${SEEDS:-0 1}" ARMS="$ARMS" \
     bash bash_files/compare.sh
   for extra in ${EXTRA:-}; do  # budget:seed
     JOB_NAME="$MAP_NAME" WORK_DIR="$WORK_DIR" BUDGETS="${extra%%:*}" SEEDS="${extra##*:}" \
