@@ -229,8 +229,9 @@ def _shown(info: dict) -> dict:
     return {k: (f"[{len(v)} items]" if isinstance(v, list) and len(v) > 8 else v) for k, v in info.items()}
 
 
-def run_stage(job_dir, t: int, stage: str, fn) -> int:
-    """Runs one stage of round t unless its manifest says it is complete; records it."""
+def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
+    """Runs one stage of round t unless its manifest says it is complete; records it. `fn(exp, t)`
+    is the stage's work (None: the registry's, imported only when the stage has work to do)."""
     import json
 
     from deeplab.experiment.job import Experiment
@@ -249,7 +250,7 @@ def run_stage(job_dir, t: int, stage: str, fn) -> int:
             print(f"round {t}: {stage} already complete, skipped")
             return 0
         exp.check_answered_images()
-        info = fn(exp, t)
+        info = (fn or stage_function(stage))(exp, t)
         exp.mark(t, stage, info)
     print(f"round {t}: {stage} done {json.dumps(_shown(info))}")
     return 0
@@ -291,8 +292,7 @@ def stage_main(doc: str, stage: str, argv=None) -> int:
     add_round_flags(p)
     args = p.parse_args(argv)
     try:
-        return guarded(run_stage, args.job_dir, args.round, stage, stage_function(stage),
-                       what=f"round {args.round}: {stage}")
+        return guarded(run_stage, args.job_dir, args.round, stage, what=f"round {args.round}: {stage}")
     except KeyboardInterrupt:
         return _stopped(args.round, stage)
 
@@ -312,7 +312,7 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
     for stage in stages:
         t0, u0 = time.perf_counter(), _cpu_seconds(resource)
         try:
-            rc = guarded(run_stage, job_dir, t, stage, stage_function(stage), what=f"round {t}: {stage}")
+            rc = guarded(run_stage, job_dir, t, stage, what=f"round {t}: {stage}")
         except KeyboardInterrupt:
             rc = _stopped(t, stage)
         if log:

@@ -2,11 +2,13 @@
 with one run of the reference and two arms, random (REGIONS=base, SIEVE=0) and merge_bound
 (REGIONS=adaptive merged by the reference's model, class_balanced, SIEVE=1), WARM_START=1,
 merge_bound sharing random's warm-up round, and P5's numerics jobs (both arms, every round,
-oneDNN flipped); then the budget map (BUDGETS, arms paper then random) on the same reference:
-identical labels give identical weights across processes, and a shared warm-up round is the one
-the arm trains itself. (ACQUISITION=uncertainty with REGIONS=base, SIEVE=1 and WARM_START=0
-runs through both drivers in tests/test_drivers.py; REGIONS=oracle and the paper's own merge in
-tests/test_experiment.py; the map's tables and crossover on made-up rows below.)"""
+oneDNN flipped); merge_bound is added by a second run, which leaves the finished arms alone
+(resume). Then the budget map (arms paper then random) on the same reference, at 5 % and then
+again with 10 % added (resume again): identical labels give identical weights across processes,
+and a shared warm-up round is the one the arm trains itself. (ACQUISITION=uncertainty with
+REGIONS=base, SIEVE=1 and WARM_START=0 runs through both drivers in tests/test_drivers.py;
+REGIONS=oracle and the paper's own merge in tests/test_experiment.py; the map's tables and
+crossover on made-up rows below.)"""
 
 import csv
 import json
@@ -31,24 +33,46 @@ MAP_SETTINGS = {"JOB_NAME": "cmp", "SEEDS": "3", "ARMS": "full paper random", "B
                 "WARM_START": "1"}
 
 
+def _section(stdout: str, header: str) -> str:
+    """The part of a driver's output under one "=== ..." header (up to the next one)."""
+    assert header in stdout, header
+    return stdout.split(header, 1)[1].split("\n===", 1)[0]
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("job.lock", "driver.lock")}
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, data_root, compare_driver):
+    """(comparison folder, output of the run that added merge_bound, output of the first run,
+    {job: its files after the first run})."""
     tmp = tmp_path_factory.mktemp("compare")
-    out = compare_driver(tmp, data_root, **SETTINGS, STANDIN_DIR=str(tmp / "models"))
-    return tmp / "cmp", out
+    models = str(tmp / "models")
+    first = compare_driver(tmp, data_root, **dict(SETTINGS, ARMS="full random"), STANDIN_DIR=models)
+    cmp_dir = tmp / "cmp"
+    before = {job: _files(cmp_dir / job) for job in ("full_s3", "random_s3", "numerics_onednn0/random_s3")}
+    out = compare_driver(tmp, data_root, **SETTINGS, STANDIN_DIR=models)
+    return cmp_dir, out, first, before
 
 
 @pytest.fixture(scope="module")
 def budget_mapped(compared, data_root, compare_driver):
     """The budget map in the same work folder, after the default mode: it finds the reference
-    (and the stand-in) there. Its first arm, paper, trains each budget's warm-up round."""
-    cmp_dir, _ = compared
-    out = compare_driver(cmp_dir.parent, data_root, **MAP_SETTINGS, STANDIN_DIR=str(cmp_dir.parent / "models"))
-    return cmp_dir, out
+    (and the stand-in) there. Its first arm, paper, trains each budget's warm-up round. A first
+    run maps 5 %; a second adds 10 % (BUDGETS="10% 5%": it finds 5 % done). Returns (folder,
+    first run's output, second run's output, {the first run's budget_map.csv and 5 % folder})."""
+    cmp_dir = compared[0]
+    models = str(cmp_dir.parent / "models")
+    first = compare_driver(cmp_dir.parent, data_root, **dict(MAP_SETTINGS, BUDGETS="5%"), STANDIN_DIR=models)
+    before = {"csv": (cmp_dir / "budget_map.csv").read_text(), "5%": _files(cmp_dir / "budget_5pct")}
+    added = compare_driver(cmp_dir.parent, data_root, **MAP_SETTINGS, STANDIN_DIR=models)
+    return cmp_dir, first, added, before
 
 
 def test_compare_writes_csv_png_md(compared):
-    cmp_dir, _ = compared
+    cmp_dir = compared[0]
     with open(cmp_dir / "comparison.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:5] == ["arm", "seed", "round", "clicks", "miou"]
@@ -95,7 +119,7 @@ def test_compare_writes_csv_png_md(compared):
 
 def test_every_round_starts_from_the_stand_in_backbone(compared):
     """compare.sh built the stand-in (backbone only) and every arm's rounds load it."""
-    cmp_dir, out = compared
+    cmp_dir, _, out, _ = compared
     built = sorted((cmp_dir.parent / "models").glob("standin_xception_light_*.npz"))
     assert len(built) == 1
     with np.load(built[0]) as z:
@@ -112,7 +136,7 @@ def test_every_round_starts_from_the_stand_in_backbone(compared):
 
 
 def test_arms_run_their_modes(compared):
-    cmp_dir, _ = compared
+    cmp_dir = compared[0]
     for arm in AL_ARMS:
         exp = Experiment.open(cmp_dir / f"{arm}_s3")
         regions, acq, sieve = compare.ARMS[arm]
@@ -147,7 +171,7 @@ def test_merge_bound_merges_with_the_reference_model(compared):
     from deeplab.active import regions as R
     from deeplab.training.inference import Predictor
 
-    cmp_dir, _ = compared
+    cmp_dir = compared[0]
     exp = Experiment.open(cmp_dir / "merge_bound_s3")
     assert Path(exp.config.merge_model) == cmp_dir / "full_s3" / "round_00" / "train"
     sample = exp.samples[0]
@@ -167,7 +191,7 @@ def test_merge_bound_merges_with_the_reference_model(compared):
 def test_identical_labels_give_identical_weights_across_processes(budget_mapped):
     """The warm-up round of random (default mode) and of paper at the same budget (the budget
     map, another process): the same labels, the same weights to the last bit, the same scores."""
-    cmp_dir, out = budget_mapped
+    cmp_dir, out, _, _ = budget_mapped
     ref = Experiment.open(cmp_dir / "random_s3")
     other = Experiment.open(cmp_dir / "budget_5pct" / "paper_s3")
     assert ref.config.clicks_per_round == other.config.clicks_per_round
@@ -185,7 +209,7 @@ def test_identical_labels_give_identical_weights_across_processes(budget_mapped)
 def test_collapse_warning_reaches_the_output(compared):
     """The driver prints the regions stage's collapse warning exactly when its manifest has one
     (when it is given: tests/test_experiment.py)."""
-    cmp_dir, out = compared
+    cmp_dir, out, _, _ = compared
     m = Experiment.open(cmp_dir / "merge_bound_s3").manifest(1)["regions"]
     assert ("warning" in m) == ("WARNING: round 1: the adaptive merge left" in out.stderr)
     assert ("warning" in m) == ("too weak for eps=0.02" in out.stderr)
@@ -193,21 +217,28 @@ def test_collapse_warning_reaches_the_output(compared):
     assert "cuInit" not in out.stderr and "absl::InitializeLog" not in out.stderr
 
 
-def test_compare_resumes_without_redoing_work(compared, data_root, compare_driver):
-    cmp_dir, _ = compared
-    before = (cmp_dir / "comparison.csv").read_text()
-    ledger = (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text()
-    out = compare_driver(cmp_dir.parent, data_root, **SETTINGS, STANDIN_DIR=str(cmp_dir.parent / "models"))
-    assert "train done" not in out.stdout and "already complete" in out.stdout
-    assert (cmp_dir / "comparison.csv").read_text() == before
-    assert (cmp_dir / "merge_bound_s3" / "ledger.jsonl").read_text() == ledger
+def test_an_arm_added_later_leaves_the_finished_ones_alone(compared):
+    """The second run (merge_bound added to ARMS) resumes: the reference, random and its numerics
+    job are found complete, nothing of theirs is trained or written again, and the report
+    covers both arms."""
+    cmp_dir, out, first, before = compared
+    assert "train done" in first.stdout
+    for header in ("=== cmp: reference, seed 3", "=== cmp: arm random, seed 3",
+                   "=== cmp: numerics_onednn0, arm random, seed 3"):
+        part = _section(out.stdout, header)
+        assert "already complete" in part and "train done" not in part, header
+    assert "train done" in _section(out.stdout, "=== cmp: arm merge_bound, seed 3")
+    for job, files in before.items():
+        assert _files(cmp_dir / job) == files, job
+    with open(cmp_dir / "comparison.csv") as f:
+        assert {r["arm"] for r in csv.DictReader(f)} == {"full", "random", "merge_bound"}
 
 
 def test_shared_warm_up_equals_own(budget_mapped, tmp_path):
     """A shared warm-up round is the one the arm would have trained itself: random at 5 % in the
     budget map (shared from paper) against random in the default mode (trained by its process);
     and share_warm_up leaves alone a job whose source has not finished or which has its own."""
-    cmp_dir, out = budget_mapped
+    cmp_dir, out, _, _ = budget_mapped
     shared = Experiment.open(cmp_dir / "budget_5pct" / "random_s3")
     own = Experiment.open(cmp_dir / "random_s3")
     assert f"{shared.job_dir}: warm-up round shared from {cmp_dir / 'budget_5pct' / 'paper_s3'}" in out.stdout
@@ -330,7 +361,7 @@ def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
     from deeplab.annotate.session import RoundSession
     from deeplab.viz.views import render_view
 
-    cmp_dir, _ = compared
+    cmp_dir = compared[0]
     exp = Experiment.open(cmp_dir / "merge_bound_s3")
     session = RoundSession(exp, 1)
     earlier = exp.ledger.by_image(upto_round=0)
@@ -429,12 +460,13 @@ def test_warm_up_frequent_share_and_class_change():
 
 # ---------------------------------------------------------------------------- the budget map
 def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
-    cmp_dir, out = budget_mapped
+    cmp_dir, first, out, _ = budget_mapped
     # the reference is the default mode's, in the map's own folder: found done, not run again,
     # and not once per budget
-    assert out.stdout.count("=== cmp: reference, seed 3") == 1
-    ref_part = out.stdout.split("=== cmp: reference, seed 3")[1].split("===")[0]
-    assert "already complete" in ref_part and "train done" not in ref_part
+    for run in (first, out):
+        assert run.stdout.count("=== cmp: reference, seed 3") == 1
+        ref_part = _section(run.stdout, "=== cmp: reference, seed 3")
+        assert "already complete" in ref_part and "train done" not in ref_part
     assert (cmp_dir / "full_s3" / "round_00" / "eval.json").is_file()
     assert not any(cmp_dir.glob("budget_*/full_s*"))
     with open(cmp_dir / "budget_map.csv") as f:
@@ -471,7 +503,7 @@ def test_budget_map_plot_draws_both_panels(budget_mapped):
     per pair on the right."""
     from PIL import Image
 
-    cmp_dir, _ = budget_mapped
+    cmp_dir = budget_mapped[0]
     image = np.asarray(Image.open(cmp_dir / "budget_map.png").convert("RGB"))
     h, w, _ = image.shape
     assert w > 1.8 * h  # two panels side by side
@@ -487,9 +519,17 @@ def test_budget_map_plot_draws_both_panels(budget_mapped):
     assert pixels(right, blue) > 50 and pixels(right, orange) == 0
 
 
-def test_budget_map_resumes_without_redoing_work(budget_mapped, data_root, compare_driver):
-    cmp_dir, _ = budget_mapped
-    before = (cmp_dir / "budget_map.csv").read_text()
-    out = compare_driver(cmp_dir.parent, data_root, STANDIN_DIR=str(cmp_dir.parent / "models"), **MAP_SETTINGS)
-    assert "train done" not in out.stdout and "already complete" in out.stdout
-    assert (cmp_dir / "budget_map.csv").read_text() == before
+def test_a_budget_added_later_leaves_the_mapped_ones_alone(budget_mapped):
+    """The second run (10 % added, listed first) resumes: 5 % is found complete and nothing of
+    it is written again; the map keeps the first run's rows and adds the new budget's."""
+    cmp_dir, _, out, before = budget_mapped
+    for arm in ("paper", "random"):
+        part = _section(out.stdout, f"=== cmp: budget_5pct, arm {arm}, seed 3")
+        assert "already complete" in part and "train done" not in part, arm
+        assert "train done" in _section(out.stdout, f"=== cmp: budget_10pct, arm {arm}, seed 3")
+    assert _files(cmp_dir / "budget_5pct") == before["5%"]
+    with open(cmp_dir / "budget_map.csv") as f:
+        rows = list(csv.DictReader(f))
+    old = list(csv.DictReader(before["csv"].splitlines()))
+    assert {r["budget"] for r in old} == {"5%", "all"} and all(r in rows for r in old)
+    assert {r["budget"] for r in rows} == {"5%", "10%", "all"}

@@ -78,6 +78,34 @@ def test_results_csv_has_a_row_per_round(finished_job):
     assert any((finished_job / "round_01" / "overlays").rglob("*.png"))
 
 
+def test_results_are_written_again_only_when_they_change(finished_job, tmp_path):
+    """record_results on a job whose table is current writes nothing (a resumed driver's cheap
+    no-op); a missing curve, or a table that differs, is written again."""
+    from deeplab.experiment.results import write_results
+
+    job = tmp_path / "job"
+    shutil.copytree(finished_job, job, ignore=shutil.ignore_patterns("round_*"))
+    for r in ("round_00", "round_01"):  # the manifests and evals the table is made of
+        (job / r).mkdir()
+        for name in ("manifest.json", "eval.json", "selection.json"):
+            if (finished_job / r / name).is_file():
+                shutil.copy(finished_job / r / name, job / r / name)
+    config = json.loads((job / "config.json").read_text())
+    (job / "config.json").write_text(json.dumps({**config, "job_dir": str(job)}))
+    table, curve = job / "results.csv", job / "al_curve.png"
+    before = table.read_bytes()
+    curve.write_bytes(b"not drawn again")
+    write_results(Experiment.open(job))
+    assert table.read_bytes() == before and curve.read_bytes() == b"not drawn again"
+    curve.unlink()
+    write_results(Experiment.open(job))
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table.write_bytes(before.replace(b"round", b"stale", 1))
+    curve.write_bytes(b"stale")
+    write_results(Experiment.open(job))
+    assert table.read_bytes() == before and curve.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_budget_and_no_region_asked_twice(finished_job):
     exp = Experiment.open(finished_job)
     rows = exp.ledger.read()

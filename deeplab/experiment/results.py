@@ -158,12 +158,17 @@ def write_results(exp: Experiment) -> list[dict]:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    io_utils.write_text(exp.job_dir / "results.csv", buf.getvalue())
+    table, curve = exp.job_dir / "results.csv", exp.job_dir / "al_curve.png"
     measured = [r for r in rows if r["miou"] != NOT_AVAILABLE]
+    text = buf.getvalue().encode("utf-8")
+    if table.is_file() and table.read_bytes() == text and (curve.is_file() or not measured):
+        return rows  # both written from these rows before (the curve after the table)
+    curve.unlink(missing_ok=True)  # a table newer than its curve is never left behind
+    io_utils.write_bytes(table, text)
     if not measured:  # no val split: nothing to plot
         return rows
     c = exp.config
-    plots.al_curve(exp.job_dir / "al_curve.png", [r["clicks"] for r in measured],
+    plots.al_curve(curve, [r["clicks"] for r in measured],
                    [r["miou"] for r in measured], [r["round"] for r in measured],
                    f"{c.dataset}: {c.regions} regions, {c.acquisition}, sieve={int(c.sieve)}")
     return rows
