@@ -227,7 +227,8 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
     config = ExperimentConfig(job_dir=str(tmp_path / "priced"), dataset="folder",
                               dataset_dir=str(exp.data_root), rounds=2, clicks_per_round=40,
                               superpixel_method="slic", superpixel_size_px=128.0, annotator="human",
-                              seed=4, cost_model="measured", click_cost_model=str(saved)).validate()
+                              seed=4, cost_model="measured", click_cost_model=str(saved),
+                              num_workers=1).validate()
     config.save_or_check()
     priced = Experiment(config)
     info = select_round(priced, 0, progress=False)

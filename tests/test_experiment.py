@@ -26,7 +26,7 @@ def _config(job_dir, synth_root, **kw):
     base = dict(job_dir=str(job_dir), dataset="synthetic", dataset_dir=str(synth_root), rounds=2,
                 clicks_per_round=60, superpixel_method="slic", superpixel_size_px=64.0,
                 train_steps=6, train_crop_size=65, train_batch_size=4, base_learning_rate=0.01,
-                seed=3, eps=0.02)
+                seed=3, eps=0.02, num_workers=1)
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -444,8 +444,8 @@ def _folder_job(tmp_path, synth_root, **kw):
                                num_train=4, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "work" / "job"), dataset="folder",
                               dataset_dir=str(root), rounds=2, clicks_per_round=12,
-                              superpixel_method="slic", superpixel_size_px=128.0, seed=1,
-                              **kw).validate()
+                              superpixel_method="slic", superpixel_size_px=128.0,
+                              **{"seed": 1, "num_workers": 1, **kw}).validate()
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
@@ -662,7 +662,7 @@ def test_a_damaged_map_is_named_and_computed_again(finished_job, tmp_path, capsy
 
 
 @pytest.mark.e2e
-def test_a_round_on_a_two_node_ray_cluster_equals_the_pool_and_survives_a_lost_node(
+def test_a_round_on_a_two_node_ray_cluster_equals_the_serial_run_and_survives_a_lost_node(
         finished_job, tmp_path, monkeypatch):
     """RAY_ADDRESS at Ray's own two-node test cluster (a head and a second node, one CPU each, on
     the loopback): round 1's per-image stages give the serial run's maps, selection, ledger and

@@ -67,7 +67,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     (root / "labels" / first.name).rename(root / "labels" / f"{long}.png")
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
                               clicks_per_round=4, superpixel_method="slic",
-                              superpixel_size_px=128.0, seed=1).validate()
+                              superpixel_size_px=128.0, seed=1, num_workers=1).validate()
     config.save_or_check()
     exp = Experiment(config)
     assert long in {s.name for s in exp.samples}

@@ -311,7 +311,8 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     root = make_folder_dataset(scenes, tmp_path / "data", labels=False, splits=False, num_train=3, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "street_scenes"), dataset="folder", dataset_dir=str(root),
                               rounds=2, clicks_per_round=4, superpixel_method="slic",
-                              superpixel_size_px=1500.0, seed=1, **label_studio.settings()).validate()
+                              superpixel_size_px=1500.0, seed=1, num_workers=1,
+                              **label_studio.settings()).validate()
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 1500.0, progress=False)

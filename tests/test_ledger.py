@@ -113,7 +113,7 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True, num_train=3, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
                               clicks_per_round=9, superpixel_method="slic", superpixel_size_px=128.0,
-                              seed=2).validate()
+                              seed=2, num_workers=1).validate()
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
