@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import rel_entr
 
 from deeplab.active import regions as R
 
@@ -39,6 +38,9 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _js_normalised(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    # imported here: the stages that only read cached maps (a driver's resume) skip scipy's start
+    from scipy.special import rel_entr
+
     m = (p + q) / 2.0
     js = (rel_entr(p, m).sum(axis=-1) + rel_entr(q, m).sum(axis=-1)) / 2.0
     return np.sqrt(np.maximum(js, 0.0))
