@@ -14,12 +14,12 @@ E2E_FIXTURES = {"compared", "finished_job"}
 
 # The files with the most work first (worker-seconds in a full run on 2 cores, `pytest
 # --durations=0`, 2026-12: compare about 510, model_train 280, experiment 180, paper_check 110,
-# drivers 100, faults 90, label_studio_live 80; every other file under 30; the order is that of an
-# earlier measurement, and any order that starts with compare balances the two workers alike). pytest-xdist
-# (pytest.ini: --dist loadfile --no-loadscope-reorder) gives each worker one file at the start
-# and the next file in this order to a worker about to run out, so the run ends with small files
-# on both workers instead of one long file started last on one. A file not named here keeps its
-# place after these.
+# drivers 100, faults 90, label_studio_live 80; every other file under 30; the order below is an
+# earlier measurement's, and any order that starts with compare balances the workers alike).
+# pytest-xdist (pytest.ini: --dist loadfile --no-loadscope-reorder) gives each worker one file at
+# the start and the next file in this order to a worker about to run out, so the run ends with
+# small files on both workers instead of one long file started last on one. A file not named
+# here keeps its place after these.
 HEAVIEST_FIRST = ("test_compare.py", "test_experiment.py", "test_model_train.py", "test_faults.py",
                   "test_paper_check.py", "test_label_studio_live.py", "test_drivers.py")
 
