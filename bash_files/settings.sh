@@ -98,12 +98,13 @@ lock_job() {
   fi
   echo "pid $$ on ${HOSTNAME:-this machine} since $(date '+%F %T')" > "$JOB_DIR/driver.lock"
 }
-# A round's stages after its region maps (and, given "regions", those first), in one process:
-# scripts/run_round.py (each stage as its own script would run it), then the results table.
+# A round's stages after its region maps (and, given "regions", those first), then the results
+# table (scripts/record_results.py's), in one process: scripts/run_round.py, each stage as its
+# own script would run it.
 run_round_stages() {
   local t="$1" first="${2:+$2,}"
-  py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" --stages "${first}select,annotate,data,train,eval"
-  py scripts/record_results.py --job_dir "$JOB_DIR"
+  py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" --stages "${first}select,annotate,data,train,eval" \
+    --record_results
 }
 
 # TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA

@@ -301,7 +301,6 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
     """Runs stages of round t in order in this process (one TensorFlow start for all of them),
     stopping at the first that fails; with `log` (a stage log), one record per stage under the
     name of its script, as if each had run alone."""
-    import os
     import resource
     import time
 
@@ -316,16 +315,25 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
         except KeyboardInterrupt:
             rc = _stopped(t, stage)
         if log:
-            from deeplab.experiment import stage_log
-
-            peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-            stage_log.append(log, {"script": STAGES[stage][0], "args": ["--job_dir", str(job_dir), "--round", str(t)],
-                                   "seconds": round(time.perf_counter() - t0, 3),
-                                   "cpu_seconds": round(_cpu_seconds(resource) - u0, 3),
-                                   "max_rss_mb": round(peak / 1024.0, 1), "rc": rc, "pid": os.getpid()})
+            log_record(log, STAGES[stage][0], ["--job_dir", str(job_dir), "--round", str(t)], t0, u0, rc)
         if rc:
             return rc
     return 0
+
+
+def log_record(log, script: str, args: list[str], t0: float, u0: float, rc: int) -> None:
+    """One record of the stage log for work this process did since perf_counter() t0 and CPU
+    time u0 (_cpu_seconds), under the name of the script that does it alone."""
+    import os
+    import resource
+    import time
+
+    from deeplab.experiment import stage_log
+
+    peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    stage_log.append(log, {"script": script, "args": args, "seconds": round(time.perf_counter() - t0, 3),
+                           "cpu_seconds": round(_cpu_seconds(resource) - u0, 3),
+                           "max_rss_mb": round(peak / 1024.0, 1), "rc": rc, "pid": os.getpid()})
 
 
 def _cpu_seconds(resource) -> float:

@@ -2,7 +2,9 @@
 TensorFlow start per round instead of one per stage), stopping at the first that fails. Each
 stage is the same as its own script's (scripts/gen_adaptive_spx.py, select_regions.py,
 annotate_regions.py, build_round_data.py, train_round.py, eval_round.py), skipped when its
-manifest says it is complete. With STAGE_LOG set, every stage gets its own record in that log.
+manifest says it is complete. With --record_results, the job's results table afterwards, as
+scripts/record_results.py writes and prints it (the drivers: one process less per round). With
+STAGE_LOG set, every stage (and the results) gets its own record in that log.
 
   python scripts/run_round.py --job_dir work_dirs/demo --round 1 --stages regions,select,annotate,data,train,eval
 """
@@ -19,10 +21,24 @@ def main(argv=None) -> int:
     cli.add_round_flags(p)
     p.add_argument("--stages", default="select,annotate,data,train,eval",
                    help=f"comma-separated, in order; of {','.join(cli.STAGES)}")
+    p.add_argument("--record_results", action="store_true",
+                   help="then write and print the results table (scripts/record_results.py)")
     args = p.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
-    return cli.guarded(cli.run_stages, args.job_dir, args.round, stages, os.environ.get("STAGE_LOG") or None,
-                       what="error")
+    log = os.environ.get("STAGE_LOG") or None
+    rc = cli.guarded(cli.run_stages, args.job_dir, args.round, stages, log, what="error")
+    if rc or not args.record_results:
+        return rc
+    import resource
+    import time
+
+    from deeplab.experiment.results import record
+
+    t0, u0 = time.perf_counter(), cli._cpu_seconds(resource)
+    rc = cli.guarded(record, args.job_dir, what="results")
+    if log:
+        cli.log_record(log, "record_results", ["--job_dir", str(args.job_dir)], t0, u0, rc)
+    return rc
 
 
 if __name__ == "__main__":

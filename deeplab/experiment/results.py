@@ -195,3 +195,18 @@ def format_results(rows: list[dict]) -> str:
     table = [[head for _, head in cols]] + [[cell(k, r.get(k, "")) for k, _ in cols] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in table)
+
+
+def record(job_dir) -> int:
+    """Writes a job's results.csv and al_curve.png (when they changed) and prints the table:
+    scripts/record_results.py, and run_round.py --record_results after a driver's round."""
+    exp = Experiment.open(job_dir)
+    rows = write_results(exp)
+    if not rows:
+        print("no evaluated round yet")
+        return 0
+    print(format_results(rows))
+    curve = exp.job_dir / "al_curve.png"
+    print(f"\n{exp.job_dir / 'results.csv'}" + (f"\n{curve}" if curve.is_file() else
+                                                 "\n(no AL curve: no round was evaluated)"))
+    return 0
