@@ -301,39 +301,44 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
     """Runs stages of round t in order in this process (one TensorFlow start for all of them),
     stopping at the first that fails; with `log` (a stage log), one record per stage under the
     name of its script, as if each had run alone."""
-    import resource
-    import time
+    import functools
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise ValueError(f"--stages names no stage or an unknown one ({', '.join(unknown)}); "
                          f"valid: {', '.join(STAGES)}")
-    for stage in stages:
-        t0, u0 = time.perf_counter(), _cpu_seconds(resource)
+    def one(stage: str) -> int:
         try:
-            rc = guarded(run_stage, job_dir, t, stage, what=f"round {t}: {stage}")
+            return guarded(run_stage, job_dir, t, stage, what=f"round {t}: {stage}")
         except KeyboardInterrupt:
-            rc = _stopped(t, stage)
-        if log:
-            log_record(log, STAGES[stage][0], ["--job_dir", str(job_dir), "--round", str(t)], t0, u0, rc)
+            return _stopped(t, stage)
+
+    for stage in stages:
+        rc = logged(log, STAGES[stage][0], ["--job_dir", str(job_dir), "--round", str(t)],
+                    functools.partial(one, stage))
         if rc:
             return rc
     return 0
 
 
-def log_record(log, script: str, args: list[str], t0: float, u0: float, rc: int) -> None:
-    """One record of the stage log for work this process did since perf_counter() t0 and CPU
-    time u0 (_cpu_seconds), under the name of the script that does it alone."""
+def logged(log, script: str, args: list[str], call) -> int:
+    """Runs call() (it returns an exit status) in this process; with `log` (a stage log), appends
+    one record of its wall time, CPU time and peak memory under the name of the script that
+    does the same work alone."""
     import os
     import resource
     import time
 
-    from deeplab.experiment import stage_log
+    t0, u0 = time.perf_counter(), _cpu_seconds(resource)
+    rc = call()
+    if log:
+        from deeplab.experiment import stage_log
 
-    peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    stage_log.append(log, {"script": script, "args": args, "seconds": round(time.perf_counter() - t0, 3),
-                           "cpu_seconds": round(_cpu_seconds(resource) - u0, 3),
-                           "max_rss_mb": round(peak / 1024.0, 1), "rc": rc, "pid": os.getpid()})
+        peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        stage_log.append(log, {"script": script, "args": args, "seconds": round(time.perf_counter() - t0, 3),
+                               "cpu_seconds": round(_cpu_seconds(resource) - u0, 3),
+                               "max_rss_mb": round(peak / 1024.0, 1), "rc": rc, "pid": os.getpid()})
+    return rc
 
 
 def _cpu_seconds(resource) -> float:

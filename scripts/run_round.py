@@ -29,16 +29,10 @@ def main(argv=None) -> int:
     rc = cli.guarded(cli.run_stages, args.job_dir, args.round, stages, log, what="error")
     if rc or not args.record_results:
         return rc
-    import resource
-    import time
-
     from deeplab.experiment.results import record
 
-    t0, u0 = time.perf_counter(), cli._cpu_seconds(resource)
-    rc = cli.guarded(record, args.job_dir, what="results")
-    if log:
-        cli.log_record(log, "record_results", ["--job_dir", str(args.job_dir)], t0, u0, rc)
-    return rc
+    return cli.logged(log, "record_results", ["--job_dir", str(args.job_dir)],
+                      lambda: cli.guarded(record, args.job_dir, what="results"))
 
 
 if __name__ == "__main__":

@@ -144,7 +144,8 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
         (root / "classes.json").write_text(json.dumps(classes))
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
                               rounds=2, clicks_per_round=clicks, superpixel_method="slic",
-                              superpixel_size_px=128.0, **{"annotator": "human", "seed": 1, "num_workers": 1, **kw}).validate()
+                              superpixel_size_px=128.0,
+                              **{"annotator": "human", "seed": 1, "num_workers": 1, **kw}).validate()
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)

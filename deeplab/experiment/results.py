@@ -149,6 +149,11 @@ def results_rows(exp: Experiment) -> list[dict]:
     return rows
 
 
+def output_paths(exp: Experiment):
+    """(results.csv, al_curve.png) at the job root."""
+    return exp.job_dir / "results.csv", exp.job_dir / "al_curve.png"
+
+
 def write_results(exp: Experiment) -> list[dict]:
     """results.csv and al_curve.png at the job root; returns the rows."""
     rows = results_rows(exp)
@@ -158,7 +163,7 @@ def write_results(exp: Experiment) -> list[dict]:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    table, curve = exp.job_dir / "results.csv", exp.job_dir / "al_curve.png"
+    table, curve = output_paths(exp)
     measured = [r for r in rows if r["miou"] != NOT_AVAILABLE]
     text = buf.getvalue().encode("utf-8")
     if table.is_file() and table.read_bytes() == text and (curve.is_file() or not measured):
@@ -206,7 +211,6 @@ def record(job_dir) -> int:
         print("no evaluated round yet")
         return 0
     print(format_results(rows))
-    curve = exp.job_dir / "al_curve.png"
-    print(f"\n{exp.job_dir / 'results.csv'}" + (f"\n{curve}" if curve.is_file() else
-                                                 "\n(no AL curve: no round was evaluated)"))
+    table, curve = output_paths(exp)
+    print(f"\n{table}" + (f"\n{curve}" if curve.is_file() else "\n(no AL curve: no round was evaluated)"))
     return 0
