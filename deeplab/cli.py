@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from deeplab.datasets import DATASET_NAMES, get_dataset
+from deeplab.errors import BadInput, MissingFile, UserError
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def resolve_dataset(args: argparse.Namespace):
     root = Path(args.dataset_dir) if args.dataset_dir else descriptor.default_root()
     if args.dataset == "synthetic" and not (root / "synthetic.json").is_file():
         if args.dataset_dir:
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"DATA_DIR {root} holds no synthetic data set (no synthetic.json), and a folder "
                 "you name is not written into: generate one there with `python "
                 f"scripts/make_synthetic.py --dataset_dir {root}`, set DATASET to your data's "
@@ -58,7 +59,7 @@ def resolve_dataset(args: argparse.Namespace):
         print(f"generating the synthetic data set in {root} (first use)")
         synthetic.generate(root, progress=True)
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"data root {root} for '{args.dataset}' does not exist: pass --dataset_dir or put "
             f"the data there"
         )
@@ -168,12 +169,12 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round", type=int, required=True, help="round index (0 = warm-up)")
 
 
-# Errors a user can fix (missing or corrupt files, settings the data cannot hold, a ledger that
-# disagrees with the job, a port in use): one line naming the file or value and the fix.
-# What the project raises for bad input and faults it names (a file, a value, the fix), and a
-# missing optional package (ImportError with its pip line). Anything else (KeyError, IndexError,
-# ZeroDivisionError, TypeError...) is a defect of this code: it keeps its traceback.
-EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
+# The one class of errors a user can fix (bad input, a missing or damaged file, a setting the data
+# cannot hold, a ledger that disagrees with the job, a full disk, a port in use, a missing optional
+# package): one line naming the file or value and the fix. Anything else, a library's own
+# ValueError or OSError included, is a defect of this code (or an error it does not name yet):
+# it keeps its traceback.
+EXPECTED_ERRORS = UserError
 DEBUG_ENV = "AL_DEBUG"
 
 
@@ -305,8 +306,8 @@ def run_stages(job_dir, t: int, stages: list[str], log=None) -> int:
 
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
-        raise ValueError(f"--stages names no stage or an unknown one ({', '.join(unknown)}); "
-                         f"valid: {', '.join(STAGES)}")
+        raise BadInput(f"--stages names no stage or an unknown one ({', '.join(unknown)}); "
+                       f"valid: {', '.join(STAGES)}")
     def one(stage: str) -> int:
         try:
             return guarded(run_stage, job_dir, t, stage, what=f"round {t}: {stage}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deeplab.errors import BadInput
+
 
 def _umask() -> int:
     """The process's umask, read without changing it where the system allows."""
@@ -69,17 +71,17 @@ NPZ_DAMAGE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.
 
 def read_json_object(path: Path | str, fix: str) -> dict:
     """A JSON file that must hold an object (a manifest, a job's config): its dict, or a
-    ValueError naming the file, what is wrong and `fix` (one line, for the scripts' guard)."""
+    BadInput naming the file, what is wrong and `fix` (one line, for the scripts' guard)."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise ValueError(f"{path} is not text (damaged): {fix}") from None
+        raise BadInput(f"{path} is not text (damaged): {fix}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno} column "
-                         f"{e.colno}): {fix}") from None
+        raise BadInput(f"{path} is not valid JSON ({e.msg} at line {e.lineno} column "
+                       f"{e.colno}): {fix}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a JSON {type(obj).__name__}, not an object: {fix}")
+        raise BadInput(f"{path} holds a JSON {type(obj).__name__}, not an object: {fix}")
     return obj
 
 

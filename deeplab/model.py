@@ -16,6 +16,7 @@ import keras
 
 from deeplab.core import layers as L
 from deeplab.core import xception
+from deeplab.errors import BadInput
 
 
 @dataclasses.dataclass
@@ -71,9 +72,9 @@ def build_model(options: ModelOptions, input_shape=(None, None, 3)) -> keras.Mod
     """The DeepLabv3+ Keras model (functional, deterministic layer names)."""
     o = options.resolved()
     if o.num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {o.num_classes}")
+        raise BadInput(f"num_classes must be >= 2, got {o.num_classes}")
     if o.decoder_output_stride not in (None, 4):
-        raise ValueError("decoder_output_stride must be 4 (or None for no decoder)")
+        raise BadInput("decoder_output_stride must be 4 (or None for no decoder)")
     images = keras.Input(input_shape, name="images")
     x = L.ScaleInput(name="preprocess")(images)
     feats = xception.xception(x, o.model_variant, o.output_stride, o.multi_grid, o.bn_momentum,

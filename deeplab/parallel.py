@@ -17,6 +17,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from deeplab.errors import BadInput, MissingPackage, Unavailable
+
 EXECUTORS = ("local", "ray")
 
 # CPU seconds spent inside tasks (in whichever process ran them), by task function name, summed
@@ -145,7 +147,7 @@ class Executor:
 
     def __init__(self, num_workers: int = 1):
         if int(num_workers) < 1:
-            raise ValueError(f"NUM_WORKERS must be >= 1, got {num_workers}")
+            raise BadInput(f"NUM_WORKERS must be >= 1, got {num_workers}")
         self.num_workers = int(num_workers)
         self.expected_tasks: int | None = None
 
@@ -265,7 +267,7 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"') from None
+            raise MissingPackage('EXECUTOR=ray needs Ray: pip install -e ".[ray]"') from None
         self._ray = ray
         self._remote = ray.remote(num_cpus=1)(_timed)
         address = address or os.environ.get("RAY_ADDRESS") or None
@@ -275,10 +277,14 @@ class RayExecutor(Executor):
             env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
             kwargs = {"include_dashboard": False, "log_to_driver": True,
                       "configure_logging": False, "runtime_env": {"env_vars": env}}
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(num_cpus=self.num_workers, **kwargs)
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(num_cpus=self.num_workers, **kwargs)
+            except ConnectionError as e:  # nothing answers at RAY_ADDRESS
+                raise Unavailable(f"no Ray cluster answers at {address or 'this machine'} ({e}): "
+                                  "start it (`ray start --head`) or unset RAY_ADDRESS") from None
             if address:  # a cluster: as many tasks in flight as it has CPUs
                 self.num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -299,7 +305,7 @@ def make_executor(kind: str = "local", num_workers: int = 1, address: str | None
         return LocalExecutor(num_workers)
     if kind == "ray":
         return RayExecutor(num_workers, address)
-    raise ValueError(f"EXECUTOR '{kind}' is unknown; valid: {', '.join(EXECUTORS)}")
+    raise BadInput(f"EXECUTOR '{kind}' is unknown; valid: {', '.join(EXECUTORS)}")
 
 
 def prefetch(fn: Callable, items: Iterable, threads: int = 4) -> Iterator:

@@ -13,6 +13,7 @@ import json
 import sys
 
 from deeplab.cli import add_dataclass_flags, one_line_errors
+from deeplab.errors import UserError
 from deeplab.model import ModelOptions
 from deeplab.training.trainer import STRATEGIES, TrainConfig, train
 
@@ -62,7 +63,7 @@ def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
             p.error("--dataset folder needs --classes DATA_DIR/classes.json")
         try:
             return FolderDataset.from_classes(args.classes)
-        except (ValueError, FileNotFoundError) as e:
+        except UserError as e:
             p.error(str(e))
     return get_dataset(args.dataset)
 

@@ -16,6 +16,7 @@ import os
 import sys
 
 from deeplab import cli
+from deeplab.errors import UserError
 
 
 def main(argv=None) -> int:
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         print("\nstopped: every answer given so far is saved; run the same command to continue",
               file=sys.stderr)
         return 130
-    except (RuntimeError, ValueError, OSError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

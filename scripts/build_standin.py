@@ -12,6 +12,7 @@ import sys
 
 
 def main(argv=None) -> int:
+    from deeplab.errors import UserError
     from deeplab.training.standin import StandinConfig, build
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     try:
         config = StandinConfig(**args)
         path = build(config, work_dir, **({"models_dir": models_dir} if models_dir else {}))
-    except (ValueError, FileNotFoundError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(path)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
+from deeplab.errors import UserError
 
 
 def main(argv=None) -> int:
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
                 try:
                     descriptor.require_labels(samples, split, f"TFRecords of the {split} split",
                                               "Add the labels, or pass --label_dir")
-                except ValueError as e:
+                except UserError as e:
                     print(f"error: {e}", file=sys.stderr)
                     return 2
             if args.skip_existing:

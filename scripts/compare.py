@@ -11,6 +11,7 @@ import sys
 
 
 def main(argv=None) -> int:
+    from deeplab.errors import UserError
     from deeplab.experiment import compare
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
             print(md)
             for name in ("comparison.csv", "comparison.png", "comparison.md"):
                 print(f"{args.compare_dir}/{name}")
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

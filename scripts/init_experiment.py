@@ -25,16 +25,18 @@ def _check_superpixels(exp) -> None:
 def _check_job_dir(job_dir: Path, work_dir: str | None, data_root: Path) -> None:
     """The job folder lies inside WORK_DIR (a JOB_NAME such as `../x` may not leave it) and
     never inside the data root (nothing is written into DATA_DIR)."""
+    from deeplab.errors import BadInput
+
     job = job_dir.resolve()
     if work_dir is not None:
         work = Path(work_dir).resolve()
         if job == work or work not in job.parents:
-            raise ValueError(f"the job folder {job_dir} is not inside WORK_DIR {work_dir}: "
-                             "JOB_NAME must name a folder under WORK_DIR (no '..', not absolute)")
+            raise BadInput(f"the job folder {job_dir} is not inside WORK_DIR {work_dir}: "
+                           "JOB_NAME must name a folder under WORK_DIR (no '..', not absolute)")
     root = data_root.resolve()
     if job == root or root in job.parents:
-        raise ValueError(f"the job folder {job_dir} lies inside DATA_DIR {data_root}: nothing is "
-                         "written into the data; choose a WORK_DIR and JOB_NAME outside it")
+        raise BadInput(f"the job folder {job_dir} lies inside DATA_DIR {data_root}: nothing is "
+                       "written into the data; choose a WORK_DIR and JOB_NAME outside it")
 
 
 WHO = {"oracle": "the oracle", "human": "people in a browser",
@@ -42,6 +44,7 @@ WHO = {"oracle": "the oracle", "human": "people in a browser",
 
 
 def main(argv=None) -> int:
+    from deeplab.errors import UserError
     from deeplab.experiment import settings as table
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
                 settings["clicks_per_round"], settings["clicks_percent"] = table.parse_budget(text)
             else:
                 settings[s.field] = table.parse_value(s, text)
-    except ValueError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not settings.get("cache_dir") and work_dir is not None:
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
         exp.check_splits()
         _check_superpixels(exp)
         config.save_or_check()
-    except (ValueError, OSError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     budget = f"clicks on {config.clicks_percent:g}% of the base superpixels" if config.clicks_percent \

@@ -27,6 +27,7 @@ import json
 import sys
 
 from deeplab import cli
+from deeplab.errors import BadInput, UserError
 
 
 def main(argv=None) -> int:
@@ -65,13 +66,13 @@ def main(argv=None) -> int:
                                              args.document_root, only_unanswered=not args.all)
         else:
             if exp.done(args.round, "annotate"):
-                raise ValueError(f"round {args.round}'s answers stage is complete; its answers are final")
+                raise BadInput(f"round {args.round}'s answers stage is complete; its answers are final")
             info = label_studio.import_round(exp, args.round, args.file)
             left = info["asked"] - info["answered"]
             info["next"] = (f"{left} regions are still unanswered: import more, or answer them on the "
                             "page (the driver serves it)") if left else \
                 "every region is answered: run the driver again to continue"
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=1))
@@ -88,7 +89,7 @@ def _server(args) -> int:
         print(f"Label Studio's environment: {ls_server.install(venv, quiet=False).parent.parent}")
         return 0
     if not ls_server.installed(venv):
-        raise ValueError("Label Studio is not installed: run `python scripts/label_studio.py install` first")
+        raise BadInput("Label Studio is not installed: run `python scripts/label_studio.py install` first")
     proc = ls_server.start(args.data_dir, args.port, args.host, args.document_root, args.username, venv,
                            log=Path(args.data_dir) / "label_studio.log")
     try:

@@ -10,6 +10,7 @@ import sys
 
 def main(argv=None) -> int:
     from deeplab.datasets import synthetic
+    from deeplab.errors import UserError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset_dir", required=True)
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     try:
         synthetic.generate(args.dataset_dir, args.num_train, args.num_val, args.height, args.width,
                            args.seed, progress=True)
-    except ValueError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

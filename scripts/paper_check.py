@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from deeplab.errors import CannotContinue, MissingFile, UserError  # noqa: E402
 
 # The split each stage's per-image time is counted over (None: once per job).
 STAGE_SPLIT = {"build_tfrecords": "val", "extract_superpixels": "train", "gen_adaptive_spx": "train",
@@ -138,12 +139,12 @@ def build_report(check_dir: Path, max_images: int) -> dict:
     main_dir, repeat_dir = check_dir / "main", check_dir / "repeat"
     for d in (main_dir, repeat_dir):
         if not (d / "config.json").is_file():
-            raise FileNotFoundError(f"{d} holds no job: run `bash bash_files/paper_check.sh` (it "
-                                    "writes the check folder this report reads)")
+            raise MissingFile(f"{d} holds no job: run `bash bash_files/paper_check.sh` (it "
+                              "writes the check folder this report reads)")
     exp = Experiment.open(main_dir)
     rounds = [t for t in range(exp.config.rounds) if exp.done(t, "train")]
     if not rounds:
-        raise RuntimeError(f"{main_dir}: no round finished training; run paper_check.sh again")
+        raise CannotContinue(f"{main_dir}: no round finished training; run paper_check.sh again")
     val = exp.descriptor.list_split(exp.data_root, "val") if exp.evaluable else []
     counts = {"train": len(exp.samples), "val": len(val)}
     first = exp.descriptor.read_image(exp.samples[0])
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
     check_dir = Path(args.check_dir)
     try:
         report = build_report(check_dir, max(1, args.inference_images))
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     io_utils.write_json(check_dir / "paper_check.json", report)

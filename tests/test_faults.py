@@ -422,21 +422,28 @@ def test_a_full_disk_in_the_val_tfrecords_names_the_shard(tmp_path, synth_root, 
 
 
 def test_only_expected_errors_are_one_line(capsys):
-    """Bad input and named faults (ValueError, OSError, RuntimeError, a missing optional package)
-    are one line and exit status 2; a defect (KeyError, ZeroDivisionError, TypeError) keeps its
-    traceback instead of hiding behind one line."""
-    from deeplab import cli
+    """Bad input and named faults (`deeplab.errors.UserError`: a bad value, a missing file, a full
+    disk, a job's state, a missing optional package) are one line and exit status 2, and each is
+    still the built-in error it names; anything else keeps its traceback: a defect (KeyError,
+    ZeroDivisionError, TypeError) and a library's own ValueError or OSError that the code did not
+    turn into a named error."""
+    from deeplab import cli, errors
 
     def fails(e):
         def run():
             raise e
         return run
 
-    for e in (ValueError("bad value x"), FileNotFoundError("no file y"), RuntimeError("busy z"),
-              ImportError('EXECUTOR=ray needs Ray: pip install -e ".[ray]"')):
+    for e, builtin in ((errors.BadInput("bad value x"), ValueError),
+                       (errors.MissingFile("no file y"), FileNotFoundError),
+                       (errors.Unavailable(28, "cannot write z: free space"), OSError),
+                       (errors.CannotContinue("busy z"), RuntimeError),
+                       (errors.MissingPackage('EXECUTOR=ray needs Ray: pip install -e ".[ray]"'), ImportError)):
+        assert isinstance(e, builtin)
         assert cli.guarded(fails(e), what="stage") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(e) in err[0]
-    for e in (KeyError("k"), ZeroDivisionError("z"), TypeError("t"), IndexError("i")):
+    for e in (KeyError("k"), ZeroDivisionError("z"), TypeError("t"), IndexError("i"),
+              ValueError("operands could not be broadcast"), OSError("a library's own")):
         with pytest.raises(type(e)):
             cli.guarded(fails(e))

@@ -13,6 +13,7 @@ ROOT = Path(__file__).parents[1] / "deeplab"
 # package -> the project's packages it may import (itself always); `training` from the
 # experiment's stages only inside a function (lazily).
 ALLOWED = {
+    "errors": set(),
     "active": set(),
     "parallel": set(),
     "io_utils": set(),
@@ -31,6 +32,10 @@ ALLOWED = {
     "export_model": {"cli", "training"},
     "checkpoints": {"training"},
 }
+# every room may raise the one class of errors a user can fix (deeplab/errors.py imports nothing)
+for _pkg, _rooms in ALLOWED.items():
+    if _pkg != "errors":
+        _rooms.add("errors")
 LAZY_ONLY = {("experiment", "training"), ("experiment", "model")}
 
 
@@ -161,3 +166,24 @@ def test_public_import_paths(path):
         assert e.value.code == 0
     else:
         assert inspect.signature(obj).parameters or inspect.isclass(obj)
+
+
+def test_the_code_raises_named_errors_for_what_a_user_can_fix():
+    """What the scripts print as one line is `deeplab.errors.UserError` alone (cli.EXPECTED_ERRORS):
+    a bare ValueError, OSError, RuntimeError, FileNotFoundError or ImportError raised by this code
+    would show a traceback to the user instead; raise the named error (BadInput, MissingFile,
+    Unavailable, CannotContinue, MissingPackage), or, for a defect, an AssertionError."""
+    from deeplab import cli, errors
+
+    assert cli.EXPECTED_ERRORS is errors.UserError
+    bare = {"ValueError", "OSError", "RuntimeError", "FileNotFoundError", "ImportError", "IOError"}
+    found = []
+    for path in sorted(ROOT.rglob("*.py")) + sorted((ROOT.parent / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            exc = node.exc if isinstance(node, ast.Raise) else None
+            name = exc.func if isinstance(exc, ast.Call) else exc
+            if isinstance(name, ast.Name) and name.id in bare:
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} raises {name.id}")
+    assert not found, "\n".join(found)
+    for name in ("BadInput", "MissingFile", "Unavailable", "CannotContinue", "MissingPackage"):
+        assert issubclass(getattr(errors, name), errors.UserError)

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 ACQUISITIONS = ("random", "uncertainty", "class_balanced")
 
 
@@ -64,9 +66,10 @@ class MeasuredCost:
 
     @classmethod
     def from_json(cls, d: dict) -> "MeasuredCost":
-        if tuple(d.get("features", ())) != COST_FEATURES or len(d.get("coef", ())) != len(COST_FEATURES):
-            raise ValueError(f"a cost model of features {d.get('features')!r}; this version fits "
-                             f"{list(COST_FEATURES)}: fit it again (scripts/fit_cost_model.py)")
+        if tuple(d.get("features", ())) != COST_FEATURES or len(d.get("coef", ())) != len(COST_FEATURES) \
+                or not {"intercept", "unit_seconds"} <= set(d):
+            raise BadInput(f"a cost model of features {d.get('features')!r}; this version fits "
+                           f"{list(COST_FEATURES)}: fit it again (scripts/fit_cost_model.py)")
         return cls(float(d["intercept"]), [float(v) for v in d["coef"]], float(d["unit_seconds"]),
                    float(d.get("rmse", float("nan"))), int(d.get("n", 0)))
 
@@ -77,12 +80,12 @@ def fit_cost_model(features: np.ndarray, seconds: np.ndarray) -> MeasuredCost:
     x = np.asarray(features, np.float64)
     y = np.asarray(seconds, np.float64)
     if x.ndim != 2 or x.shape[1] != len(COST_FEATURES) or len(y) != len(x):
-        raise ValueError(f"features must be [n, {len(COST_FEATURES)}] and seconds [n]")
+        raise BadInput(f"features must be [n, {len(COST_FEATURES)}] and seconds [n]")
     if len(y) <= x.shape[1] + 1:
-        raise ValueError(f"{len(y)} timed answers cannot fit {x.shape[1] + 1} parameters; answer "
-                         "more regions on the page first")
+        raise BadInput(f"{len(y)} timed answers cannot fit {x.shape[1] + 1} parameters; answer "
+                       "more regions on the page first")
     if not np.isfinite(x).all() or not np.isfinite(y).all():
-        raise ValueError("the features or times hold NaN or infinity")
+        raise BadInput("the features or times hold NaN or infinity")
     design = np.concatenate([np.ones((len(x), 1)), x], axis=1)
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     rmse = float(np.sqrt(np.mean((design @ beta - y) ** 2)))
@@ -109,13 +112,13 @@ def class_balanced_scores(uncertainty, dominant_class, size, num_classes) -> np.
     c = np.asarray(dominant_class, np.int64)
     n = np.asarray(size, np.float64)
     if not (len(u) == len(c) == len(n)):
-        raise ValueError(f"pool arrays disagree in length: {len(u)}, {len(c)}, {len(n)}")
+        raise BadInput(f"pool arrays disagree in length: {len(u)}, {len(c)}, {len(n)}")
     if len(u) == 0:
         return np.zeros(0)
     if not np.isfinite(u).all():
-        raise ValueError("uncertainty holds NaN or infinite values")
+        raise BadInput("uncertainty holds NaN or infinite values")
     if c.min() < 0 or c.max() >= num_classes:
-        raise ValueError(f"dominant_class values must be in 0..{num_classes - 1}, got {c.min()}..{c.max()}")
+        raise BadInput(f"dominant_class values must be in 0..{num_classes - 1}, got {c.min()}..{c.max()}")
     span = u.max() - u.min()
     u_norm = (u - u.min()) / span if span > 0 else np.ones_like(u)
     pixels = np.bincount(c, weights=n, minlength=num_classes)
@@ -142,10 +145,10 @@ def select(scores: np.ndarray, eligible: np.ndarray, image_index: np.ndarray, re
     """Takes eligible regions by descending score (ties: image order, then region id) until
     the budget is spent: the longest prefix of that order whose total cost fits."""
     if int(budget_clicks) != budget_clicks or budget_clicks < 1:
-        raise ValueError(f"the budget must be a positive integer number of clicks, got {budget_clicks}")
+        raise BadInput(f"the budget must be a positive integer number of clicks, got {budget_clicks}")
     scores = np.asarray(scores, np.float64)
     if np.isnan(scores).any():
-        raise ValueError("acquisition scores hold NaN")
+        raise BadInput("acquisition scores hold NaN")
     idx = np.flatnonzero(eligible)
     order = idx[np.lexsort((region_id[idx], image_index[idx], -scores[idx]))]
     spend = np.cumsum(cost[order])
@@ -162,7 +165,7 @@ def eligible_regions(size, covered_px) -> np.ndarray:
     size = np.asarray(size, np.float64)
     covered_px = np.asarray(covered_px, np.float64)
     if size.shape != covered_px.shape:
-        raise ValueError(f"size {size.shape} and covered pixels {covered_px.shape} disagree")
+        raise BadInput(f"size {size.shape} and covered pixels {covered_px.shape} disagree")
     return (size > 0) & (covered_px < size / 2.0)
 
 
@@ -194,4 +197,4 @@ def compute_scores(method: str, uncertainty, dominant_class, size, num_classes, 
         return np.asarray(uncertainty, np.float64)
     if method == "class_balanced":
         return class_balanced_scores(uncertainty, dominant_class, size, num_classes)
-    raise ValueError(f"unknown acquisition '{method}'; valid: {', '.join(ACQUISITIONS)}")
+    raise BadInput(f"unknown acquisition '{method}'; valid: {', '.join(ACQUISITIONS)}")

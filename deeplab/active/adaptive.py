@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 
 from deeplab.active import regions as R
+from deeplab.errors import BadInput
 
 # Slack for the 2*eps pruning bound against float rounding (only ever keeps more edges).
 _PRUNE_SLACK = 1e-6
@@ -68,7 +69,7 @@ class MergeResult:
 def _check_eps(eps: float) -> float:
     eps = float(eps)
     if not np.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a positive number, got {eps}")
+        raise BadInput(f"eps must be a positive number, got {eps}")
     return eps
 
 
@@ -171,7 +172,7 @@ def adaptive_superpixels(probs: np.ndarray, regions: np.ndarray, eps: float = 0.
     present = size > 0
     row_sums = means[present].sum(axis=1)
     if means[present].min() < 0 or np.abs(row_sums - 1).max() > 1e-3:
-        raise ValueError(
+        raise BadInput(
             "probs are not probability vectors (negative values or sums far from 1, e.g. "
             f"{row_sums[np.argmax(np.abs(row_sums - 1))]:.4f}): pass softmax outputs, not logits")
     pairs, _ = R.adjacency(regions, n)

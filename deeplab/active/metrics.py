@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deeplab.active import regions as R
+from deeplab.errors import BadInput
 
 
 def asa(regions: np.ndarray, label: np.ndarray, ignore_label: int = 255) -> float:
@@ -12,7 +13,7 @@ def asa(regions: np.ndarray, label: np.ndarray, ignore_label: int = 255) -> floa
     region gets right."""
     valid = label != ignore_label
     if not valid.any():
-        raise ValueError("label has no valid pixel: ASA is undefined")
+        raise BadInput("label has no valid pixel: ASA is undefined")
     hist = R.histograms(regions[valid], label[valid].astype(np.int64), int(label[valid].max()) + 1,
                         R.num_slots(regions))
     return float(hist.max(axis=1).sum() / valid.sum())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from deeplab.active import regions as R
+from deeplab.errors import BadInput
 
 
 def oracle_answers(regions: np.ndarray, label: np.ndarray, region_ids: np.ndarray,
@@ -27,17 +28,17 @@ def oracle_answers(regions: np.ndarray, label: np.ndarray, region_ids: np.ndarra
       (answers uint8 [K], sizes int64 [K]: the regions' whole sizes).
     """
     if regions.shape != label.shape:
-        raise ValueError(f"region map {regions.shape} and label {label.shape} sizes disagree")
+        raise BadInput(f"region map {regions.shape} and label {label.shape} sizes disagree")
     if unlabelled is not None and unlabelled.shape != label.shape:
-        raise ValueError(f"unlabelled mask {unlabelled.shape} and label {label.shape} sizes disagree")
+        raise BadInput(f"unlabelled mask {unlabelled.shape} and label {label.shape} sizes disagree")
     n = R.num_slots(regions)
     region_ids = np.asarray(region_ids, np.int64)
     if len(region_ids) and (region_ids.min() < 0 or region_ids.max() >= n):
-        raise ValueError(f"asked region ids outside 0..{n - 1}")
+        raise BadInput(f"asked region ids outside 0..{n - 1}")
     hist = R.histograms(regions, label.astype(np.int64), 256, n)[region_ids]
     sizes = hist.sum(axis=1)
     if len(region_ids) and (sizes == 0).any():
-        raise ValueError(f"asked regions {region_ids[sizes == 0][:5].tolist()} have no pixels")
+        raise BadInput(f"asked regions {region_ids[sizes == 0][:5].tolist()} have no pixels")
     if unlabelled is not None:
         # Pixels with an earlier answer get the value 256, a bin that is then dropped.
         code = np.where(unlabelled, label.astype(np.int64), 256)

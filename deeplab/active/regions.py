@@ -12,22 +12,24 @@ import dataclasses
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 
 # ---------------------------------------------------------------------------- input checks
 def check_regions(regions: np.ndarray, name: str = "regions") -> np.ndarray:
     """Returns `regions` as a contiguous int array [H, W]; raises on bad input."""
     regions = np.asarray(regions)
     if regions.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D [H, W] id map, got shape {regions.shape}")
+        raise BadInput(f"{name} must be a 2-D [H, W] id map, got shape {regions.shape}")
     if not np.issubdtype(regions.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer ids, got dtype {regions.dtype}")
+        raise BadInput(f"{name} must hold integer ids, got dtype {regions.dtype}")
     if regions.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise BadInput(f"{name} is empty")
     if np.issubdtype(regions.dtype, np.signedinteger) and regions.min() < 0:
-        raise ValueError(f"{name} holds negative ids (min {regions.min()}); ids must be >= 0")
+        raise BadInput(f"{name} holds negative ids (min {regions.min()}); ids must be >= 0")
     if regions.dtype.itemsize > 4 or regions.dtype == np.uint32:
         if regions.max() >= 2**31:
-            raise ValueError(f"{name} ids must be < 2**31, got max {regions.max()}")
+            raise BadInput(f"{name} ids must be < 2**31, got max {regions.max()}")
     return np.ascontiguousarray(regions, dtype=np.int32) if regions.dtype != np.int64 \
         else np.ascontiguousarray(regions)
 
@@ -36,16 +38,16 @@ def check_probs(probs: np.ndarray, shape: tuple[int, int] | None = None) -> np.n
     """Returns `probs` [H, W, C] (floating point); raises on a wrong shape or dtype."""
     probs = np.asarray(probs)
     if probs.ndim != 3 or probs.shape[2] < 2:
-        raise ValueError(f"probs must be [H, W, C] with C >= 2, got shape {probs.shape}")
+        raise BadInput(f"probs must be [H, W, C] with C >= 2, got shape {probs.shape}")
     if not np.issubdtype(probs.dtype, np.floating):
-        raise ValueError(f"probs must be floating point, got dtype {probs.dtype}")
+        raise BadInput(f"probs must be floating point, got dtype {probs.dtype}")
     if shape is not None and probs.shape[:2] != tuple(shape):
-        raise ValueError(
+        raise BadInput(
             f"probs are {probs.shape[0]}x{probs.shape[1]} but the region map is "
             f"{shape[0]}x{shape[1]}: resize the probabilities to the map's size"
         )
     if probs.shape[2] > 255:
-        raise ValueError(f"at most 255 classes are supported, got {probs.shape[2]}")
+        raise BadInput(f"at most 255 classes are supported, got {probs.shape[2]}")
     # NaN and non-positive maxima are caught by check_top2, on the pass that is made anyway.
     return probs
 
@@ -55,7 +57,7 @@ def num_slots(regions: np.ndarray, n: int | None = None) -> int:
     if n is None:
         return m
     if n < m:
-        raise ValueError(f"n={n} is smaller than regions.max() + 1 = {m}")
+        raise BadInput(f"n={n} is smaller than regions.max() + 1 = {m}")
     return int(n)
 
 
@@ -149,7 +151,7 @@ def base_counts(regions: np.ndarray, base: np.ndarray, n: int | None = None) -> 
     """int64 [n]: per region, how many base superpixels have pixels in it (1: not merged)."""
     regions, base = np.asarray(regions), np.asarray(base)
     if regions.shape != base.shape:
-        raise ValueError(f"regions {regions.shape} and base map {base.shape} differ in shape")
+        raise BadInput(f"regions {regions.shape} and base map {base.shape} differ in shape")
     n = num_slots(regions, n)
     pairs = np.unique(regions.astype(np.int64).ravel() * (int(base.max()) + 1) + base.ravel())
     return np.bincount(pairs // (int(base.max()) + 1), minlength=n)[:n].astype(np.int64)
@@ -236,10 +238,10 @@ def check_top2(best: np.ndarray) -> None:
     """Raises if the per-pixel maxima reveal NaN, infinite or non-positive probabilities."""
     if not np.isfinite(best).all():
         bad = int(np.count_nonzero(~np.isfinite(best)))
-        raise ValueError(
+        raise BadInput(
             f"probs hold NaN or infinite values at {bad} pixels; check the model's output")
     if best.min() <= 0:
-        raise ValueError("probs have a pixel whose largest value is <= 0; pass softmax outputs")
+        raise BadInput("probs have a pixel whose largest value is <= 0; pass softmax outputs")
 
 
 def ratio_from_top2(best: np.ndarray, second: np.ndarray) -> np.ndarray:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 
 def review_subset(n_answers: int, share: float, seed: int, t: int) -> np.ndarray:
     """Positions (sorted) of the round's answers to review: round(share * n), at least one
     when share > 0 and there are answers; seeded by (seed, t)."""
     if not 0 <= share <= 1:
-        raise ValueError(f"REVIEW_SHARE must be in [0, 1], got {share}")
+        raise BadInput(f"REVIEW_SHARE must be in [0, 1], got {share}")
     if share == 0 or n_answers == 0:
         return np.zeros(0, np.int64)
     k = min(n_answers, max(1, int(round(share * n_answers))))
@@ -28,7 +30,7 @@ def noisy(answers: np.ndarray, rate: float, num_classes: int, rng: np.random.Gen
     """A simulated annotator's mistakes (ORACLE_NOISE): each class answer is, with probability
     `rate`, replaced by another class drawn uniformly; 'unclear' answers stay."""
     if not 0 <= rate <= 1:
-        raise ValueError(f"ORACLE_NOISE must be in [0, 1], got {rate}")
+        raise BadInput(f"ORACLE_NOISE must be in [0, 1], got {rate}")
     answers = np.asarray(answers).astype(np.int64)
     flip = (rng.random(len(answers)) < rate) & (answers != ignore_label) & (num_classes > 1)
     other = rng.integers(0, max(1, num_classes - 1), len(answers))
@@ -57,7 +59,7 @@ def agreement(first, second, num_classes: int, ignore_label: int = 255) -> dict:
     a = np.asarray(first, np.int64)
     b = np.asarray(second, np.int64)
     if len(a) != len(b):
-        raise ValueError("first and review answers differ in number")
+        raise BadInput("first and review answers differ in number")
     if len(a) == 0:
         return {"reviewed": 0, "agreement": None, "kappa": None, "per_class": {}}
     cats = np.unique(np.concatenate([a, b]))

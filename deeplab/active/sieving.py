@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from deeplab.active import regions as R
+from deeplab.errors import BadInput
 
 
 def knee_threshold(y: np.ndarray) -> float:
@@ -56,20 +57,20 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
     region_ids = np.asarray(region_ids, np.int64).ravel()
     answers = np.asarray(answers).ravel()
     if len(region_ids) != len(answers):
-        raise ValueError(f"{len(region_ids)} region ids but {len(answers)} answers")
+        raise BadInput(f"{len(region_ids)} region ids but {len(answers)} answers")
     if knee < 1 or min_size_px < 0:
-        raise ValueError(f"knee must be >= 1 and min_size_px >= 0, got {knee}, {min_size_px}")
+        raise BadInput(f"knee must be >= 1 and min_size_px >= 0, got {knee}, {min_size_px}")
     n = R.num_slots(regions)
     if len(region_ids) and (region_ids.min() < 0 or region_ids.max() >= n):
-        raise ValueError(f"region ids outside 0..{n - 1}")
+        raise BadInput(f"region ids outside 0..{n - 1}")
     if len(np.unique(region_ids)) != len(region_ids):
-        raise ValueError("a region is answered twice in one map")
+        raise BadInput("a region is answered twice in one map")
     if not np.isfinite(probs).all():
-        raise ValueError("probs hold NaN or infinite values; check the model's output")
+        raise BadInput("probs hold NaN or infinite values; check the model's output")
     c = probs.shape[2]
     bad = (answers != ignore_label) & (answers >= c)
     if bad.any():
-        raise ValueError(f"answers {np.unique(answers[bad]).tolist()} are not classes 0..{c - 1}")
+        raise BadInput(f"answers {np.unique(answers[bad]).tolist()} are not classes 0..{c - 1}")
     lut = np.full(n, ignore_label, np.uint8)
     lut[region_ids] = answers
     labels = lut[regions]
@@ -77,7 +78,7 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
     pix = np.flatnonzero(flat_labels != ignore_label)
     if owned is not None:
         if owned.shape != regions.shape:
-            raise ValueError(f"owned mask {owned.shape} and region map {regions.shape} sizes disagree")
+            raise BadInput(f"owned mask {owned.shape} and region map {regions.shape} sizes disagree")
         pix = pix[owned.ravel()[pix]]
     if not len(pix):
         return labels

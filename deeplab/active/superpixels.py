@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from deeplab.active import regions as R
+from deeplab.errors import BadInput, MissingPackage
 
 METHODS = ("slic", "seeds")
 
@@ -15,14 +16,14 @@ def n_segments_for(height: int, width: int, superpixel_size_px: float) -> int:
     """Segment count giving a mean superpixel size of `superpixel_size_px` (the paper: 8192
     for a 1024x2048 image, i.e. 256 px), so smaller images keep comparable superpixels."""
     if superpixel_size_px <= 0:
-        raise ValueError(f"superpixel_size_px must be > 0, got {superpixel_size_px}")
+        raise BadInput(f"superpixel_size_px must be > 0, got {superpixel_size_px}")
     return max(1, int(round(height * width / superpixel_size_px)))
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 [H, W, 3] RGB, got {image.dtype} {image.shape}")
+        raise BadInput(f"image must be uint8 [H, W, 3] RGB, got {image.dtype} {image.shape}")
     return image
 
 
@@ -88,7 +89,7 @@ def check_superpixel_count(height: int, width: int, method: str, n_segments: int
     """Raises ValueError when an image cannot hold `n_segments` superpixels of `method`."""
     limit = max_superpixels(height, width, method)
     if n_segments > limit:
-        raise ValueError(
+        raise BadInput(
             f"NUM_SUPERPIXELS={n_segments} is more than {method.upper()} can make on "
             f"{what or 'an image'} of {height}x{width} px (at most {limit}); lower NUM_SUPERPIXELS, "
             f"or set it to 0 for one superpixel per 256 px")
@@ -117,7 +118,7 @@ def seeds(image: np.ndarray, n_segments: int, num_levels: int = 5, prior: int = 
 
     image = _check_image(image)
     if not hasattr(cv2, "ximgproc"):
-        raise ImportError(
+        raise MissingPackage(
             "cv2.ximgproc is missing: install opencv-contrib-python-headless (and uninstall "
             "opencv-python, which shadows it)")
     h, w = image.shape[:2]
@@ -154,7 +155,7 @@ def base_superpixels(image: np.ndarray, method: str, n_segments: int, what: str 
         return slic(image, n_segments)
     if method == "seeds":
         return seeds(image, n_segments)
-    raise ValueError(f"unknown superpixel method '{method}'; valid: {', '.join(METHODS)}")
+    raise BadInput(f"unknown superpixel method '{method}'; valid: {', '.join(METHODS)}")
 
 
 def oracle_superpixels(label: np.ndarray) -> np.ndarray:
@@ -164,7 +165,7 @@ def oracle_superpixels(label: np.ndarray) -> np.ndarray:
 
     label = np.asarray(label)
     if label.ndim != 2:
-        raise ValueError(f"label must be [H, W], got shape {label.shape}")
+        raise BadInput(f"label must be [H, W], got shape {label.shape}")
     comps = cc_label(label.astype(np.int32), background=-1, connectivity=1)
     return (comps - 1).astype(np.int32)
 

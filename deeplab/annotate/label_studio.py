@@ -30,9 +30,10 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.annotate.lock import round_lock
+from deeplab.errors import BadInput
 from deeplab.experiment import ledger, region_maps
-from deeplab.experiment.job import Experiment
 from deeplab.experiment.answers import read_selection, round_answers
+from deeplab.experiment.job import Experiment
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
@@ -76,14 +77,14 @@ def rle_to_mask(rle, height: int, width: int) -> np.ndarray:
     """bool [H, W]: the alpha channel of a Label Studio brush RLE, non-zero."""
     data = np.asarray(rle, np.int64)
     if data.ndim != 1 or len(data) < 7 or data.min() < 0 or data.max() > 255:
-        raise ValueError("not a brush RLE (a list of bytes)")
+        raise BadInput("not a brush RLE (a list of bytes)")
     bits = np.unpackbits(data.astype(np.uint8))
     pos = 0
 
     def read(k):
         nonlocal pos
         if pos + k > len(bits):
-            raise ValueError("the brush RLE ends early")
+            raise BadInput("the brush RLE ends early")
         v = 0
         for b in bits[pos:pos + k]:
             v = (v << 1) | int(b)
@@ -94,7 +95,7 @@ def rle_to_mask(rle, height: int, width: int) -> np.ndarray:
     word = read(5) + 1
     sizes = [read(4) + 1 for _ in range(4)]
     if n != height * width * 4:
-        raise ValueError(f"the brush RLE holds {n} values, not {height}x{width}x4")
+        raise BadInput(f"the brush RLE holds {n} values, not {height}x{width}x4")
     out = np.zeros(n, np.uint8)
     i = 0
     while i < n:
@@ -114,7 +115,7 @@ def label_config(exp: Experiment) -> str:
     """The Label Studio labeling interface of this data set's classes."""
     d = exp.descriptor
     if UNCLEAR in d.class_names:
-        raise ValueError(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
+        raise BadInput(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
     choices = "\n".join(f"    <Choice value={quoteattr(n)} background={quoteattr(colour)}/>"
                         for n, colour in zip(d.class_names, d.hex_colours()))
     return (f'<View>\n  <Header value="Which class covers most of the region?"/>\n'
@@ -161,9 +162,9 @@ def image_url(sample, root: Path, prefix: str = LOCAL_FILES_PREFIX) -> str:
     try:
         rel = sample.image_path.resolve().relative_to(root).as_posix()
     except ValueError:
-        raise ValueError(f"image {sample.image_path} is not below the document root {root}: give "
-                         "Label Studio's LOCAL_FILES_DOCUMENT_ROOT (--document_root, or "
-                         "LABEL_STUDIO_ROOT with ANNOTATOR=label_studio)") from None
+        raise BadInput(f"image {sample.image_path} is not below the document root {root}: give "
+                       "Label Studio's LOCAL_FILES_DOCUMENT_ROOT (--document_root, or "
+                       "LABEL_STUDIO_ROOT with ANNOTATOR=label_studio)") from None
     return prefix + urllib.parse.quote(rel, safe="/")
 
 
@@ -192,7 +193,7 @@ def region_task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.nda
 
 
 # ---------------------------------------------------------------------------- import
-class ImportRefused(ValueError):
+class ImportRefused(BadInput):
     """A Label Studio export that cannot go into the ledger; lists every refused task."""
 
 

@@ -37,6 +37,7 @@ from deeplab import io_utils
 from deeplab.active import review
 from deeplab.annotate import label_studio as ls
 from deeplab.annotate.lock import round_lock
+from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.answers import read_selection
@@ -49,11 +50,11 @@ BRIDGE = Path(__file__).with_name("ls_bridge.py")
 PUSH_BATCH = 200
 
 
-class LabelStudioError(ValueError):
+class LabelStudioError(BadInput):
     """Label Studio refused a request (a wrong key, a missing storage root): one line."""
 
 
-class Unreachable(OSError):
+class Unreachable(Unavailable):
     """Label Studio does not answer (not started, restarting, the network)."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from deeplab import io_utils
 from deeplab.annotate import ls_loop
+from deeplab.errors import CannotContinue
 
 DB_NAME = "label_studio.sqlite3"  # Label Studio's SQLite database in its data folder
 
@@ -68,8 +69,8 @@ def _make_template(venv: Path) -> None:
         done = subprocess.run([str(venv / "bin" / "label-studio"), "init", "--data-dir", tmp, "-q"],
                               env=_quiet_env(), cwd=tmp, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"Label Studio's `init` failed (exit status {done.returncode}):\n"
-                               + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
+            raise CannotContinue(f"Label Studio's `init` failed (exit status {done.returncode}):\n"
+                                 + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
         out.parent.mkdir(exist_ok=True)
         with io_utils.atomic_path(out) as part:
             shutil.copyfile(Path(tmp) / DB_NAME, part)
@@ -134,7 +135,7 @@ def wait_up(url: str, proc: subprocess.Popen | None = None, timeout: float = 180
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"Label Studio ended with exit status {proc.returncode} before it answered")
+            raise CannotContinue(f"Label Studio ended with exit status {proc.returncode} before it answered")
         try:
             with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5) as r:
                 if r.status == 200:
@@ -142,7 +143,7 @@ def wait_up(url: str, proc: subprocess.Popen | None = None, timeout: float = 180
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"Label Studio at {url} did not answer within {timeout:g} s")
+    raise CannotContinue(f"Label Studio at {url} did not answer within {timeout:g} s")
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -49,8 +49,9 @@ from pathlib import Path
 
 from deeplab.annotate.lock import round_lock
 from deeplab.annotate.session import Refused, RoundSession, session_digest
-from deeplab.experiment.job import Experiment
+from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment.answers import answers_summary, review_summary
+from deeplab.experiment.job import Experiment
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 VIEW_RE = re.compile(r"^/view/(\d{1,9})/(zoom|whole)\.png$")
@@ -383,15 +384,15 @@ def make_server(session: RoundSession, host: str = "127.0.0.1", port: int = 8765
     """The page's HTTP server (not started). A token is required on every request when given;
     serving another address than the loopback without one is refused."""
     if host not in LOOPBACK and not token:
-        raise ValueError(f"serving {host} (not this machine only) requires a token")
+        raise BadInput(f"serving {host} (not this machine only) requires a token")
     page = _Page(session, token, idle_secs, request_secs)
     server_class = type("Server", (_Server,), {
         "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
     try:
         return server_class((host, port), Handler, page, max_connections)
     except OSError as e:
-        raise OSError(f"cannot serve on {host}:{port} ({e.strerror}): another program uses the "
-                      "port; set ANNOTATE_PORT (--port) to a free one, or 0 for any") from None
+        raise Unavailable(f"cannot serve on {host}:{port} ({e.strerror}): another program uses the "
+                          "port; set ANNOTATE_PORT (--port) to a free one, or 0 for any") from None
 
 
 def page_url(host: str, port: int, token: str | None) -> str:

@@ -16,6 +16,7 @@ import dataclasses
 import keras
 
 from deeplab.core import layers as L
+from deeplab.errors import BadInput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ def backbone_config(variant: str):
     try:
         return VARIANTS[variant]
     except KeyError:
-        raise ValueError(
+        raise BadInput(
             f"unknown model_variant '{variant}'; valid: {', '.join(sorted(VARIANTS))}") from None
 
 
@@ -71,7 +72,7 @@ def xception(inputs, variant: str, output_stride: int = 16, multi_grid=(1, 1, 1)
       plus the output of every block by its scope.
     """
     if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        raise BadInput(f"output_stride must be 8, 16 or 32, got {output_stride}")
     prefix, entry, middle_units, width, low_level = backbone_config(variant)
     if width_multiplier is not None:
         width = width_multiplier

@@ -16,6 +16,7 @@ from deeplab.datasets.descriptors import (
     check_label_values,
     read_label_png,
 )
+from deeplab.errors import BadInput
 
 
 def label_png_path(label_dir: Path | str, name: str) -> Path:
@@ -38,7 +39,7 @@ def image_payload(descriptor: DatasetDescriptor, sample: Sample):
                     and im.info.get("transparency") is None):
                 return data
     except OSError as e:
-        raise ValueError(f"image {sample.image_path} cannot be decoded ({e}); replace the file") from e
+        raise BadInput(f"image {sample.image_path} cannot be decoded ({e}); replace the file") from e
     return descriptor.read_image(sample)
 
 
@@ -55,7 +56,7 @@ def example_of(descriptor: DatasetDescriptor, sample: Sample, label_dir: Path | 
         return tfrecord.make_example(sample.name, image_payload(descriptor, sample), label)
     except ValueError as e:  # name the files, not only the image's name
         where = sample.label_path if label_dir is None else label_png_path(label_dir, sample.name)
-        raise ValueError(f"{e} (image {sample.image_path}, label {where})") from None
+        raise BadInput(f"{e} (image {sample.image_path}, label {where})") from None
 
 
 def shard_task(task: dict) -> int:
@@ -85,7 +86,7 @@ def build_split(descriptor: DatasetDescriptor, samples: list[Sample], output_dir
     from deeplab.parallel import LocalExecutor
 
     if not samples:
-        raise ValueError(f"split '{split}' is empty: nothing to write to {output_dir}")
+        raise BadInput(f"split '{split}' is empty: nothing to write to {output_dir}")
     tfrecord.begin_split(output_dir, split)
     layout = tfrecord.shard_layout(output_dir, split, len(samples), num_shards)
     tasks = [{"descriptor": descriptor, "samples": samples[a:b], "path": p, "label_dir": label_dir}

@@ -16,13 +16,14 @@ from pathlib import Path
 import tensorflow as tf
 
 from deeplab.datasets import tfrecord
+from deeplab.errors import BadInput
 
 MEAN_PIXEL = 127.5
 
 
 def _scale_values(min_scale: float, max_scale: float, step: float) -> tf.Tensor:
     if min_scale > max_scale:
-        raise ValueError(f"min_scale_factor {min_scale} > max_scale_factor {max_scale}")
+        raise BadInput(f"min_scale_factor {min_scale} > max_scale_factor {max_scale}")
     n = int(round((max_scale - min_scale) / step)) + 1 if step > 0 else 0
     return tf.constant([min_scale + i * step for i in range(n)], tf.float32) if n else None
 
@@ -98,7 +99,7 @@ def build_dataset(tfrecord_dir: Path | str, split: str, *, batch_size: int, is_t
     seeded and augmentation is a function of the example's index).
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise BadInput(f"batch_size must be >= 1, got {batch_size}")
     files = tfrecord.list_shards(tfrecord_dir, split)
     if num_input_pipelines > 1 and len(files) >= num_input_pipelines:
         files = files[input_pipeline_id::num_input_pipelines]

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab.datasets import cityscapes_labels
+from deeplab.errors import BadInput, MissingFile
 from deeplab.paths import DATASETS_DIR
 
 VOC_CLASS_NAMES = (
@@ -94,10 +95,10 @@ class DatasetDescriptor:
 
     @staticmethod
     def require_labels(samples: list[Sample], split: str, what: str, fix: str) -> None:
-        """Raises ValueError naming the first image of `samples` without a label."""
+        """Raises BadInput naming the first image of `samples` without a label."""
         missing = [s for s in samples if s.label_path is None]
         if missing:
-            raise ValueError(
+            raise BadInput(
                 f"{len(missing)} of {len(samples)} {split} images have no label (first: "
                 f"'{missing[0].name}', {missing[0].image_path}): {what} reads the ground truth. {fix}")
 
@@ -124,20 +125,20 @@ class DatasetDescriptor:
                 if self.layout == "cityscapes"
                 else "it is part of the VOC devkit (ImageSets/Segmentation)"
             )
-            raise FileNotFoundError(f"split list {list_path} does not exist: {hint}")
+            raise MissingFile(f"split list {list_path} does not exist: {hint}")
         names = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
         if not names:
-            raise ValueError(
+            raise BadInput(
                 f"split list {list_path} is empty: list one image per line for split '{split}'"
             )
         samples = [self._sample(root, split, n) for n in names]
         for s in samples:
             if not s.image_path.is_file():
-                raise FileNotFoundError(
+                raise MissingFile(
                     f"image for '{s.name}' listed in {list_path} is missing: {s.image_path}"
                 )
             if not s.label_path.is_file():
-                raise FileNotFoundError(
+                raise MissingFile(
                     f"label for '{s.name}' listed in {list_path} is missing: {s.label_path}"
                 )
         return samples
@@ -171,8 +172,8 @@ class DatasetDescriptor:
     def read_label(self, sample: Sample) -> np.ndarray:
         """uint8 [H, W] train ids 0..C-1, 255 = ignore; checked."""
         if sample.label_path is None:
-            raise FileNotFoundError(f"image '{sample.name}' has no label ({sample.image_path}); "
-                                    "this data set has no ground truth for it")
+            raise MissingFile(f"image '{sample.name}' has no label ({sample.image_path}); "
+                              "this data set has no ground truth for it")
         label = read_label_png(sample.label_path)
         if sample.label_kind == "cityscapes_label_ids":
             label = cityscapes_labels.label_ids_to_train_ids(label)
@@ -189,7 +190,7 @@ class DatasetDescriptor:
         image = self.read_image(sample)
         label = self.read_label(sample)
         if image.shape[:2] != label.shape:
-            raise ValueError(
+            raise BadInput(
                 f"image {sample.image_path} is {image.shape[0]}x{image.shape[1]} but label "
                 f"{sample.label_path} is {label.shape[0]}x{label.shape[1]}: they must match"
             )
@@ -208,49 +209,49 @@ def read_rgb(path: Path | str) -> np.ndarray:
     other modes (floating point, multi-frame) are refused with the file name."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
+        raise MissingFile(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
             if getattr(im, "n_frames", 1) > 1:
-                raise ValueError(f"image {path} has {im.n_frames} frames; save a single-frame "
-                                 "PNG or JPEG")
+                raise BadInput(f"image {path} has {im.n_frames} frames; save a single-frame "
+                               "PNG or JPEG")
             if im.mode in _WIDE_GREY:
                 grey = np.asarray(im).astype(np.int64)
                 if grey.min() < 0 or grey.max() > 65535:
-                    raise ValueError(f"image {path} is a {im.mode} image with values outside "
-                                     "0..65535; save it as an 8-bit or 16-bit PNG")
+                    raise BadInput(f"image {path} is a {im.mode} image with values outside "
+                                   "0..65535; save it as an 8-bit or 16-bit PNG")
                 grey = ((grey + 128) // 257).astype(np.uint8)
                 return np.repeat(grey[..., None], 3, axis=2)
             if im.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX", "La", "RGBa"):
-                raise ValueError(f"image {path} has mode {im.mode}, which has no RGB meaning here; "
-                                 "save it as an 8-bit RGB or greyscale PNG or JPEG")
+                raise BadInput(f"image {path} has mode {im.mode}, which has no RGB meaning here; "
+                               "save it as an 8-bit RGB or greyscale PNG or JPEG")
             return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
     except OSError as e:
-        raise ValueError(f"image {path} cannot be decoded ({e}); replace the file") from e
+        raise BadInput(f"image {path} cannot be decoded ({e}); replace the file") from e
 
 
 def read_label_png(path: Path | str) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label {path} does not exist")
+        raise MissingFile(f"label {path} does not exist")
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P"):
-                raise ValueError(
+                raise BadInput(
                     f"label {path} has mode {im.mode}; expected a single-channel 8-bit PNG "
                     "(mode L or P) holding class ids"
                 )
             return np.asarray(im, dtype=np.uint8)
     except OSError as e:
-        raise ValueError(f"label {path} cannot be decoded ({e}); replace the file") from e
+        raise BadInput(f"label {path} cannot be decoded ({e}); replace the file") from e
 
 
 def check_label_values(label: np.ndarray, num_classes: int, ignore_label: int, where) -> None:
-    """Raises ValueError naming `where` if `label` holds values outside 0..C-1 and ignore."""
+    """Raises BadInput naming `where` if `label` holds values outside 0..C-1 and ignore."""
     values = np.unique(label)
     bad = values[(values >= num_classes) & (values != ignore_label)]
     if bad.size:
-        raise ValueError(
+        raise BadInput(
             f"label {where} holds values {bad.tolist()[:10]} outside 0..{num_classes - 1} and "
             f"{ignore_label} (ignore): convert it to train ids first"
         )
@@ -277,13 +278,13 @@ def get_dataset(name: str, root: Path | str | None = None) -> DatasetDescriptor:
     """The descriptor of a data set by name; `folder` reads its classes from `root`."""
     if name == "folder":
         if not root:
-            raise ValueError("DATASET=folder needs DATA_DIR (--dataset_dir): the folder holding "
-                             "images/ and classes.json")
+            raise BadInput("DATASET=folder needs DATA_DIR (--dataset_dir): the folder holding "
+                           "images/ and classes.json")
         return FolderDataset.from_root(root)
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(
+        raise BadInput(
             f"unknown data set '{name}'; valid names: {', '.join(DATASET_NAMES)}"
         ) from None
 
@@ -309,8 +310,8 @@ class FolderDataset(DatasetDescriptor):
     def from_root(cls, root: Path | str) -> "FolderDataset":
         root = Path(root)
         if not (root / "images").is_dir():
-            raise FileNotFoundError(f"{root / 'images'} does not exist: DATASET=folder expects the "
-                                    "images in DATA_DIR/images/ (PNG or JPEG, nested folders allowed)")
+            raise MissingFile(f"{root / 'images'} does not exist: DATASET=folder expects the "
+                              "images in DATA_DIR/images/ (PNG or JPEG, nested folders allowed)")
         return cls.from_classes(root / "classes.json", root)
 
     @classmethod
@@ -319,12 +320,12 @@ class FolderDataset(DatasetDescriptor):
         path = Path(path)
         root = Path(root) if root is not None else path.parent
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: write the class names in train-id "
-                                    'order, e.g. ["background", "building", "road"]')
+            raise MissingFile(f"{path} does not exist: write the class names in train-id "
+                              'order, e.g. ["background", "building", "road"]')
         try:
             spec = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); fix the file") from e
+            raise BadInput(f"{path} is not valid JSON ({e}); fix the file") from e
         names, colours, ignore = parse_classes(spec, path)
         return cls("folder", len(names), ignore, "folder", names, str(root), colours)
 
@@ -346,8 +347,8 @@ class FolderDataset(DatasetDescriptor):
                 continue
             name = p.relative_to(base).with_suffix("").as_posix()
             if name in found:
-                raise ValueError(f"two images have the name '{name}': {found[name]} and {p}; "
-                                 "rename one of them")
+                raise BadInput(f"two images have the name '{name}': {found[name]} and {p}; "
+                               "rename one of them")
             found[name] = p
         return found
 
@@ -355,26 +356,26 @@ class FolderDataset(DatasetDescriptor):
         root = Path(root)
         images = self.all_images(root)
         if not images:
-            raise ValueError(f"{root / 'images'} holds no PNG or JPEG image")
+            raise BadInput(f"{root / 'images'} holds no PNG or JPEG image")
         list_path = self.list_file(root, split)
         if list_path.is_file():
             names = _listed_names(list_path)
             if not names:
-                raise ValueError(f"split list {list_path} is empty: list one image per line")
+                raise BadInput(f"split list {list_path} is empty: list one image per line")
             missing = [n for n in names if n not in images]
             if missing:
-                raise FileNotFoundError(f"{len(missing)} images listed in {list_path} are not in "
-                                        f"{root / 'images'} (first: '{missing[0]}')")
+                raise MissingFile(f"{len(missing)} images listed in {list_path} are not in "
+                                  f"{root / 'images'} (first: '{missing[0]}')")
         elif split == "train":
             other = self.list_file(root, "val")
             val = set(_listed_names(other)) if other.is_file() else set()
             names = [n for n in images if n not in val]
             if not names:
-                raise ValueError(f"every image of {root / 'images'} is in {other}: no image is "
-                                 "left for the train pool; write splits/train.txt")
+                raise BadInput(f"every image of {root / 'images'} is in {other}: no image is "
+                               "left for the train pool; write splits/train.txt")
         else:
-            raise FileNotFoundError(f"split list {list_path} does not exist: without it the "
-                                    f"folder data set has no '{split}' split")
+            raise MissingFile(f"split list {list_path} does not exist: without it the "
+                              f"folder data set has no '{split}' split")
         out = []
         for n in names:
             label = root / "labels" / f"{n}.png"
@@ -396,8 +397,8 @@ def parse_classes(spec, path) -> tuple[tuple[str, ...], tuple | None, int]:
         ignore = spec.get("ignore_label", 255)
         spec = spec.get("classes")
     if not isinstance(spec, list) or not spec:
-        raise ValueError(f"{path} must hold a non-empty list of class names (or "
-                         '{"classes": [...]}) in train-id order')
+        raise BadInput(f"{path} must hold a non-empty list of class names (or "
+                       '{"classes": [...]}) in train-id order')
     names, colours = [], []
     for i, c in enumerate(spec):
         if isinstance(c, str):
@@ -407,18 +408,18 @@ def parse_classes(spec, path) -> tuple[tuple[str, ...], tuple | None, int]:
             names.append(c["name"])
             colours.append(_colour(c.get("color", c.get("colour")), path, c["name"]))
         else:
-            raise ValueError(f"{path}: class {i} is {c!r}; give a name or "
-                             '{"name": ..., "color": "#rrggbb"}')
+            raise BadInput(f"{path}: class {i} is {c!r}; give a name or "
+                           '{"name": ..., "color": "#rrggbb"}')
     if any(not n.strip() for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{path}: class names must be non-empty and distinct, got {names}")
+        raise BadInput(f"{path}: class names must be non-empty and distinct, got {names}")
     if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
-        raise ValueError(f"{path}: ignore_label {ignore!r} must be an integer in "
-                         f"{len(names)}..255 (after the {len(names)} class ids)")
+        raise BadInput(f"{path}: ignore_label {ignore!r} must be an integer in "
+                       f"{len(names)}..255 (after the {len(names)} class ids)")
     if len(names) > 255:
-        raise ValueError(f"{path}: {len(names)} classes do not fit 8-bit labels (at most 255)")
+        raise BadInput(f"{path}: {len(names)} classes do not fit 8-bit labels (at most 255)")
     given = [c for c in colours if c is not None]
     if given and len(given) != len(colours):
-        raise ValueError(f"{path}: give a colour for every class or for none")
+        raise BadInput(f"{path}: give a colour for every class or for none")
     return tuple(names), (tuple(colours) if given else None), ignore
 
 
@@ -433,4 +434,4 @@ def _colour(value, path, name) -> tuple[int, int, int] | None:
     elif isinstance(value, list) and len(value) == 3 and all(
             isinstance(v, int) and 0 <= v <= 255 for v in value):
         return tuple(value)
-    raise ValueError(f"{path}: colour {value!r} of class '{name}' must be \"#rrggbb\" or [r, g, b]")
+    raise BadInput(f"{path}: colour {value!r} of class '{name}' must be \"#rrggbb\" or [r, g, b]")

@@ -27,6 +27,7 @@ import numpy as np
 from skimage import draw
 
 from deeplab import io_utils
+from deeplab.errors import BadInput
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(11, 19)
@@ -281,9 +282,9 @@ def generate(root: Path | str, num_train: int = 100, num_val: int = 30, height: 
     """
     for key, v in (("num_train", num_train), ("num_val", num_val), ("height", height), ("width", width)):
         if int(v) < 1:
-            raise ValueError(f"synthetic data set: {key} must be a positive integer, got {v}")
+            raise BadInput(f"synthetic data set: {key} must be a positive integer, got {v}")
     if height < 32 or width < 32:
-        raise ValueError(f"synthetic data set: images must be at least 32x32, got {height}x{width}")
+        raise BadInput(f"synthetic data set: images must be at least 32x32, got {height}x{width}")
     root = Path(root)
     params = _params(num_train, num_val, height, width, seed)
     meta = root / "synthetic.json"

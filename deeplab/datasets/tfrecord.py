@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab import io_utils
+from deeplab.errors import BadInput, MissingFile, Unavailable
 
 if TYPE_CHECKING:  # TensorFlow is imported by the functions that use it: the rest (shard names,
     # the completeness check) runs without it
@@ -145,9 +146,9 @@ def check_meta(tfrecord_dir: Path | str, split: str, names: list[str], fix: str)
         damaged = damaged_shards(tfrecord_dir, split)
         if not damaged:
             return
-        raise ValueError(f"the '{split}' TFRecord {damaged[0]} is damaged (its bytes differ from "
-                         f"what was written{f', and {len(damaged) - 1} more' if len(damaged) > 1 else ''}): "
-                         f"rebuild them: {fix}")
+        raise BadInput(f"the '{split}' TFRecord {damaged[0]} is damaged (its bytes differ from "
+                       f"what was written{f', and {len(damaged) - 1} more' if len(damaged) > 1 else ''}): "
+                       f"rebuild them: {fix}")
     meta = read_meta(tfrecord_dir, split)
     if meta is None:
         why = "carry no count (a build that stopped part-way, or records from elsewhere)"
@@ -155,15 +156,15 @@ def check_meta(tfrecord_dir: Path | str, split: str, names: list[str], fix: str)
         why = (f"hold {meta.get('count')} images in {meta.get('shards')} shards, digest "
                f"{str(meta.get('digest'))[:10]}, but the list has {len(names)} images, digest "
                f"{names_digest(names)[:10]}")
-    raise ValueError(f"the '{split}' TFRecords in {tfrecord_dir} {why}: every figure would cover "
-                     f"another set of images. Rebuild them: {fix}")
+    raise BadInput(f"the '{split}' TFRecords in {tfrecord_dir} {why}: every figure would cover "
+                   f"another set of images. Rebuild them: {fix}")
 
 
 def list_shards(tfrecord_dir: Path | str, split: str) -> list[str]:
     """The shard files of `split`, sorted; raises FileNotFoundError if there are none."""
     files = sorted(glob.glob(shard_pattern(tfrecord_dir, split)))
     if not files:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"no TFRecords for split '{split}' in {tfrecord_dir} "
             f"(expected {shard_name(split, 0, 1)}, ...): build them with "
             "`python scripts/build_tfrecords.py`"
@@ -189,7 +190,7 @@ def _image_size(encoded: bytes, what: str, name: str) -> tuple[int, int, int, st
             channels = len(im.getbands())
             return im.height, im.width, channels, (im.format or "").lower()
     except OSError as e:
-        raise ValueError(f"{what} of '{name}' cannot be decoded: {e}") from e
+        raise BadInput(f"{what} of '{name}' cannot be decoded: {e}") from e
 
 
 def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes | None) -> tf.train.Example:
@@ -213,13 +214,13 @@ def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes
     else:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
+            raise BadInput(
                 f"image of '{name}' must be uint8 [H, W, 3], got {image.dtype} {image.shape}"
             )
         image_bytes = io_utils.encode_png(image)
         (h, w, c), fmt = image.shape, "png"
     if c != 3:
-        raise ValueError(f"image of '{name}' has {c} channels; expected 3 (RGB)")
+        raise BadInput(f"image of '{name}' has {c} channels; expected 3 (RGB)")
     feature = {
         IMAGE_ENCODED: _bytes(image_bytes),
         IMAGE_FILENAME: _bytes(name.encode("utf-8")),
@@ -235,13 +236,13 @@ def make_example(name: str, image: np.ndarray | bytes, label: np.ndarray | bytes
         else:
             label = np.asarray(label)
             if label.dtype != np.uint8 or label.ndim != 2:
-                raise ValueError(f"label of '{name}' must be uint8 [H, W], got {label.dtype} {label.shape}")
+                raise BadInput(f"label of '{name}' must be uint8 [H, W], got {label.dtype} {label.shape}")
             label_bytes = io_utils.encode_png(label)
             (lh, lw), lc = label.shape, 1
         if lc != 1:
-            raise ValueError(f"label of '{name}' has {lc} channels; expected a single-channel PNG")
+            raise BadInput(f"label of '{name}' has {lc} channels; expected a single-channel PNG")
         if (lh, lw) != (h, w):
-            raise ValueError(f"'{name}': image is {h}x{w} but label is {lh}x{lw}; they must match")
+            raise BadInput(f"'{name}': image is {h}x{w} but label is {lh}x{lw}; they must match")
         feature[LABEL_ENCODED] = _bytes(label_bytes)
         feature[LABEL_FORMAT] = _bytes(b"png")
     return tf.train.Example(features=tf.train.Features(feature=feature))
@@ -259,10 +260,10 @@ def write_shard(path: Path | str, examples: Iterable[tf.train.Example], expected
                     writer.write(ex.SerializeToString())
                     written += 1
         except tf.errors.OpError as e:  # a full disk: ResourceExhaustedError, without the path
-            raise OSError(0, f"cannot write TFRecord shard {path} ({e.message}): free space and "
+            raise Unavailable(0, f"cannot write TFRecord shard {path} ({e.message}): free space and "
                              "run again (the split is built again)") from None
         if written != expected:
-            raise ValueError(f"shard {path}: expected {expected} examples, got {written}")
+            raise BadInput(f"shard {path}: expected {expected} examples, got {written}")
     return written
 
 
@@ -294,7 +295,7 @@ def write_sharded(examples: Iterable[tf.train.Example], num_examples: int, outpu
     """
 
     if num_examples < 1:
-        raise ValueError(f"split '{split}' has no examples to write to {output_dir}")
+        raise BadInput(f"split '{split}' has no examples to write to {output_dir}")
     begin_split(output_dir, split)
     layout = shard_layout(output_dir, split, num_examples, num_shards)
     it = iter(examples)

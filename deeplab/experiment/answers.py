@@ -11,6 +11,7 @@ import numpy as np
 
 from deeplab.active import acquisition
 from deeplab.active import regions as R
+from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
 
@@ -41,7 +42,7 @@ def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
     first = round_answers(exp, t, selection)
     rows = list(first.values())
     if len(rows) != len(selection):
-        raise RuntimeError(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
+        raise CannotContinue(f"round {t}: {len(rows)} of {len(selection)} regions are answered")
     ignore = exp.descriptor.ignore_label
     reviews = exp.ledger.reviews(t)
 
@@ -92,8 +93,8 @@ def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
     the measured time of the answer."""
     rows = [r for r in exp.ledger.read() if isinstance(r.get("elapsed_ms"), (int, float))]
     if not rows:
-        raise ValueError(f"ledger {exp.ledger.path} holds no timed answer (elapsed_ms): answer a "
-                         "round on the page (ANNOTATOR=human) first")
+        raise BadInput(f"ledger {exp.ledger.path} holds no timed answer (elapsed_ms): answer a "
+                       "round on the page (ANNOTATOR=human) first")
     feats, seconds = [], []
     by_map: dict[tuple[int, str], list[dict]] = {}
     for r in rows:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.errors import BadInput
 from deeplab.experiment import compare, results
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_column
@@ -348,7 +349,7 @@ def write_budget_map(compare_dir: Path | str, budgets: list[str], arms: list[str
     compare_dir = Path(compare_dir)
     data = collect_map(compare_dir, budgets, arms)
     if not data["budgets"]:
-        raise ValueError(f"no budget of '{' '.join(budgets)}' has an evaluated round under {compare_dir}")
+        raise BadInput(f"no budget of '{' '.join(budgets)}' has an evaluated round under {compare_dir}")
     write_csv(compare_dir / "budget_map.csv", data["rows"], data["names"])
     plot(data, arms, compare_dir / "budget_map.png", compare_dir.name)
     frequent = frequent_classes(compare_dir, data["budgets"], data["names"])

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import results, settings
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
@@ -51,28 +52,28 @@ NOT_IN_ROUND_0 = settings.NOT_IN_ROUND_0
 def check_arms(names: list[str]) -> list[str]:
     """The arm names of ARMS (and `full`), validated; duplicates refused."""
     if not names:
-        raise ValueError(f"ARMS is empty; valid: {', '.join([REFERENCE, *ARMS])}")
+        raise BadInput(f"ARMS is empty; valid: {', '.join([REFERENCE, *ARMS])}")
     bad = [n for n in names if n not in ARMS and n != REFERENCE]
     if bad:
-        raise ValueError(f"ARMS: unknown arm(s) {', '.join(bad)}; valid: {', '.join([REFERENCE, *ARMS])}")
+        raise BadInput(f"ARMS: unknown arm(s) {', '.join(bad)}; valid: {', '.join([REFERENCE, *ARMS])}")
     if len(set(names)) != len(names):
-        raise ValueError(f"ARMS lists an arm twice: {' '.join(names)}")
+        raise BadInput(f"ARMS lists an arm twice: {' '.join(names)}")
     if "merge_bound" in names and (REFERENCE not in names
                                    or names.index(REFERENCE) > names.index("merge_bound")):
-        raise ValueError(f"ARMS: merge_bound merges with the reference's model, so '{REFERENCE}' "
-                         "must come before it in ARMS")
+        raise BadInput(f"ARMS: merge_bound merges with the reference's model, so '{REFERENCE}' "
+                       "must come before it in ARMS")
     return names
 
 
 def check_seeds(seeds: list[str]) -> list[int]:
     if not seeds:
-        raise ValueError("SEEDS is empty; give at least one integer, e.g. SEEDS='0 1'")
+        raise BadInput("SEEDS is empty; give at least one integer, e.g. SEEDS='0 1'")
     try:
         out = [int(s) for s in seeds]
     except ValueError:
-        raise ValueError(f"SEEDS must be integers separated by spaces, got '{' '.join(seeds)}'") from None
+        raise BadInput(f"SEEDS must be integers separated by spaces, got '{' '.join(seeds)}'") from None
     if len(set(out)) != len(out):
-        raise ValueError(f"SEEDS lists a seed twice: {' '.join(seeds)}")
+        raise BadInput(f"SEEDS lists a seed twice: {' '.join(seeds)}")
     return out
 
 
@@ -85,8 +86,8 @@ def parse_budget(text: str) -> tuple[int, float]:
     except ValueError:
         value = None
     if value is None or not (value[0] >= 1 or 0 < value[1] <= 100) or not math.isfinite(value[1]):
-        raise ValueError(f"BUDGETS: '{text}' is not a per-round budget; give clicks (500) or a share "
-                         "of the base superpixels in (0, 100] % (0.3%), separated by spaces")
+        raise BadInput(f"BUDGETS: '{text}' is not a per-round budget; give clicks (500) or a share "
+                       "of the base superpixels in (0, 100] % (0.3%), separated by spaces")
     return value
 
 
@@ -96,7 +97,7 @@ def check_budgets(budgets: list[str]) -> list[str]:
         parse_budget(b)
     folders = [budget_folder(b) for b in budgets]
     if len(set(folders)) != len(folders):
-        raise ValueError(f"BUDGETS lists a budget twice: {' '.join(budgets)}")
+        raise BadInput(f"BUDGETS lists a budget twice: {' '.join(budgets)}")
     return budgets
 
 
@@ -116,7 +117,7 @@ def arm_settings(name: str, reference_dir: str = "") -> str:
     merge = ""
     if name == "merge_bound":
         if not reference_dir:
-            raise ValueError("merge_bound needs the reference job's folder (--reference_dir)")
+            raise BadInput("merge_bound needs the reference job's folder (--reference_dir)")
         merge = shlex.quote(str(Path(reference_dir) / "round_00" / "train"))
     return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} ANNOTATOR=oracle MERGE_MODEL={merge}"
 
@@ -147,8 +148,8 @@ def share_warm_up(source: Path | str, target: Path | str) -> str:
     rows = [r for r in src.ledger.read() if r["round"] == 0]
     own = dst.ledger.read()
     if own and own != rows:
-        raise RuntimeError(f"{dst.ledger.path} holds answers but {target} has no round_00: restore "
-                           "the job folder or delete it to start the arm again")
+        raise CannotContinue(f"{dst.ledger.path} holds answers but {target} has no round_00: restore "
+                             "the job folder or delete it to start the arm again")
     if not own:
         dst.ledger.append(rows)
     tmp = target / "round_00.sharing"
@@ -604,7 +605,7 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     compare_dir = Path(compare_dir)
     rows, names = collect(compare_dir, arms, seeds, reference_dir)
     if not rows:
-        raise ValueError(f"no evaluated round under {compare_dir} for arms {' '.join(arms)}")
+        raise BadInput(f"no evaluated round under {compare_dir} for arms {' '.join(arms)}")
     fields = ["arm", "seed", "round", "clicks", "miou"]
     fields += [iou_column(n) for n in names] + list(NOISE_COLUMNS)
     buf = io.StringIO()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 from deeplab import io_utils
 from deeplab.active import acquisition
 from deeplab.datasets import get_dataset
+from deeplab.errors import BadInput, MissingFile, UserError
 from deeplab.experiment.settings import (  # noqa: F401  (the names callers import from here)
     ANNOTATORS,
     MERGE_ONLY,
@@ -46,18 +46,19 @@ class _Config:
             require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
         if self.merge_model:
             if self.regions != "adaptive":
-                raise ValueError(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
-                                 "adaptive regions are merged")
+                raise BadInput(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
+                               "adaptive regions are merged")
             weights = Path(self.merge_model) / "final_weights.npz"
             if not weights.is_file():
-                raise FileNotFoundError(f"MERGE_MODEL {self.merge_model} holds no finished training "
-                                        f"({weights} does not exist): train it first")
+                raise MissingFile(f"MERGE_MODEL {self.merge_model} holds no finished training "
+                                  f"({weights} does not exist): train it first")
         if self.cost_model == acquisition.MEASURED:
             if not self.click_cost_model or not Path(self.click_cost_model).is_file():
-                raise FileNotFoundError(
+                raise MissingFile(
                     f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
                     f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
-            acquisition.MeasuredCost.from_json(json.loads(Path(self.click_cost_model).read_text()))
+            acquisition.MeasuredCost.from_json(io_utils.read_json_object(
+                self.click_cost_model, "fit it again (scripts/fit_cost_model.py)"))
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -76,7 +77,7 @@ class _Config:
             changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
                        if k not in ignored and not _same_setting(k, old.get(k, defaults[k]), v)}
             if changed:
-                raise ValueError(
+                raise BadInput(
                     f"job {self.job_dir} was started with other settings "
                     f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
                     "use a new JOB_NAME or restore the settings")
@@ -86,8 +87,8 @@ class _Config:
     def load(cls, job_dir: str | Path) -> "ExperimentConfig":
         path = Path(job_dir) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: start the job with bash_files/warm_up.sh "
-                                    "(scripts/init_experiment.py)")
+            raise MissingFile(f"{path} does not exist: start the job with bash_files/warm_up.sh "
+                              "(scripts/init_experiment.py)")
         known = {f.name for f in dataclasses.fields(cls)}
         settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
                     if k in known}
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
             sys.stdout.write(settings.profile_bash(args.profile))
         else:
             sys.stdout.write(settings.tsv(args.profile))
-    except (ValueError, OSError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -28,7 +28,6 @@ in the cache (`deeplab.experiment.cache`, default `$WORK_DIR/cache`), never insi
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from deeplab.active import acquisition
 from deeplab.active import regions as R
 from deeplab.datasets import get_dataset
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.cache import DataCache
 from deeplab.experiment.config import ExperimentConfig
@@ -72,7 +72,7 @@ class Experiment:
                     twice.append(s.name)
                 seen.add(s.name)
             if twice:
-                raise ValueError(
+                raise BadInput(
                     f"the train split lists {len(twice)} images more than once (first: "
                     f"'{twice[0]}', in {self.descriptor.list_file(self.data_root, 'train')}): a "
                     "region would be asked, and paid for, twice; list each image once")
@@ -99,7 +99,8 @@ class Experiment:
 
     def cost_model(self) -> "acquisition.MeasuredCost":
         """The measured cost model of COST_MODEL=measured (CLICK_COST_MODEL)."""
-        return acquisition.MeasuredCost.from_json(json.loads(Path(self.config.click_cost_model).read_text()))
+        return acquisition.MeasuredCost.from_json(io_utils.read_json_object(
+            self.config.click_cost_model, "fit it again (scripts/fit_cost_model.py)"))
 
     def check_splits(self) -> None:
         """Refuses a val image that is also in the train pool (it would be evaluated on its
@@ -111,7 +112,7 @@ class Experiment:
         val = {s.image_path.resolve() for s in self.descriptor.list_split(self.data_root, "val")}
         both = [s.name for s in self.samples if s.image_path.resolve() in val]
         if both:
-            raise ValueError(
+            raise BadInput(
                 f"{len(both)} images are in both the train and the val split (first: '{both[0]}'): "
                 f"the model would be evaluated on images it is trained on; remove them from one "
                 f"of {self.descriptor.list_file(self.data_root, 'train')} and "
@@ -135,8 +136,8 @@ class Experiment:
                 f"({', '.join(repr(n) for n in first)}{', ...' if len(gone) > 3 else ''}): "
                 f"{len(rows)} answers, {clicks} clicks")
         if not self.config.drop_missing_answered:
-            raise ValueError(f"{what}. Put the images back, or set DROP_MISSING_ANSWERED=1 to go on "
-                             "without them (those clicks stay spent)")
+            raise BadInput(f"{what}. Put the images back, or set DROP_MISSING_ANSWERED=1 to go on "
+                           "without them (those clicks stay spent)")
         print(f"WARNING: {what} are left out of the labels (DROP_MISSING_ANSWERED=1); those "
               "clicks stay spent", file=sys.stderr)
 
@@ -251,4 +252,4 @@ class Experiment:
     def require(self, t: int, stage: str) -> None:
         if not self.done(t, stage):
             hint = "bash bash_files/warm_up.sh" if t == 0 else "the driver again"
-            raise RuntimeError(f"round {t}: stage '{stage}' has not completed; run {hint}")
+            raise CannotContinue(f"round {t}: stage '{stage}' has not completed; run {hint}")

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from deeplab.errors import BadInput, Unavailable
+
 LEDGER_FIELDS = ("round", "image", "region", "answer", "size", "score", "cost")
 
 
@@ -35,7 +37,7 @@ def _optional(fields: dict) -> dict:
     """The optional fields that are given (None: left out); an unknown one is refused."""
     unknown = sorted(set(fields) - set(Ledger.OPTIONAL))
     if unknown:
-        raise ValueError(f"ledger rows have no field {unknown}; optional fields: {Ledger.OPTIONAL}")
+        raise BadInput(f"ledger rows have no field {unknown}; optional fields: {Ledger.OPTIONAL}")
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -46,7 +48,7 @@ def row_digests(rows: list[dict]) -> list[str]:
             for r in rows]
 
 
-class LedgerError(ValueError):
+class LedgerError(BadInput):
     """The ledger disagrees with what the job recorded (lines lost, edited or added)."""
 
 
@@ -183,7 +185,7 @@ class Ledger:
             fields = ("round", "image", "region", "undo") if r.get("undo") else LEDGER_FIELDS
             missing = [f for f in fields if f not in r]
             if missing:
-                raise ValueError(f"ledger row lacks {missing}: {r}")
+                raise BadInput(f"ledger row lacks {missing}: {r}")
             lines.append(json.dumps({f: r[f] for f in fields + self.OPTIONAL if f in r}) + "\n")
         if not lines:
             return
@@ -213,8 +215,8 @@ class Ledger:
             except OSError as e:  # a full disk: no part of these rows stays behind
                 with contextlib.suppress(OSError):
                     os.ftruncate(f.fileno(), end)
-                raise OSError(e.errno, f"cannot append to the ledger {self.path} ({e.strerror or e}): "
-                              "none of these answers was recorded; free space and run again") from None
+                raise Unavailable(e.errno, f"cannot append to the ledger {self.path} ({e.strerror or e}): "
+                                  "none of these answers was recorded; free space and run again") from None
         if created:  # the new file's name is durable too
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:

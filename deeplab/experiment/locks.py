@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+from deeplab.errors import CannotContinue
+
 
 @contextlib.contextmanager
 def hold(path: Path | str, busy):
@@ -24,7 +26,7 @@ def hold(path: Path | str, busy):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise RuntimeError(busy(holder)) from None
+            raise CannotContinue(busy(holder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

@@ -11,6 +11,7 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.active import regions as R
+from deeplab.errors import BadInput, MissingFile
 
 STATS = ("size", "uncertainty", "dominant_class")
 
@@ -33,7 +34,7 @@ def save(file: Path | str, regions: np.ndarray, stats: R.RegionStats | None = No
 DAMAGE = io_utils.NPZ_DAMAGE
 
 
-class DamagedMap(ValueError):
+class DamagedMap(BadInput):
     """A region map that exists but cannot be read; the message names it and the fix."""
 
 
@@ -52,7 +53,7 @@ def _fix(file: Path) -> str:
 
 def _open(file: Path):
     if not file.is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"region map {file} does not exist: run scripts/extract_superpixels.py (base), "
             "scripts/gen_oracle_spx.py (oracle) or scripts/gen_adaptive_spx.py (adaptive) first")
     try:

@@ -19,6 +19,7 @@ import math
 from deeplab import parallel
 from deeplab.active import acquisition, superpixels
 from deeplab.datasets import DATASET_NAMES
+from deeplab.errors import BadInput
 
 REGION_MODES = ("adaptive", "base", "oracle")
 # The backbones of deeplab.core.xception.VARIANTS (named here to keep TensorFlow out).
@@ -65,9 +66,9 @@ class Setting:
         return " and ".join(s for s in (lo, hi) if s)
 
     def check(self, value) -> None:
-        """Raises ValueError naming the setting, the value and what is allowed."""
+        """Raises BadInput naming the setting, the value and what is allowed."""
         def refuse(why):
-            raise ValueError(f"{self.name} must be {why}, got '{value}'")
+            raise BadInput(f"{self.name} must be {why}, got '{value}'")
 
         if self.kind is bool:
             if not isinstance(value, bool):
@@ -85,7 +86,7 @@ class Setting:
             if self.high is not None and value > self.high:
                 refuse(self.allowed())
         if self.choices and value not in self.choices:
-            raise ValueError(f"{self.name} '{value}' is unknown; valid: {', '.join(self.choices)}")
+            raise BadInput(f"{self.name} '{value}' is unknown; valid: {', '.join(self.choices)}")
 
 
 def _num(v: float) -> str:
@@ -229,8 +230,8 @@ def parse_budget(text) -> tuple[int, float]:
                 return clicks, 0.0
     except ValueError:
         pass
-    raise ValueError(f"CLICKS_PER_ROUND must be a number of clicks (1000) or a share of the base "
-                     f"superpixels in (0, 100] % (0.5%), got '{text}'")
+    raise BadInput(f"CLICKS_PER_ROUND must be a number of clicks (1000) or a share of the base "
+                   f"superpixels in (0, 100] % (0.5%), got '{text}'")
 
 
 def parse_value(setting: Setting, text: str):
@@ -241,26 +242,26 @@ def parse_value(setting: Setting, text: str):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{setting.name} must be 0 or 1, got '{text}'")
+        raise BadInput(f"{setting.name} must be 0 or 1, got '{text}'")
     if setting.kind is int:
         try:
             return int(text)
         except ValueError:
-            raise ValueError(f"{setting.name} must be an integer ({setting.allowed() or 'any'}), "
-                             f"got '{text}'") from None
+            raise BadInput(f"{setting.name} must be an integer ({setting.allowed() or 'any'}), "
+                           f"got '{text}'") from None
     if setting.kind is float:
         try:
             return float(text)  # its range: ExperimentConfig.validate (Setting.check)
         except ValueError:
-            raise ValueError(f"{setting.name} must be a number ({setting.allowed() or 'any'}), "
-                             f"got '{text}'") from None
+            raise BadInput(f"{setting.name} must be a number ({setting.allowed() or 'any'}), "
+                           f"got '{text}'") from None
     return text
 
 
 def profile_values(profile: str) -> dict[str, object]:
     """Every driver variable's value under a profile (the table's defaults, then its values)."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile '{profile}'; valid: {', '.join(PROFILES)}")
+        raise BadInput(f"unknown profile '{profile}'; valid: {', '.join(PROFILES)}")
     values = {s.name: s.default for s in TABLE if s.env}
     values.update(PROFILES[profile])
     return values
@@ -366,6 +367,6 @@ def reference_markdown() -> str:
 def replace_block(text: str) -> str:
     """settings.sh's text with its generated block made anew (ValueError without the markers)."""
     if BEGIN not in text or END not in text:
-        raise ValueError("bash_files/settings.sh has no generated block (its markers are missing)")
+        raise BadInput("bash_files/settings.sh has no generated block (its markers are missing)")
     head, rest = text.split(BEGIN, 1)
     return head + bash_block() + rest.split(END + "\n", 1)[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deeplab.errors import BadInput
 from deeplab.experiment import ledger, tasks
 from deeplab.experiment.answers import answers_summary, read_selection, review_summary, round_answers
 from deeplab.experiment.job import Experiment
@@ -17,9 +18,9 @@ def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     only the regions the ledger does not answer yet. With ANNOTATOR=human or label_studio people
     answer (`deeplab.annotate.server.annotate_stage` chooses)."""
     if exp.config.annotator != "oracle":
-        raise ValueError(f"job {exp.job_dir} has ANNOTATOR={exp.config.annotator}: its answers come "
-                         "from people (scripts/annotate_regions.py serves the page or asks Label "
-                         "Studio), not the oracle")
+        raise BadInput(f"job {exp.job_dir} has ANNOTATOR={exp.config.annotator}: its answers come "
+                       "from people (scripts/annotate_regions.py serves the page or asks Label "
+                       "Studio), not the oracle")
     sel = read_selection(exp, t)
     summary = _oracle_first_answers(exp, t, sel, progress)
     if exp.config.review_share > 0:

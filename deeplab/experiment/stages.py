@@ -28,6 +28,7 @@ from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.datasets import build_data
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import region_maps, tasks
 # the answers and the simulated annotator live apart; their names stay importable from here
 from deeplab.experiment.answers import (answers_summary, read_selection, review_summary,  # noqa: F401
@@ -113,7 +114,7 @@ def predictor_for_round(exp: Experiment, t: int):
 def _round_maps(exp: Experiment, t: int, samples, write_overlays: bool) -> dict:
     """Round t's maps of `samples` (those not written yet), with round t-1's model."""
     if t < 1:
-        raise ValueError("round 0 asks the base superpixels; the regions stage starts at round 1")
+        raise BadInput("round 0 asks the base superpixels; the regions stage starts at round 1")
     exp.require(t - 1, "train")
     merge_predictor = None
     if exp.config.merge_model:
@@ -243,7 +244,7 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
     rows_by_image = exp.answers_by_image(upto_round=t)
     samples = [s for s in exp.samples if s.name in rows_by_image]
     if not samples:
-        raise ValueError(f"round {t}: the ledger holds no answers yet")
+        raise BadInput(f"round {t}: the ledger holds no answers yet")
     label_dir = exp.round_dir(t) / "labels"
     sieve = c.sieve and t >= 1
     min_size = exp.min_size_px()
@@ -272,7 +273,7 @@ def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
                             desc=f"round {t} labels", unit="img", disable=not progress))
         written = [s for s, r in zip(samples, results) if r.written]
         if not written:
-            raise ValueError(f"round {t}: no image has a labelled pixel (every answer was 255)")
+            raise BadInput(f"round {t}: no image has a labelled pixel (every answer was 255)")
         build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
                                num_shards=round_shards(len(written)), label_dir=label_dir,
                                progress=progress, executor=ex)
@@ -319,9 +320,9 @@ def ensure_round_tfrecords(exp: Experiment, t: int, progress: bool = True) -> No
         label_dir = exp.round_dir(t) / "labels"
         samples = [s for s in exp.samples if build_data.label_png_path(label_dir, s.name).is_file()]
     if len(samples) != info["images"]:
-        raise RuntimeError(f"round {t}: {len(samples)} label PNGs in {label_dir} but the data stage "
-                           f"wrote {info['images']}: rerun it (delete 'data' and later stages from "
-                           f"{exp.round_dir(t).name}/manifest.json)")
+        raise CannotContinue(f"round {t}: {len(samples)} label PNGs in {label_dir} but the data stage "
+                             f"wrote {info['images']}: rerun it (delete 'data' and later stages from "
+                             f"{exp.round_dir(t).name}/manifest.json)")
     print(f"round {t}: rebuilding its TFRecords in {out}")
     with exp.executor() as ex:
         build_data.build_split(exp.descriptor, samples, out, "train", round_shards(len(samples)),
@@ -333,13 +334,13 @@ def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
     train image with its whole ground truth. `clicks` is the number of base superpixels of the
     train split, what asking every one of them would cost."""
     if t != 0:
-        raise ValueError("the fully supervised reference has one round (0)")
+        raise BadInput("the fully supervised reference has one round (0)")
     d = exp.descriptor
     labelled = 0
     for s in exp.samples:
         labelled += int((d.read_label(s) != d.ignore_label).sum())
     if not labelled:
-        raise ValueError(f"the train split of {exp.data_root} has no labelled pixel")
+        raise BadInput(f"the train split of {exp.data_root} has no labelled pixel")
     with exp.executor() as ex:
         build_data.build_split(d, exp.samples, exp.round_dir(t) / "tfrecord", "train",
                                num_shards=round_shards(len(exp.samples)), progress=progress, executor=ex)
@@ -397,8 +398,8 @@ def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
                    exp.descriptor.ignore_label, progress=progress)
     if res["images"] != len(names):
-        raise RuntimeError(f"evaluated {res['images']} val images but the list has {len(names)}: "
-                           f"rebuild {exp.val_tfrecord_dir}")
+        raise CannotContinue(f"evaluated {res['images']} val images but the list has {len(names)}: "
+                             f"rebuild {exp.val_tfrecord_dir}")
     io_utils.write_json(exp.round_dir(t) / "eval.json", res)
     # The round's TFRecords are rebuilt from its label PNGs if a stage needs them again.
     shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)

@@ -18,6 +18,7 @@ from deeplab.active import adaptive, metrics, oracle, superpixels
 from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.errors import BadInput
 from deeplab.experiment import region_maps
 from deeplab.parallel import Executor, LocalExecutor
 from deeplab.viz import overlays
@@ -163,7 +164,7 @@ def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: 
                  progress: bool = True) -> dict:
     """Base superpixels for every sample (skipping maps already written). Returns a summary."""
     if method not in superpixels.METHODS:
-        raise ValueError(f"unknown superpixel method '{method}'; valid: {', '.join(superpixels.METHODS)}")
+        raise BadInput(f"unknown superpixel method '{method}'; valid: {', '.join(superpixels.METHODS)}")
     mine = shard_items(samples, shard)
     # Maps already written are read through (on the workers) and rebuilt if damaged.
     tasks = [BaseTask(descriptor, s, region_maps.path(out_dir, s.name), method, superpixel_size_px,
@@ -218,8 +219,8 @@ def round_map_task(task: RoundMapTask) -> MapFigures:
     name = sample.name
     base = region_maps.load(task.base)
     if base.shape != probs.shape[:2]:
-        raise ValueError(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
-                         f"delete {task.base} and rerun scripts/extract_superpixels.py")
+        raise BadInput(f"base map of '{name}' is {base.shape} but the image is {probs.shape[:2]}: "
+                       f"delete {task.base} and rerun scripts/extract_superpixels.py")
     label = descriptor.ground_truth(sample)
     if mode == "adaptive" and task.merge_probs is not None:  # merged by another model (a bound)
         regions = adaptive.adaptive_superpixels(task.merge_probs, base, task.eps).regions
@@ -235,7 +236,7 @@ def round_map_task(task: RoundMapTask) -> MapFigures:
             else superpixels.oracle_superpixels(label)
         stats = R.region_statistics(probs, regions)
     else:
-        raise ValueError(f"unknown region mode '{mode}'; valid: adaptive, base, oracle")
+        raise BadInput(f"unknown region mode '{mode}'; valid: adaptive, base, oracle")
     region_maps.save(task.out, regions, stats)
     if task.overlay:
         overlays.regions_figure(task.overlay, descriptor.read_image(sample), base, regions, mode,
@@ -271,7 +272,7 @@ def labels_task(task: LabelsTask) -> LabelFigures:
                                      min_size_px=task.min_size_px, ignore_label=ignore)
     gt = descriptor.ground_truth(sample)
     if gt is not None and gt.shape != painted.shape:
-        raise ValueError(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
+        raise BadInput(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
     sieved = (painted != ignore) & (labels == ignore)
     counts = {}
     for key, px in (("before", painted), ("after", labels), ("sieved", np.where(sieved, painted, ignore))):

@@ -17,6 +17,7 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.core.layers import BatchNorm, layer_to_scope
+from deeplab.errors import BadInput, MissingFile
 from deeplab.training.weights_file import read_weights  # noqa: F401 (its import path)
 
 LOGITS_PREFIX = "logits/semantic/"
@@ -86,7 +87,7 @@ def assign_by_name(model: keras.Model, names: dict, get, initialize_last_layer: 
             continue
         loaded.append(name)
     if mismatched:
-        raise ValueError(
+        raise BadInput(
             f"{len(mismatched)} shape mismatches between {source} and the model (wrong "
             f"model_variant or output settings?):\n  " + "\n  ".join(mismatched[:20]))
     for name in loaded:
@@ -106,11 +107,11 @@ def load_tf1_checkpoint(model: keras.Model, path: str | Path, initialize_last_la
         if found is None:
             idx = sorted(Path(path).glob("*.index"))
             if not idx:
-                raise FileNotFoundError(f"no TF1 checkpoint (*.index) in {path}")
+                raise MissingFile(f"no TF1 checkpoint (*.index) in {path}")
             found = str(idx[0])[: -len(".index")]
         path = found
     if not Path(path + ".index").is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"checkpoint {path}.index does not exist: put the DeepLab model-zoo files "
             "(model.ckpt.index, model.ckpt.data-*) under models/ and pass their prefix")
     reader = tf.train.load_checkpoint(path)
@@ -129,7 +130,7 @@ def save_weights(model: keras.Model, path: str | Path) -> None:
 def load_weights(model: keras.Model, path: str | Path, initialize_last_layer: bool = True) -> LoadReport:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise MissingFile(f"weights file {path} does not exist")
     arrays = read_weights(path)
     return assign_by_name(model, {k: v.shape for k, v in arrays.items()}, arrays.__getitem__,
                           initialize_last_layer, source=str(path))

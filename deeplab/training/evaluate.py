@@ -8,6 +8,8 @@ import dataclasses
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 
 @dataclasses.dataclass
 class EvalConfig:
@@ -26,7 +28,7 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int,
     preds = np.asarray(preds).ravel()
     valid = labels != ignore_label
     if np.any(labels[valid] >= num_classes):
-        raise ValueError(f"ground truth holds values >= {num_classes} other than {ignore_label}")
+        raise BadInput(f"ground truth holds values >= {num_classes} other than {ignore_label}")
     code = labels[valid].astype(np.int64) * num_classes + preds[valid]
     return np.bincount(code, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -72,7 +74,7 @@ def evaluate(model, tfrecord_dir, split: str, num_classes: int, ignore_label: in
         cm += confusion_matrix(batch["label"].numpy(), preds, num_classes, ignore_label)
         n += int(batch["image"].shape[0])
     if n == 0:
-        raise ValueError(f"split '{split}' in {tfrecord_dir} has no examples")
+        raise BadInput(f"split '{split}' in {tfrecord_dir} has no examples")
     miou, iou = iou_from_confusion(cm)
     return {"miou": miou, "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
             "confusion_matrix": cm.tolist(), "images": n}

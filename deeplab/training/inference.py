@@ -13,6 +13,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 
 class Predictor:
     """Wraps a Keras DeepLab model for probability inference.
@@ -27,7 +29,7 @@ class Predictor:
         import tensorflow as tf
 
         if not 0 < inference_scale <= 4:
-            raise ValueError(f"inference_scale must be in (0, 4], got {inference_scale}")
+            raise BadInput(f"inference_scale must be in (0, 4], got {inference_scale}")
         self.model = model
         self.scale = float(inference_scale)
         self.batch_size = max(1, int(batch_size))

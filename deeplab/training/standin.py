@@ -31,6 +31,7 @@ import numpy as np
 
 from deeplab import io_utils
 from deeplab.datasets.cityscapes_labels import CATEGORY_NAMES, TRAIN_ID_TO_CATEGORY
+from deeplab.errors import BadInput
 from deeplab.paths import MODELS_DIR
 
 # The generator seed of the stand-in's scenes: the pools use their own (0 by default), and
@@ -61,9 +62,9 @@ class StandinConfig:
         for name in ("num_images", "num_val", "steps", "crop_size", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"stand-in: {name} must be a positive integer, got {v!r}")
+                raise BadInput(f"stand-in: {name} must be a positive integer, got {v!r}")
         if self.base_learning_rate <= 0:
-            raise ValueError(f"stand-in: base_learning_rate must be > 0, got {self.base_learning_rate}")
+            raise BadInput(f"stand-in: base_learning_rate must be > 0, got {self.base_learning_rate}")
         return self
 
 

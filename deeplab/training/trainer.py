@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from deeplab import io_utils
+from deeplab.errors import BadInput, CannotContinue, MissingFile, Unavailable
 from deeplab.model import ModelOptions
 from deeplab.paths import require_checkpoint
 
@@ -72,7 +73,7 @@ def choose_strategy(name: str = "auto"):
     import tensorflow as tf
 
     if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy '{name}'; valid: {', '.join(STRATEGIES)}")
+        raise BadInput(f"unknown strategy '{name}'; valid: {', '.join(STRATEGIES)}")
     if name == "multi_worker" or (name == "auto" and os.environ.get("TF_CONFIG")):
         # Must come before anything initialises the TensorFlow context.
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -165,9 +166,9 @@ def apply_multipliers(grads, multipliers: list[float]):
 
 def _check(config: TrainConfig):
     if config.training_number_of_steps < 1:
-        raise ValueError(f"training_number_of_steps must be >= 1, got {config.training_number_of_steps}")
+        raise BadInput(f"training_number_of_steps must be >= 1, got {config.training_number_of_steps}")
     if config.train_batch_size < 1:
-        raise ValueError(f"train_batch_size must be >= 1, got {config.train_batch_size}")
+        raise BadInput(f"train_batch_size must be >= 1, got {config.train_batch_size}")
     if config.tf_initial_checkpoint:
         require_checkpoint(config.tf_initial_checkpoint, "tf_initial_checkpoint")
 
@@ -182,8 +183,8 @@ def _remove_partial_saves(ckpt_dir: Path) -> None:
 
 
 def _save(manager, ckpt_dir: Path, number: int) -> None:
-    """A checkpoint, or an OSError naming the folder and the fix (a full disk: TensorFlow's
-    ResourceExhaustedError); the partial save is removed."""
+    """A checkpoint, or an `Unavailable` (an OSError) naming the folder and the fix (a full disk:
+    TensorFlow's ResourceExhaustedError); the partial save is removed."""
     import tensorflow as tf
 
     try:
@@ -191,9 +192,9 @@ def _save(manager, ckpt_dir: Path, number: int) -> None:
     except (tf.errors.OpError, OSError) as e:
         _remove_partial_saves(ckpt_dir)
         why = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
-        raise OSError(getattr(e, "errno", None) or 0, f"cannot write checkpoint {number} into "
-                      f"{ckpt_dir} ({why}): free space and run again; training resumes from its "
-                      "last checkpoint") from None
+        raise Unavailable(getattr(e, "errno", None) or 0, f"cannot write checkpoint {number} into "
+                          f"{ckpt_dir} ({why}): free space and run again; training resumes from its "
+                          "last checkpoint") from None
 
 
 def _restore(ckpt, path: str, ckpt_dir: Path) -> None:
@@ -206,9 +207,9 @@ def _restore(ckpt, path: str, ckpt_dir: Path) -> None:
     # a cut file: IndexError ("Read less bytes than requested"); a flipped byte: DataLossError
     except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
         why = getattr(e, "message", None) or str(e)
-        raise RuntimeError(f"checkpoint {path} is damaged ({why.splitlines()[0][:200]}): delete its "
-                           f"files ({path}.*) to resume from the checkpoint before it, or delete "
-                           f"{ckpt_dir} to train the round again from its start") from None
+        raise CannotContinue(f"checkpoint {path} is damaged ({why.splitlines()[0][:200]}): delete its "
+                             f"files ({path}.*) to resume from the checkpoint before it, or delete "
+                             f"{ckpt_dir} to train the round again from its start") from None
 
 
 def _already_done(config: TrainConfig, logdir: Path) -> dict | None:
@@ -242,7 +243,7 @@ def _runtime(config: TrainConfig):
         keras.mixed_precision.set_global_policy("mixed_float16")
     replicas = strategy.num_replicas_in_sync
     if config.train_batch_size % replicas:
-        raise ValueError(
+        raise BadInput(
             f"train_batch_size {config.train_batch_size} is not divisible by the "
             f"{replicas} replicas")
     return strategy
@@ -457,11 +458,11 @@ def load_trained(logdir: str | Path):
     logdir = Path(logdir)
     weights = logdir / FINAL_WEIGHTS
     if not weights.is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"{weights} does not exist: training in {logdir} has not finished (run it again to resume)")
     options = ModelOptions.from_json((logdir / OPTIONS_FILE).read_text())
     model = build_model(options)
     report = checkpoints.load_weights(model, weights)
     if report.missing:
-        raise ValueError(f"{weights} lacks {len(report.missing)} variables, e.g. {report.missing[:3]}")
+        raise BadInput(f"{weights} lacks {len(report.missing)} variables, e.g. {report.missing[:3]}")
     return model, options

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deeplab.errors import BadInput
+
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of a weights `.npz`; a damaged file is a ValueError naming it and the fix."""
+    """Every array of a weights `.npz`; a damaged file is a BadInput naming it and the fix."""
     from deeplab.io_utils import NPZ_DAMAGE
 
     path = Path(path)
@@ -23,4 +25,4 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
         else:
             fix = ("copy it again from where it came from, or convert the checkpoint again "
                    "(python scripts/convert_checkpoint.py)")
-        raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}): {fix}") from None
+        raise BadInput(f"weights file {path} is damaged ({type(e).__name__}: {e}): {fix}") from None
