@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 from pathlib import Path
 
 from deeplab.datasets import DATASET_NAMES, get_dataset
-from deeplab.errors import BadInput, MissingFile, UserError
+from deeplab.errors import BadInput, MissingFile, Unavailable, UserError
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +177,22 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
 # it keeps its traceback.
 EXPECTED_ERRORS = UserError
 DEBUG_ENV = "AL_DEBUG"
+# The one OSError shown the same way: the system's refusal of a file it names (a full disk or
+# quota, no permission, a read-only file system), raised wherever a file is written or read. It
+# is the machine's state, never a defect, and it names its file.
+REFUSED = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (a disk quota)",
+           errno.EACCES: "give this user access to it", errno.EPERM: "give this user access to it",
+           errno.EROFS: "choose a writable place"}
+
+
+def user_error(e: BaseException) -> UserError | None:
+    """`e` as the one-line error a user can fix, or None for a defect (it keeps its traceback)."""
+    if isinstance(e, EXPECTED_ERRORS):
+        return e
+    if isinstance(e, OSError) and e.errno in REFUSED and e.filename:
+        return Unavailable(e.errno, f"{e.filename}: {e.strerror}; {REFUSED[e.errno]} and run again "
+                                    "(what is saved stays saved)")
+    return None
 
 
 DRIVER_ENV = "AL_DRIVER_PID"  # set by bash_files/settings.sh: the driver's shell
@@ -217,10 +234,11 @@ def guarded(fn, *args, what: str = "error") -> int:
         print(f"\nstopped{where}: what is saved stays saved; run it again to continue",
               file=sys.stderr)
         return 130
-    except EXPECTED_ERRORS as e:
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    except Exception as e:  # noqa: BLE001 (anything but a user's error is raised again)
+        shown = user_error(e)
+        if shown is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
-        message = str(e).strip() or type(e).__name__
+        message = str(shown).strip() or type(shown).__name__
         print(f"{what}: {message} ({DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
         return 2
 

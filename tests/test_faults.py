@@ -426,7 +426,8 @@ def test_only_expected_errors_are_one_line(capsys):
     disk, a job's state, a missing optional package) are one line and exit status 2, and each is
     still the built-in error it names; anything else keeps its traceback: a defect (KeyError,
     ZeroDivisionError, TypeError) and a library's own ValueError or OSError that the code did not
-    turn into a named error."""
+    turn into a named error. The one OSError shown as one line is the system's refusal of a file
+    it names (a full disk, no permission)."""
     from deeplab import cli, errors
 
     def fails(e):
@@ -443,7 +444,16 @@ def test_only_expected_errors_are_one_line(capsys):
         assert cli.guarded(fails(e), what="stage") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(e) in err[0]
+    # the system's refusal of a file it names: the machine's state, one line naming the file
+    import errno
+
+    for e in (PermissionError(errno.EACCES, "Permission denied", "/w/job/config.json"),
+              OSError(errno.ENOSPC, "No space left on device", "/w/job/round_00/labels/a.png")):
+        assert cli.guarded(fails(e), what="stage") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and e.filename in err[0] and e.strerror in err[0]
     for e in (KeyError("k"), ZeroDivisionError("z"), TypeError("t"), IndexError("i"),
-              ValueError("operands could not be broadcast"), OSError("a library's own")):
+              ValueError("operands could not be broadcast"), OSError("a library's own"),
+              OSError(errno.ENOSPC, "No space left on device")):  # no file named: not shown as one
         with pytest.raises(type(e)):
             cli.guarded(fails(e))
