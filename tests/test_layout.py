@@ -169,10 +169,11 @@ def test_public_import_paths(path):
 
 
 def test_the_code_raises_named_errors_for_what_a_user_can_fix():
-    """What the scripts print as one line is `deeplab.errors.UserError` alone (cli.EXPECTED_ERRORS):
-    a bare ValueError, OSError, RuntimeError, FileNotFoundError or ImportError raised by this code
-    would show a traceback to the user instead; raise the named error (BadInput, MissingFile,
-    Unavailable, CannotContinue, MissingPackage), or, for a defect, an AssertionError."""
+    """What the scripts print as one line is `deeplab.errors.UserError` (cli.EXPECTED_ERRORS; besides
+    it only the system's refusal of a file it names, cli.user_error): a bare ValueError, OSError,
+    RuntimeError, FileNotFoundError or ImportError raised by this code would show a traceback to the
+    user instead; raise the named error (BadInput, MissingFile, Unavailable, CannotContinue,
+    MissingPackage), or, for a defect, an AssertionError."""
     from deeplab import cli, errors
 
     assert cli.EXPECTED_ERRORS is errors.UserError
