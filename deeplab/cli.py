@@ -177,12 +177,15 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
 # it keeps its traceback.
 EXPECTED_ERRORS = UserError
 DEBUG_ENV = "AL_DEBUG"
-# The one OSError shown the same way: the system's refusal of a file it names (a full disk or
-# quota, no permission, a read-only file system), raised wherever a file is written or read. It
-# is the machine's state, never a defect, and it names its file.
+# The one OSError shown the same way: the system's refusal of a path it names (a full disk or
+# quota, no permission, a read-only file system, a folder that cannot be made), raised wherever a
+# file is written or read. It is the machine's state or a setting's path, and it names the path.
 REFUSED = {errno.ENOSPC: "free space", errno.EDQUOT: "free space (a disk quota)",
            errno.EACCES: "give this user access to it", errno.EPERM: "give this user access to it",
-           errno.EROFS: "choose a writable place"}
+           errno.EROFS: "choose a writable place",
+           errno.ENOENT: "check the path (WORK_DIR, DATA_DIR or CACHE_DIR may name a place that "
+                         "cannot be made)",
+           errno.ENOTDIR: "check the path (a part of it is a file)"}
 
 
 def user_error(e: BaseException) -> UserError | None:
@@ -190,8 +193,8 @@ def user_error(e: BaseException) -> UserError | None:
     if isinstance(e, EXPECTED_ERRORS):
         return e
     if isinstance(e, OSError) and e.errno in REFUSED and e.filename:
-        return Unavailable(e.errno, f"{e.filename}: {e.strerror}; {REFUSED[e.errno]} and run again "
-                                    "(what is saved stays saved)")
+        return Unavailable(f"{e.filename}: {e.strerror}; {REFUSED[e.errno]} and run again (what "
+                           "is saved stays saved)")
     return None
 
 

@@ -448,7 +448,8 @@ def test_only_expected_errors_are_one_line(capsys):
     import errno
 
     for e in (PermissionError(errno.EACCES, "Permission denied", "/w/job/config.json"),
-              OSError(errno.ENOSPC, "No space left on device", "/w/job/round_00/labels/a.png")):
+              OSError(errno.ENOSPC, "No space left on device", "/w/job/round_00/labels/a.png"),
+              FileNotFoundError(errno.ENOENT, "No such file or directory", "/proc/work")):
         assert cli.guarded(fails(e), what="stage") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and e.filename in err[0] and e.strerror in err[0]
