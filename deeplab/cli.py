@@ -172,9 +172,9 @@ def add_round_flags(parser: argparse.ArgumentParser) -> None:
 
 # The one class of errors a user can fix (bad input, a missing or damaged file, a setting the data
 # cannot hold, a ledger that disagrees with the job, a full disk, a port in use, a missing optional
-# package): one line naming the file or value and the fix. Anything else, a library's own
-# ValueError or OSError included, is a defect of this code (or an error it does not name yet):
-# it keeps its traceback.
+# package): one line naming the file or value and the fix. Anything else but the refusals below,
+# a library's own ValueError or OSError included, is a defect of this code (or an error it does
+# not name yet): it keeps its traceback.
 EXPECTED_ERRORS = UserError
 DEBUG_ENV = "AL_DEBUG"
 # The one OSError shown the same way: the system's refusal of a path it names (a full disk or
