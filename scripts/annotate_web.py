@@ -16,7 +16,6 @@ import os
 import sys
 
 from deeplab import cli
-from deeplab.errors import UserError
 
 
 def main(argv=None) -> int:
@@ -45,9 +44,6 @@ def main(argv=None) -> int:
         print("\nstopped: every answer given so far is saved; run the same command to continue",
               file=sys.stderr)
         return 130
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.errors import UserError
     from deeplab.training.standin import StandinConfig, build
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,12 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--models_dir", default=None, help="where the .npz goes (default: models/)")
     args = vars(p.parse_args(argv))
     work_dir, models_dir = args.pop("work_dir"), args.pop("models_dir")
-    try:
-        config = StandinConfig(**args)
-        path = build(config, work_dir, **({"models_dir": models_dir} if models_dir else {}))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = StandinConfig(**args)
+    path = build(config, work_dir, **({"models_dir": models_dir} if models_dir else {}))
     print(path)
     return 0
 

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
-from deeplab.errors import UserError
 
 
 def main(argv=None) -> int:
@@ -48,12 +47,8 @@ def main(argv=None) -> int:
                 continue
             samples = descriptor.list_split(root, split)
             if args.label_dir is None:
-                try:
-                    descriptor.require_labels(samples, split, f"TFRecords of the {split} split",
-                                              "Add the labels, or pass --label_dir")
-                except UserError as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    return 2
+                descriptor.require_labels(samples, split, f"TFRecords of the {split} split",
+                                          "Add the labels, or pass --label_dir")
             if args.skip_existing:
                 names = [s.name for s in samples]
                 damaged = tfrecord.meta_matches(out, split, names) and tfrecord.damaged_shards(out, split)

@@ -11,7 +11,6 @@ import sys
 
 
 def main(argv=None) -> int:
-    from deeplab.errors import UserError
     from deeplab.experiment import compare
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,43 +48,39 @@ def main(argv=None) -> int:
     m.add_argument("--arms", required=True)
     m.add_argument("--running_since", type=int, default=None)
     args = p.parse_args(argv)
-    try:
-        if args.command == "check":
-            compare.check_arms(args.arms.split())
-            compare.check_seeds(args.seeds.split())
-            compare.check_budgets(args.budgets.split())
-        elif args.command == "budget_folder":
-            print(compare.budget_folder(args.budget))
-        elif args.command == "arm":
-            print(compare.arm_settings(args.name, args.reference_dir))
-        elif args.command == "share":
-            print(compare.share_warm_up(args.source, args.job_dir))
-        elif args.command == "budget_seeds":
-            from pathlib import Path
+    if args.command == "check":
+        compare.check_arms(args.arms.split())
+        compare.check_seeds(args.seeds.split())
+        compare.check_budgets(args.budgets.split())
+    elif args.command == "budget_folder":
+        print(compare.budget_folder(args.budget))
+    elif args.command == "arm":
+        print(compare.arm_settings(args.name, args.reference_dir))
+    elif args.command == "share":
+        print(compare.share_warm_up(args.source, args.job_dir))
+    elif args.command == "budget_seeds":
+        from pathlib import Path
 
-            from deeplab.experiment import budget_map
+        from deeplab.experiment import budget_map
 
-            found = budget_map.budget_seeds(Path(args.compare_dir), args.arms.split())
-            given = compare.check_seeds(args.seeds.split()) if args.seeds.split() else []
-            print(" ".join(map(str, sorted(set(found) | set(given)))))
-        elif args.command == "budget_map":
-            from deeplab.experiment import budget_map
+        found = budget_map.budget_seeds(Path(args.compare_dir), args.arms.split())
+        given = compare.check_seeds(args.seeds.split()) if args.seeds.split() else []
+        print(" ".join(map(str, sorted(set(found) | set(given)))))
+    elif args.command == "budget_map":
+        from deeplab.experiment import budget_map
 
-            print(budget_map.write_budget_map(args.compare_dir, args.budgets.split(),
-                                              compare.check_arms(args.arms.split()),
-                                              args.running_since))
-            for name in ("budget_map.csv", "budget_map.png", "budget_map.md"):
-                print(f"{args.compare_dir}/{name}")
-        else:
-            md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
-                                      compare.check_seeds(args.seeds.split()), args.title,
-                                      args.onednn, args.running_since, args.reference_dir or None)
-            print(md)
-            for name in ("comparison.csv", "comparison.png", "comparison.md"):
-                print(f"{args.compare_dir}/{name}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(budget_map.write_budget_map(args.compare_dir, args.budgets.split(),
+                                          compare.check_arms(args.arms.split()),
+                                          args.running_since))
+        for name in ("budget_map.csv", "budget_map.png", "budget_map.md"):
+            print(f"{args.compare_dir}/{name}")
+    else:
+        md = compare.write_report(args.compare_dir, compare.check_arms(args.arms.split()),
+                                  compare.check_seeds(args.seeds.split()), args.title,
+                                  args.onednn, args.running_since, args.reference_dir or None)
+        print(md)
+        for name in ("comparison.csv", "comparison.png", "comparison.md"):
+            print(f"{args.compare_dir}/{name}")
     return 0
 
 

@@ -44,7 +44,6 @@ WHO = {"oracle": "the oracle", "human": "people in a browser",
 
 
 def main(argv=None) -> int:
-    from deeplab.errors import UserError
     from deeplab.experiment import settings as table
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
@@ -62,44 +61,36 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     work_dir = args.work_dir
     settings = {"job_dir": args.job_dir}
-    try:
-        for s in table.TABLE:
-            text = getattr(args, s.field, None) if s.field else None
-            if text is None:
-                continue
-            if s.field == "clicks_per_round":
-                settings["clicks_per_round"], settings["clicks_percent"] = table.parse_budget(text)
-            else:
-                settings[s.field] = table.parse_value(s, text)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for s in table.TABLE:
+        text = getattr(args, s.field, None) if s.field else None
+        if text is None:
+            continue
+        if s.field == "clicks_per_round":
+            settings["clicks_per_round"], settings["clicks_percent"] = table.parse_budget(text)
+        else:
+            settings[s.field] = table.parse_value(s, text)
     if not settings.get("cache_dir") and work_dir is not None:
         settings["cache_dir"] = str(Path(work_dir) / "cache")
-    try:
-        config = ExperimentConfig(**settings).validate()
-        exp = Experiment(config)
-        _check_job_dir(Path(config.job_dir), work_dir, exp.data_root)
-        from deeplab import cli
+    config = ExperimentConfig(**settings).validate()
+    exp = Experiment(config)
+    _check_job_dir(Path(config.job_dir), work_dir, exp.data_root)
+    from deeplab import cli
 
-        # Generates the synthetic set on first use; checks that the data exist.
-        cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=config.dataset_dir))
-        train = exp.samples
-        if config.annotator == "oracle":
-            exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
-        if config.regions == "oracle":
-            exp.require_labels("REGIONS=oracle")
-        if exp.evaluable:
-            exp.descriptor.require_labels(
-                exp.descriptor.list_split(exp.data_root, "val"), "val", "evaluation",
-                f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
-                "to run without evaluation")
-        exp.check_splits()
-        _check_superpixels(exp)
-        config.save_or_check()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # Generates the synthetic set on first use; checks that the data exist.
+    cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=config.dataset_dir))
+    train = exp.samples
+    if config.annotator == "oracle":
+        exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
+    if config.regions == "oracle":
+        exp.require_labels("REGIONS=oracle")
+    if exp.evaluable:
+        exp.descriptor.require_labels(
+            exp.descriptor.list_split(exp.data_root, "val"), "val", "evaluation",
+            f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
+            "to run without evaluation")
+    exp.check_splits()
+    _check_superpixels(exp)
+    config.save_or_check()
     budget = f"clicks on {config.clicks_percent:g}% of the base superpixels" if config.clicks_percent \
         else f"{config.clicks_per_round} clicks"
     print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images), "

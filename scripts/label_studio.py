@@ -27,7 +27,7 @@ import json
 import sys
 
 from deeplab import cli
-from deeplab.errors import BadInput, UserError
+from deeplab.errors import BadInput
 
 
 def main(argv=None) -> int:
@@ -58,23 +58,19 @@ def main(argv=None) -> int:
     from deeplab.annotate import label_studio
     from deeplab.experiment.job import Experiment
 
-    try:
-        exp = Experiment.open(args.job_dir)
-        if args.command == "export":
-            out = args.out or exp.round_dir(args.round) / "label_studio" / "tasks.json"
-            info = label_studio.export_round(exp, args.round, out, args.image_url_prefix,
-                                             args.document_root, only_unanswered=not args.all)
-        else:
-            if exp.done(args.round, "annotate"):
-                raise BadInput(f"round {args.round}'s answers stage is complete; its answers are final")
-            info = label_studio.import_round(exp, args.round, args.file)
-            left = info["asked"] - info["answered"]
-            info["next"] = (f"{left} regions are still unanswered: import more, or answer them on the "
-                            "page (the driver serves it)") if left else \
-                "every region is answered: run the driver again to continue"
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    exp = Experiment.open(args.job_dir)
+    if args.command == "export":
+        out = args.out or exp.round_dir(args.round) / "label_studio" / "tasks.json"
+        info = label_studio.export_round(exp, args.round, out, args.image_url_prefix,
+                                         args.document_root, only_unanswered=not args.all)
+    else:
+        if exp.done(args.round, "annotate"):
+            raise BadInput(f"round {args.round}'s answers stage is complete; its answers are final")
+        info = label_studio.import_round(exp, args.round, args.file)
+        left = info["asked"] - info["answered"]
+        info["next"] = (f"{left} regions are still unanswered: import more, or answer them on the "
+                        "page (the driver serves it)") if left else \
+            "every region is answered: run the driver again to continue"
     print(json.dumps(info, indent=1))
     return 0
 

@@ -29,6 +29,12 @@ from deeplab.paths import require_checkpoint
 STAGES = ("regions", "select", "annotate", "data", "train", "eval")
 
 
+def read_cost_model(path) -> "acquisition.MeasuredCost":
+    """The measured cost model in CLICK_COST_MODEL, or a BadInput naming the file and the fix."""
+    return acquisition.MeasuredCost.from_json(
+        io_utils.read_json_object(path, "fit it again (scripts/fit_cost_model.py)"))
+
+
 class _Config:
     """The methods of ExperimentConfig; its fields are the table's (deeplab.experiment.settings)."""
 
@@ -57,8 +63,7 @@ class _Config:
                 raise MissingFile(
                     f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
                     f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
-            acquisition.MeasuredCost.from_json(io_utils.read_json_object(
-                self.click_cost_model, "fit it again (scripts/fit_cost_model.py)"))
+            read_cost_model(self.click_cost_model)
         return self
 
     # ------------------------------------------------------------------ persistence

@@ -41,7 +41,7 @@ from deeplab.datasets.descriptors import DatasetDescriptor, Sample
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.cache import DataCache
-from deeplab.experiment.config import ExperimentConfig
+from deeplab.experiment.config import ExperimentConfig, read_cost_model
 
 
 class Experiment:
@@ -99,8 +99,7 @@ class Experiment:
 
     def cost_model(self) -> "acquisition.MeasuredCost":
         """The measured cost model of COST_MODEL=measured (CLICK_COST_MODEL)."""
-        return acquisition.MeasuredCost.from_json(io_utils.read_json_object(
-            self.config.click_cost_model, "fit it again (scripts/fit_cost_model.py)"))
+        return read_cost_model(self.config.click_cost_model)
 
     def check_splits(self) -> None:
         """Refuses a val image that is also in the train pool (it would be evaluated on its
