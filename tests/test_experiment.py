@@ -501,7 +501,7 @@ def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, 
                 "--work_dir", str(work), "--superpixel_method", "slic"]
         for k, v in flags.items():
             argv += [f"--{k}", str(v)]
-        code = init.main(argv)
+        code = cli.guarded(init.main, argv)  # as `python scripts/init_experiment.py` runs it
         return code, capsys.readouterr().err
 
     (root / "splits" / "train.txt").write_text("\n".join(train_list + train_list[:1] * 2) + "\n")
