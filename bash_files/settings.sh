@@ -7,8 +7,9 @@ if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.
   profile_values="$("${PYTHON:-python}" -m deeplab.experiment.config --profile "$SETTINGS_PROFILE" --bash)"
   eval "$profile_values"
 fi
-DATASET="${DATASET:-synthetic}"  # cityscapes | pascal_voc_seg | synthetic | folder: the data set's layout
+DATASET="${DATASET:-synthetic}"  # cityscapes | pascal_voc_seg | synthetic | camvid | folder: the data set's layout
 DATA_DIR="${DATA_DIR:-}"  # data root in that layout (empty: datasets/<name>; never written into)
+IMAGE_SCALE="${IMAGE_SCALE:-1.0}"  # the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into the cache; evaluation at that scale too
 WORK_DIR="${WORK_DIR:-work_dirs}"  # where jobs and the cache live
 JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR
 ROUNDS="${ROUNDS:-3}"  # rounds, the warm-up included (more may be added to a job)
@@ -52,16 +53,17 @@ LABEL_STUDIO_ROOT="${LABEL_STUDIO_ROOT:-/}"  # the server's LABEL_STUDIO_LOCAL_F
 LABEL_STUDIO_POLL_SECS="${LABEL_STUDIO_POLL_SECS:-5.0}"  # how often the answers stage asks Label Studio for new answers
 DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
-SETTINGS="DATASET DATA_DIR WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD NUM_SUPERPIXELS
-  REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL CLICK_COST_MODEL EPS
-  MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE BASE_LEARNING_RATE
-  BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS
-  EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT
-  PRESELECT LEASE_SECS LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON
-  LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED PYTHON"
+SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
+  NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
+  CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE
+  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START
+  FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS
+  DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS LABEL_STUDIO_URL
+  LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS
+  DROP_MISSING_ANSWERED PYTHON"
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
-    --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
+    --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
     --superpixel_method="$SUPERPIXEL_METHOD" --num_superpixels="$NUM_SUPERPIXELS" \
     --regions="$REGIONS" --acquisition="$ACQUISITION" --sieve="$SIEVE" \
     --review_share="$REVIEW_SHARE" --oracle_noise="$ORACLE_NOISE" --cost_model="$COST_MODEL" \

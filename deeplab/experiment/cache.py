@@ -2,8 +2,10 @@
 a data root and settings, shared by every job that uses the same data and settings, and never
 written into the data root (often a shared, read-only mount).
 
-Layout: `{cache_root}/{dataset}-{digest of the data root's absolute path}/`
-  source.json                          which data root this folder derives from
+Layout: `{cache_root}/{dataset}-{digest of the data root's absolute path}[-x{IMAGE_SCALE}]/`
+  source.json                          which data root (and scale) this folder derives from
+  scaled/images/, scaled/labels/       at IMAGE_SCALE != 1: the resized images and train-id
+                                       labels, mirroring their paths below the data root
   superpixels/{method}_{n|s}{count}/{split}/{name}.npz
   superpixels/oracle/{split}/{name}.npz
   tfrecord/val-*-of-*.tfrecord, val.meta.json
@@ -30,11 +32,13 @@ def superpixel_tag(method: str, num_superpixels: int | None = 0, superpixel_size
 class DataCache:
     """Derived data of one data root under `cache_root`."""
 
-    def __init__(self, cache_root: Path | str, dataset: str, data_root: Path | str):
+    def __init__(self, cache_root: Path | str, dataset: str, data_root: Path | str,
+                 image_scale: float = 1.0):
         data_root = Path(data_root).resolve()
         digest = hashlib.sha1(str(data_root).encode()).hexdigest()[:10]
-        self.root = Path(cache_root) / f"{dataset}-{digest}"
-        self.dataset, self.data_root = dataset, data_root
+        scale = "" if image_scale == 1 else f"-x{image_scale:g}"
+        self.root = Path(cache_root) / f"{dataset}-{digest}{scale}"
+        self.dataset, self.data_root, self.image_scale = dataset, data_root, image_scale
         self._marked = False
 
     def _mark_source(self) -> None:
@@ -42,7 +46,8 @@ class DataCache:
             return
         source = self.root / "source.json"
         if not source.is_file():
-            io_utils.write_json(source, {"dataset": self.dataset, "data_root": str(self.data_root)})
+            io_utils.write_json(source, {"dataset": self.dataset, "data_root": str(self.data_root),
+                                         "image_scale": self.image_scale})
         self._marked = True
 
     def base_dir(self, method: str, num_superpixels: int | None = 0,
@@ -53,6 +58,12 @@ class DataCache:
     def oracle_dir(self, split: str = "train") -> Path:
         self._mark_source()
         return self.root / "superpixels" / "oracle" / split
+
+    @property
+    def scaled_dir(self) -> Path:
+        """The resized images and labels of IMAGE_SCALE != 1 (deeplab.datasets.scaled)."""
+        self._mark_source()
+        return self.root / "scaled"
 
     @property
     def tfrecord_dir(self) -> Path:

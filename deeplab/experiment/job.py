@@ -38,6 +38,7 @@ from deeplab.active import acquisition
 from deeplab.active import regions as R
 from deeplab.datasets import get_dataset
 from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.datasets.scaled import ScaledDataset
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.cache import DataCache
@@ -53,7 +54,9 @@ class Experiment:
         self.descriptor: DatasetDescriptor = get_dataset(config.dataset, config.dataset_dir or None)
         self.data_root = Path(config.dataset_dir) if config.dataset_dir else self.descriptor.default_root()
         self.cache = DataCache(Path(config.cache_dir) if config.cache_dir else self.job_dir.parent / "cache",
-                               config.dataset, self.data_root)
+                               config.dataset, self.data_root, config.image_scale)
+        if config.image_scale != 1:  # every stage reads the resized copies in the cache
+            self.descriptor = ScaledDataset(self.descriptor, config.image_scale, self.cache.scaled_dir)
         self.ledger = ledger.Ledger(self.job_dir / "ledger.jsonl", check=self._check_ledger)
         self._samples = None
 

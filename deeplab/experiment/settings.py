@@ -97,6 +97,9 @@ S = Setting
 TABLE: tuple[Setting, ...] = (
     S("dataset", "DATASET", str, "synthetic", "the data set's layout", choices=DATASET_NAMES),
     S("dataset_dir", "DATA_DIR", str, "", "data root in that layout (empty: datasets/<name>; never written into)"),
+    S("image_scale", "IMAGE_SCALE", float, 1.0,
+      "the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into "
+      "the cache; evaluation at that scale too", low=0, high=4, low_open=True),
     S(None, "WORK_DIR", str, "work_dirs", "where jobs and the cache live"),
     S(None, "JOB_NAME", str, "demo", "the job's folder under WORK_DIR"),
     S("rounds", "ROUNDS", int, 3, "rounds, the warm-up included (more may be added to a job)", low=1, binds=RUN),

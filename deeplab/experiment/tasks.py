@@ -142,9 +142,10 @@ def shard_items(items: Sequence, shard: tuple[int, int] | None) -> list:
 
 
 # ---------------------------------------------------------------------------- base and oracle maps
-def base_task(task: BaseTask) -> int | None:
-    """Base superpixels of one image -> its map file; returns the region count. With `verify`,
-    a map already there is kept if it reads whole (None) and computed again if it is damaged."""
+def base_task(task: BaseTask) -> tuple[int, int] | None:
+    """Base superpixels of one image -> its map file; returns (regions made, regions asked).
+    With `verify`, a map already there is kept if it reads whole (None) and computed again if it
+    is damaged."""
     if task.verify and region_maps.readable(task.out):
         return None
     image = task.descriptor.read_image(task.sample)
@@ -154,7 +155,7 @@ def base_task(task: BaseTask) -> int | None:
     region_maps.save(task.out, regions)
     if task.overlay_dir:
         io_utils.write_png(Path(task.overlay_dir) / f"{task.sample.name}.png", superpixels.overlay(image, regions))
-    return int(regions.max()) + 1
+    return int(regions.max()) + 1, int(n)
 
 
 def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: Path | str,
@@ -162,7 +163,10 @@ def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: 
                  n_segments: int | None = None, executor: Executor | None = None,
                  shard: tuple[int, int] | None = None, overlay_dir: Path | str | None = None,
                  progress: bool = True) -> dict:
-    """Base superpixels for every sample (skipping maps already written). Returns a summary."""
+    """Base superpixels for every sample (skipping maps already written). Returns a summary:
+    maps `written` and `skipped`, and over the written ones `mean_regions` (made per image) and
+    `mean_asked`; `count_warning` where they made fewer than asked by more than
+    superpixels.COUNT_TOLERANCE (the method cannot make that many on these images)."""
     if method not in superpixels.METHODS:
         raise BadInput(f"unknown superpixel method '{method}'; valid: {', '.join(superpixels.METHODS)}")
     mine = shard_items(samples, shard)
@@ -176,10 +180,30 @@ def extract_base(descriptor: DatasetDescriptor, samples: list[Sample], out_dir: 
     for path in rebuilt:
         print(f"rebuilt the damaged base map {path}")
     out = {"written": len(written), "skipped": len(mine) - len(written),
-           "mean_regions": float(np.mean(written)) if written else None}
+           "mean_regions": float(np.mean([c[0] for c in written])) if written else None,
+           "mean_asked": float(np.mean([c[1] for c in written])) if written else None}
     if rebuilt:
         out["rebuilt_damaged"] = len(rebuilt)
+    if written and out["mean_regions"] < (1 - superpixels.COUNT_TOLERANCE) * out["mean_asked"]:
+        setting = "NUM_SUPERPIXELS" if n_segments else "superpixel_size_px (or NUM_SUPERPIXELS)"
+        out["count_warning"] = (
+            f"{method.upper()} made {out['mean_regions']:.1f} superpixels per image of the "
+            f"{out['mean_asked']:.1f} asked ({100 * out['mean_regions'] / out['mean_asked']:.0f} %): "
+            f"the images are too small for that many; lower {setting} or raise IMAGE_SCALE")
     return out
+
+
+def describe_extraction(summary: dict, split: str = "train") -> str:
+    """One line in words for the summary of extract_base (or extract_oracle)."""
+    text = f"{split}: {summary['written']} maps written, {summary.get('skipped', 0)} already there"
+    if summary.get("mean_regions") is not None:
+        text += f"; {summary['mean_regions']:.1f} regions per image"
+        if summary.get("mean_asked"):
+            share = 100 * summary["mean_regions"] / summary["mean_asked"]
+            text += f" ({summary['mean_asked']:.1f} asked, {share:.0f} %)"
+    if summary.get("rebuilt_damaged"):
+        text += f"; {summary['rebuilt_damaged']} damaged maps rebuilt"
+    return text
 
 
 def oracle_task(task: OracleTask) -> int:
@@ -194,7 +218,8 @@ def extract_oracle(descriptor: DatasetDescriptor, samples: list[Sample], out_dir
     todo = [OracleTask(descriptor, s, region_maps.path(out_dir, s.name))
             for s in shard_items(samples, shard) if not region_maps.path(out_dir, s.name).is_file()]
     counts = (executor or LocalExecutor()).map(oracle_task, todo, "oracle superpixels", progress)
-    return {"written": len(todo), "mean_regions": float(np.mean(counts)) if counts else None}
+    return {"written": len(todo), "skipped": len(shard_items(samples, shard)) - len(todo),
+            "mean_regions": float(np.mean(counts)) if counts else None}
 
 
 def region_quality(descriptor: DatasetDescriptor, samples: list[Sample], region_dir: Path | str) -> dict:
