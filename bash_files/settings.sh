@@ -32,6 +32,7 @@ TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-129}"  # training crop (square; 4k+1 keeps s
 TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"  # training batch (over all replicas)
 BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"  # poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights
 BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # batch norm's moving-average decay (0.9997 from ImageNet weights)
+CLASS_WEIGHTS="${CLASS_WEIGHTS:-none}"  # none | median_frequency | sqrt_median_frequency: per-class loss weights from the round's training labels (median_frequency: SegNet's for CamVid)
 INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"  # initial weights: converted ImageNet weights (.npz) or a TF1 checkpoint
 WARM_START="${WARM_START:-0}"  # each round starts from the previous round's weights
 FINE_TUNE_BATCH_NORM="${FINE_TUNE_BATCH_NORM:-1}"  # 0: freeze batch norm's statistics (small batches)
@@ -56,7 +57,7 @@ PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
   NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
   CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE
-  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY INIT_CHECKPOINT WARM_START
+  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY CLASS_WEIGHTS INIT_CHECKPOINT WARM_START
   FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS
   DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS LABEL_STUDIO_URL
   LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS
@@ -71,12 +72,13 @@ init_experiment() {
     --seed="$SEED" --model_variant="$MODEL_VARIANT" --train_steps="$TRAIN_STEPS" \
     --train_crop_size="$TRAIN_CROP_SIZE" --train_batch_size="$TRAIN_BATCH_SIZE" \
     --base_learning_rate="$BASE_LEARNING_RATE" --batch_norm_decay="$BATCH_NORM_DECAY" \
-    --init_checkpoint="$INIT_CHECKPOINT" --warm_start="$WARM_START" \
-    --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" --inference_scale="$INFERENCE_SCALE" \
-    --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" --cache_dir="$CACHE_DIR" \
-    --save_interval_secs="$SAVE_INTERVAL_SECS" --deterministic="$DETERMINISTIC" \
-    --annotator="$ANNOTATOR" --annotate_host="$ANNOTATE_HOST" \
-    --annotate_port="$ANNOTATE_PORT" --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
+    --class_weights="$CLASS_WEIGHTS" --init_checkpoint="$INIT_CHECKPOINT" \
+    --warm_start="$WARM_START" --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" \
+    --inference_scale="$INFERENCE_SCALE" --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" \
+    --cache_dir="$CACHE_DIR" --save_interval_secs="$SAVE_INTERVAL_SECS" \
+    --deterministic="$DETERMINISTIC" --annotator="$ANNOTATOR" \
+    --annotate_host="$ANNOTATE_HOST" --annotate_port="$ANNOTATE_PORT" \
+    --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
     --label_studio_url="$LABEL_STUDIO_URL" --label_studio_key_file="$LABEL_STUDIO_KEY_FILE" \
     --label_studio_python="$LABEL_STUDIO_PYTHON" --label_studio_root="$LABEL_STUDIO_ROOT" \
     --label_studio_poll_secs="$LABEL_STUDIO_POLL_SECS" \

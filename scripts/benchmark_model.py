@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     p.add_argument("--mixed_precision", action="store_true")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels and input order, as the AL drivers train by default")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also split a step's time into forward, backward, optimizer and input")
+    p.add_argument("--num_classes", type=int, default=19)
     args = p.parse_args(argv)
     import keras
     import tensorflow as tf
@@ -50,7 +53,7 @@ def main(argv=None) -> int:
     for cfg in args.configs:
         variant, crop, batch = cfg.split(":")
         crop, batch = int(crop), int(batch)
-        model = build_model(ModelOptions(num_classes=19, model_variant=variant))
+        model = build_model(ModelOptions(num_classes=args.num_classes, model_variant=variant))
         opt = keras.optimizers.SGD(0.001, momentum=0.9)
         opt.build(model.trainable_variables)
 
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
 
         rng = np.random.default_rng(0)
         x = tf.constant(rng.uniform(0, 255, (batch, crop, crop, 3)).astype(np.float32))
-        y = tf.constant(rng.integers(0, 19, (batch, crop, crop)).astype(np.int32))
+        y = tf.constant(rng.integers(0, args.num_classes, (batch, crop, crop)).astype(np.int32))
 
         def timed(fn, n):
             for _ in range(args.warmup):
@@ -93,6 +96,28 @@ def main(argv=None) -> int:
         share = max(0.0, 1 - t_model / t_fed)
         print(f"{variant:16s} {crop:5d} {batch:5d} {batch / t_model:12.2f} {batch / t_fed:10.2f} "
               f"{100 * share:10.1f}% {batch / t_infer:12.2f}")
+        if args.breakdown:
+            variables = model.trainable_variables
+
+            @tf.function
+            def forward(x, y):
+                s, n = masked_cross_entropy_sum(y, model(x, training=True))
+                return s / tf.maximum(n, 1.0)
+
+            @tf.function
+            def gradients(x, y):
+                with tf.GradientTape() as tape:
+                    s, n = masked_cross_entropy_sum(y, model(x, training=True))
+                    loss = s / tf.maximum(n, 1.0)
+                return tape.gradient(loss, variables)
+
+            t_fwd = timed(lambda: float(forward(x, y)), args.steps)
+            t_grad = timed(lambda: [g.numpy() for g in gradients(x, y)][:0], args.steps)
+            parts = {"input": t_fed - t_model, "forward": t_fwd, "backward": t_grad - t_fwd,
+                     "optimizer": t_model - t_grad}
+            print("  per step: " + ", ".join(
+                f"{k} {1000 * v:.0f} ms ({100 * v / t_fed:.0f} %)" for k, v in parts.items())
+                  + f"; total {1000 * t_fed:.0f} ms")
     return 0
 
 

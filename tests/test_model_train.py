@@ -469,3 +469,44 @@ def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tmp_path
 
     ea, eb = (evaluate(load_trained(d)[0], synth_tfrecords, "val", 19, progress=False) for d in (whole, killed))
     assert ea["miou"] == eb["miou"] and ea["confusion_matrix"] == eb["confusion_matrix"]
+
+
+def test_class_weights_against_a_literal_count():
+    """median_frequency from label_counts equals the definition computed image by image in a loop."""
+    from deeplab.training import class_weights as CW
+
+    rng = np.random.default_rng(0)
+    labels = [rng.choice([0, 1, 1, 1, 2, 255], size=(6, 7)) for _ in range(4)]
+    labels[1][:] = 1  # an image with one class only
+    C = 4  # class 3 never appears
+    class_px, image_px = np.zeros(C, int), np.zeros(C, int)
+    for lab in labels:
+        a, b = CW.label_counts(lab.astype(np.uint8), C)
+        class_px += a
+        image_px += b
+    freq = {}
+    for c in range(C):
+        px = sum(int((lab == c).sum()) for lab in labels)
+        seen = sum(int((lab != 255).sum()) for lab in labels if (lab == c).any())
+        if px:
+            freq[c] = px / seen
+    med = float(np.median(list(freq.values())))
+    expected = [med / freq[c] if c in freq else 1.0 for c in range(C)]
+    np.testing.assert_allclose(CW.weights(class_px, image_px, "median_frequency"), expected)
+    np.testing.assert_allclose(CW.weights(class_px, image_px, "sqrt_median_frequency"), np.sqrt(expected))
+    assert CW.weights(class_px, image_px, "none") is None
+    assert expected[1] < 1 < expected[0]  # the frequent class weighs less than the rare one
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        CW.weights(np.zeros(C), np.zeros(C), "median_frequency")
+
+
+def test_weighted_cross_entropy_weighs_each_pixel_by_its_class():
+    labels = np.array([[[0, 1], [2, 255]]], np.int32)
+    logits = tf.constant(np.random.default_rng(1).normal(size=(1, 2, 2, 3)).astype(np.float32))
+    s, n = masked_cross_entropy_sum(tf.constant(labels), logits)
+    ws, wn = masked_cross_entropy_sum(tf.constant(labels), logits, class_weights=(0.5, 2.0, 3.0))
+    lp = tf.nn.log_softmax(logits).numpy()[0]
+    terms = [-lp[0, 0, 0], -lp[0, 1, 1], -lp[1, 0, 2]]
+    assert float(n) == float(wn) == 3
+    np.testing.assert_allclose(float(s), sum(terms), rtol=1e-6)
+    np.testing.assert_allclose(float(ws), 0.5 * terms[0] + 2 * terms[1] + 3 * terms[2], rtol=1e-6)

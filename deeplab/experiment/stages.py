@@ -27,7 +27,7 @@ from deeplab.active import acquisition
 from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.datasets import build_data
-from deeplab.datasets.descriptors import DatasetDescriptor, Sample
+from deeplab.datasets.descriptors import DatasetDescriptor, Sample, read_label_png
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import region_maps, tasks
 # the answers and the simulated annotator live apart; their names stay importable from here
@@ -348,6 +348,33 @@ def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
             "clicks": exp.base_regions_total()}
 
 
+def round_class_weights(exp: Experiment, t: int) -> tuple[float, ...] | None:
+    """CLASS_WEIGHTS of round t, from the labels it trains on: the round's label PNGs (answers
+    after sieving), or every ground-truth pixel for the fully supervised reference."""
+    from deeplab.training import class_weights
+
+    mode = exp.config.class_weights
+    if mode == "none":
+        return None
+    d = exp.descriptor
+    class_px = np.zeros(d.num_classes, np.int64)
+    image_px = np.zeros(d.num_classes, np.int64)
+    label_dir = exp.round_dir(t) / "labels"
+    full = exp.manifest(t)["data"].get("full")
+    for s in exp.samples:
+        if full:
+            label = d.read_label(s)
+        else:
+            path = build_data.label_png_path(label_dir, s.name)
+            if not path.is_file():
+                continue
+            label = read_label_png(path)
+        a, b = class_weights.label_counts(label, d.num_classes)
+        class_px += a
+        image_px += b
+    return class_weights.weights(class_px, image_px, mode)
+
+
 def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     from deeplab.model import ModelOptions
     from deeplab.training.trainer import TrainConfig, train
@@ -355,6 +382,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     c = exp.config
     d = exp.descriptor
     ensure_round_tfrecords(exp, t, progress)
+    weights = round_class_weights(exp, t)
     init, init_last = (c.init_checkpoint or None), c.initialize_last_layer
     if c.warm_start and t > 0:
         from deeplab.training.trainer import FINAL_WEIGHTS
@@ -363,7 +391,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         init, init_last = str(exp.round_dir(t - 1) / "train" / FINAL_WEIGHTS), True
     config = TrainConfig(
         train_logdir=str(exp.round_dir(t) / "train"), tfrecord_dir=str(exp.round_dir(t) / "tfrecord"),
-        num_classes=d.num_classes, ignore_label=d.ignore_label,
+        num_classes=d.num_classes, ignore_label=d.ignore_label, class_weights=weights,
         model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
                            bn_momentum=c.batch_norm_decay,
                            fine_tune_batch_norm=c.fine_tune_batch_norm),
@@ -376,7 +404,10 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
         seed=c.seed,
         deterministic=c.deterministic, progress=progress)
     info = train(config)
-    return {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
+    out = {k: info[k] for k in ("steps", "final_loss", "images_per_second") if k in info}
+    if weights is not None:
+        out["class_weights"] = [round(w, 4) for w in weights]
+    return out
 
 
 def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:

@@ -48,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 4e-5
     train_crop_size: tuple[int, int] = (769, 769)
     train_batch_size: int = 4  # global, over all replicas
+    class_weights: tuple[float, ...] | None = None  # per-class loss weights (None: all 1)
     min_scale_factor: float = 0.5
     max_scale_factor: float = 2.0
     scale_factor_step_size: float = 0.25
@@ -103,14 +104,18 @@ def _is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def masked_cross_entropy_sum(labels, logits, ignore_label=255):
-    """(sum of per-pixel softmax cross-entropy over labelled pixels, number of them)."""
+def masked_cross_entropy_sum(labels, logits, ignore_label=255, class_weights=None):
+    """(sum of per-pixel softmax cross-entropy over labelled pixels, number of them); with
+    `class_weights` (float [C]) each pixel's term is weighted by its class's weight (the count
+    stays the number of pixels, so the weights set the classes' shares, not the loss scale)."""
     import tensorflow as tf
 
     labels = tf.cast(labels, tf.int32)
     valid = tf.not_equal(labels, ignore_label)
     safe = tf.where(valid, labels, tf.zeros_like(labels))
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    if class_weights is not None:
+        ce = ce * tf.gather(tf.constant(class_weights, tf.float32), safe)
     ce = tf.where(valid, ce, tf.zeros_like(ce))
     return tf.reduce_sum(ce), tf.reduce_sum(tf.cast(valid, tf.float32))
 
@@ -339,7 +344,8 @@ def _step_function(config: TrainConfig, strategy, state: _State):
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            ce_sum, count = masked_cross_entropy_sum(labels, logits, config.ignore_label)
+            ce_sum, count = masked_cross_entropy_sum(labels, logits, config.ignore_label,
+                                                     config.class_weights)
             global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
             ce, loss = replica_loss(ce_sum, global_count, kernels, config.weight_decay, replicas)
             scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
