@@ -21,7 +21,8 @@ cd "$(dirname "$0")/.."
 # The benchmark setting: the profile `benchmark` of the settings table (docs/settings.md:
 # CLICKS_PER_ROUND=0.3% of the base superpixels, P3: <= 1 %; TRAIN_STEPS=600; from the stand-in
 # BASE_LEARNING_RATE=0.02, as 0.07 wrecks sparse-label training), then the driver's own.
-SETTINGS_PROFILE=benchmark
+# SETTINGS_PROFILE=camvid_benchmark: the real street scenes' setting (docs/benchmark_camvid/).
+SETTINGS_PROFILE="${SETTINGS_PROFILE:-benchmark}"
 SEEDS="${SEEDS-0 1 2}"                          # unset: the default; set but empty: refused
 ARMS="${ARMS-full random class_balanced adaptive paper}"
 SHARE_WARM_UP="${SHARE_WARM_UP:-1}"             # 0: every arm trains its own (identical) warm-up round

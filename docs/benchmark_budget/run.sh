@@ -22,7 +22,7 @@ MAP_NAME="${MAP_NAME:-budget_map}"
 WORK_DIR="${WORK_DIR:-work_dirs}"
 MAP="$WORK_DIR/$MAP_NAME"
 BUDGETS="${BUDGETS:-10% 3% 1% 0.3%}"
-ARMS="full random class_balanced paper"
+ARMS="${ARMS:-full random class_balanced paper}"  # another map may add arms (docs/benchmark_camvid)
 if [ ! -d "$MAP" ] && [ -f "$HERE/results.tar.gz" ]; then
   mkdir -p "$MAP" && tar xzf "$HERE/results.tar.gz" -C "$MAP"
 fi
