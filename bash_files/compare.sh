@@ -26,7 +26,6 @@ SETTINGS_PROFILE="${SETTINGS_PROFILE:-benchmark}"
 SEEDS="${SEEDS-0 1 2}"                          # unset: the default; set but empty: refused
 ARMS="${ARMS-full random class_balanced adaptive paper}"
 SHARE_WARM_UP="${SHARE_WARM_UP:-1}"             # 0: every arm trains its own (identical) warm-up round
-STANDIN="${STANDIN:-1}"                         # 1: every round starts from the stand-in backbone
 SYNTH_TRAIN="${SYNTH_TRAIN:-400}"               # the embedded pool (DATASET=synthetic, no DATA_DIR)
 SYNTH_VAL="${SYNTH_VAL:-100}"
 SYNTH_HEIGHT="${SYNTH_HEIGHT:-128}"             # its image size (superpixels stay one per 256 px)

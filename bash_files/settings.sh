@@ -32,6 +32,8 @@ TRAIN_CROP_SIZE="${TRAIN_CROP_SIZE:-129}"  # training crop (square; 4k+1 keeps s
 TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-8}"  # training batch (over all replicas)
 BASE_LEARNING_RATE="${BASE_LEARNING_RATE:-0.07}"  # poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights
 BATCH_NORM_DECAY="${BATCH_NORM_DECAY:-0.9}"  # batch norm's moving-average decay (0.9997 from ImageNet weights)
+MIN_SCALE_FACTOR="${MIN_SCALE_FACTOR:-0.5}"  # training augmentation: smallest random image scale
+MAX_SCALE_FACTOR="${MAX_SCALE_FACTOR:-2.0}"  # training augmentation: largest random image scale
 CLASS_WEIGHTS="${CLASS_WEIGHTS:-none}"  # none | median_frequency | sqrt_median_frequency: per-class loss weights from the round's training labels (median_frequency: SegNet's for CamVid)
 INIT_CHECKPOINT="${INIT_CHECKPOINT:-}"  # initial weights: converted ImageNet weights (.npz) or a TF1 checkpoint
 WARM_START="${WARM_START:-0}"  # each round starts from the previous round's weights
@@ -53,15 +55,16 @@ LABEL_STUDIO_PYTHON="${LABEL_STUDIO_PYTHON:-}"  # the Python of Label Studio's o
 LABEL_STUDIO_ROOT="${LABEL_STUDIO_ROOT:-/}"  # the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: image URLs are paths below it
 LABEL_STUDIO_POLL_SECS="${LABEL_STUDIO_POLL_SECS:-5.0}"  # how often the answers stage asks Label Studio for new answers
 DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
+STANDIN="${STANDIN:-1}"  # compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
   NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
   CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE
-  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY CLASS_WEIGHTS INIT_CHECKPOINT WARM_START
-  FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS
-  DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS LABEL_STUDIO_URL
-  LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS
-  DROP_MISSING_ANSWERED PYTHON"
+  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY MIN_SCALE_FACTOR MAX_SCALE_FACTOR
+  CLASS_WEIGHTS INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS
+  EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT
+  PRESELECT LEASE_SECS LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON
+  LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON"
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
     --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
@@ -72,6 +75,7 @@ init_experiment() {
     --seed="$SEED" --model_variant="$MODEL_VARIANT" --train_steps="$TRAIN_STEPS" \
     --train_crop_size="$TRAIN_CROP_SIZE" --train_batch_size="$TRAIN_BATCH_SIZE" \
     --base_learning_rate="$BASE_LEARNING_RATE" --batch_norm_decay="$BATCH_NORM_DECAY" \
+    --min_scale_factor="$MIN_SCALE_FACTOR" --max_scale_factor="$MAX_SCALE_FACTOR" \
     --class_weights="$CLASS_WEIGHTS" --init_checkpoint="$INIT_CHECKPOINT" \
     --warm_start="$WARM_START" --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" \
     --inference_scale="$INFERENCE_SCALE" --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" \

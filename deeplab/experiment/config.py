@@ -47,6 +47,9 @@ class _Config:
         for s in TABLE:
             if s.field and not (s.field == "clicks_per_round" and self.clicks_percent):
                 s.check(getattr(self, s.field))
+        if self.min_scale_factor > self.max_scale_factor:
+            raise BadInput(f"MIN_SCALE_FACTOR {self.min_scale_factor:g} is above MAX_SCALE_FACTOR "
+                           f"{self.max_scale_factor:g}: give the smaller value first")
         get_dataset(self.dataset, self.dataset_dir or None)
         if self.init_checkpoint:
             require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")

@@ -144,6 +144,10 @@ TABLE: tuple[Setting, ...] = (
       "poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights", low=0, high=10, low_open=True),
     S("batch_norm_decay", "BATCH_NORM_DECAY", float, 0.9,
       "batch norm's moving-average decay (0.9997 from ImageNet weights)", low=0, high=1, low_open=True),
+    S("min_scale_factor", "MIN_SCALE_FACTOR", float, 0.5, "training augmentation: smallest random image scale",
+      low=0, high=4, low_open=True),
+    S("max_scale_factor", "MAX_SCALE_FACTOR", float, 2.0, "training augmentation: largest random image scale",
+      low=0, high=4, low_open=True),
     S("class_weights", "CLASS_WEIGHTS", str, "none",
       "per-class loss weights from the round's training labels (median_frequency: SegNet's for CamVid)",
       choices=("none", "median_frequency", "sqrt_median_frequency")),
@@ -184,6 +188,8 @@ TABLE: tuple[Setting, ...] = (
       "how often the answers stage asks Label Studio for new answers", low=0, low_open=True, binds=RUN),
     S("drop_missing_answered", "DROP_MISSING_ANSWERED", bool, False,
       "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN),
+    S(None, "STANDIN", bool, True,
+      "compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)"),
     S(None, "PYTHON", str, "python", "the interpreter the drivers run"),
 )
 del S
@@ -205,6 +211,12 @@ PROFILES: dict[str, dict[str, object]] = {
     # (docs/benchmark.md, "The benchmark setting")
     "benchmark": {"JOB_NAME": "compare", "CLICKS_PER_ROUND": "0.3%", "TRAIN_STEPS": 600,
                   "BASE_LEARNING_RATE": 0.02},
+    # bash bash_files/compare.sh on real street scenes (DATASET=camvid, DATA_DIR: the CamVid
+    # folder): chosen on CamVid train/val (docs/benchmark_camvid/ablation.md); from scratch, as the
+    # synthetic stand-in did not help real images
+    "camvid_benchmark": {"JOB_NAME": "compare_camvid", "DATASET": "camvid", "IMAGE_SCALE": 0.5,
+                         "CLICKS_PER_ROUND": "3%", "CLASS_WEIGHTS": "median_frequency",
+                         "TRAIN_STEPS": 2400, "STANDIN": False},
     # the paper's Cityscapes setting (docs/cityscapes.md)
     "paper": {"DATASET": "cityscapes", "MODEL_VARIANT": "xception_65", "SUPERPIXEL_METHOD": "seeds",
               "NUM_SUPERPIXELS": 8192, "CLICKS_PER_ROUND": 50000, "TRAIN_STEPS": 60000,
@@ -362,6 +374,7 @@ def reference_markdown() -> str:
               "Named settings a driver starts from (the environment still wins); what each sets "
               "besides the defaults above.", "", "| profile | used by | values |", "|---|---|---|"]
     used = {"demo": "`warm_up.sh`, `adaptive_superpixel.sh`", "benchmark": "`compare.sh`",
+            "camvid_benchmark": "`compare.sh` on CamVid (docs/benchmark_camvid/run.sh)",
             "paper": "the Cityscapes command of docs/cityscapes.md",
             "paper_check": "`paper_check.sh`", "paper_check_imagenet": "`paper_check.sh` with `INIT_CHECKPOINT`"}
     for name, values in PROFILES.items():

@@ -397,6 +397,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
                            fine_tune_batch_norm=c.fine_tune_batch_norm),
         training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
         train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,
+        min_scale_factor=c.min_scale_factor, max_scale_factor=c.max_scale_factor,
         tf_initial_checkpoint=init, initialize_last_layer=init_last,
         # The same seed every round and arm: initialisation and augmentation are fixed, so what
         # differs between two trainings of a comparison is their labels.
