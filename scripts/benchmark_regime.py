@@ -5,12 +5,15 @@ set and scale under --work_dir), evaluates on the val split at the same scale, a
 (settings, mIoU, per-class IoU, training minutes, images/s) to --work_dir/regime.jsonl. With
 --table it prints the rows as the markdown table of docs/benchmark_camvid/ablation.md.
 
-  python scripts/benchmark_regime.py --dataset camvid --dataset_dir ../shared/datasets/camvid \\
-      --image_scale 0.5 --name weights_mf --class_weights median_frequency
+  python scripts/benchmark_regime.py --profile camvid_benchmark \\
+      --dataset_dir ../shared/datasets/camvid --name profile
+  python scripts/benchmark_regime.py --profile camvid_benchmark \\
+      --dataset_dir ../shared/datasets/camvid --name no_weights --class_weights none
   python scripts/benchmark_regime.py --work_dir work_dirs/regime --table
 
-Every flag without a value given takes the settings table's default (docs/settings.md), so a
-row differs from the table's defaults only where its command says so.
+Every flag without a value given takes the value of --profile (a profile of the settings table,
+docs/settings.md; default: the table's defaults), so a row differs from its profile only where its
+command says so.
 """
 
 import argparse
@@ -40,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--work_dir", default="work_dirs/regime", help="TFRecords, trainings and regime.jsonl")
     p.add_argument("--name", help="the row's name (its training folder under --work_dir/runs)")
     p.add_argument("--table", action="store_true", help="print the rows of regime.jsonl as markdown")
+    p.add_argument("--profile", default="demo",
+                   help=f"the settings profile whose values the row starts from: {', '.join(table.PROFILES)}")
     defaults = {s.field: s for s in table.TABLE if s.field}
     knobs = ("image_scale", "model_variant", "train_steps", "train_crop_size", "train_batch_size",
              "base_learning_rate", "batch_norm_decay", "class_weights", "min_scale_factor",
@@ -57,7 +62,10 @@ def main(argv=None) -> int:
         return 0
     if not args.name:
         p.error("--name is needed to train a row")
-    values = {k: defaults[k].default for k in knobs}
+    start = table.profile_values(args.profile)
+    values = {k: start[defaults[k].name] for k in knobs}
+    if args.dataset == "synthetic" and "DATASET" in table.PROFILES[args.profile]:
+        args.dataset = start["DATASET"]
     changes = []
     for k in knobs:
         text = getattr(args, k)
@@ -110,7 +118,7 @@ def main(argv=None) -> int:
     res = evaluate(model, records, "val", descriptor.num_classes, descriptor.ignore_label, progress=False)
     iou = np.array([np.nan if v is None else v for v in res["per_class_iou"]])
     print(format_table(iou, descriptor.class_names, res["miou"]))
-    row = {"name": args.name, "changes": " ".join(changes), "dataset": args.dataset,
+    row = {"name": args.name, "profile": args.profile, "changes": " ".join(changes), "dataset": args.dataset,
            "dataset_dir": str(root), **values, "miou": res["miou"], "iou": res["per_class_iou"],
            "train_s": train_s, "images_per_second": info.get("images_per_second"),
            "val_images": res["images"]}

@@ -199,7 +199,7 @@ def browser():
     driver = shutil.which("chromedriver")
     if not binary or not driver:
         pytest.fail("the browser tests need Chromium and its driver: apt-get install chromium "
-                    "chromium-driver (.ci/run installs them)")
+                    "chromium-driver (bash scripts/install_browser.sh, part of the README's test line)")
     options = Options()
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):

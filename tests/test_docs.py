@@ -47,3 +47,15 @@ def test_cited_method_sections_exist():
 
 def test_readme_is_one_screen():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_ci_runs_the_readme_test_line_and_nothing_else():
+    """.ci/run's one command is the README's test line (install included), so the line a newcomer
+    copies is the line CI proves."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln.strip() for ln in readme.splitlines() if ln.strip().endswith("&& pytest"))
+    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+          if ln.strip() and not ln.lstrip().startswith("#")]
+    assert ci[-1] == line
+    assert all(c.startswith(("set ", "cd ")) for c in ci[:-1]), ci[:-1]
+    assert "install_browser.sh" in line and "label_studio.py install" in line
