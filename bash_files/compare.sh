@@ -35,14 +35,33 @@ STANDIN_FLAGS="${STANDIN_FLAGS:-}"              # e.g. "--steps 3000": see scrip
 NUMERICS_CHECK="${NUMERICS_CHECK:-1}"           # 1: the first seed's arms again with oneDNN flipped (P5)
 NUMERICS_ARMS="${NUMERICS_ARMS:-random class_balanced paper}"  # the arms P5 runs again (those in ARMS)
 BUDGETS="${BUDGETS:-}"                          # the budget map: per-round budgets, e.g. "0.3% 1% 3% 10%"
+PARALLEL_ARMS="${PARALLEL_ARMS:-1}"             # arms of a seed run at once after their shared warm-up,
+                                                # each appending to logs/{job}.log (same results; docs/measured.md)
 source bash_files/settings.sh
 
 COMPARE_NAME="$JOB_NAME"
 COMPARE_DIR="$WORK_DIR/$COMPARE_NAME"
 py scripts/compare.py check --arms "$ARMS" --seeds "$SEEDS" --budgets "$BUDGETS"
+case "$PARALLEL_ARMS" in
+  [1-9]|[1-9][0-9]) ;;
+  *) echo "error: PARALLEL_ARMS must be a whole number from 1 to 99 (arms run at once), got '$PARALLEL_ARMS'" >&2
+     exit 2 ;;
+esac
 mkdir -p "$COMPARE_DIR"
 start="$(date +%s)"  # every run's wall time is appended (P8 sums them over resumed runs)
-trap 'echo "$start $(date +%s)" >> "$COMPARE_DIR/wall_clock.txt"' EXIT
+# Arms running in the background (PARALLEL_ARMS > 1) end with this driver: their drivers and the
+# scripts those started (which follow their own driver) are stopped.
+stop_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2> /dev/null); do stop_tree "$child"; done
+  kill "$1" 2> /dev/null || true
+}
+on_exit() {
+  local pid
+  for pid in $(jobs -rp); do stop_tree "$pid"; done
+  echo "$start $(date +%s)" >> "$COMPARE_DIR/wall_clock.txt"
+}
+trap on_exit EXIT
 trap 'exit 130' INT TERM  # so that the EXIT trap records a run that is stopped
 if [ "$DATASET" = synthetic ] && [ -z "$DATA_DIR" ]; then
   DATA_DIR="datasets/synthetic_${SYNTH_TRAIN}_${SYNTH_VAL}"
@@ -89,10 +108,43 @@ run_arms() {
       else
         first="$JOB_DIR"
       fi
-      bash bash_files/warm_up.sh
-      bash bash_files/adaptive_superpixel.sh
+      if [ "$PARALLEL_ARMS" = 1 ]; then
+        bash bash_files/warm_up.sh
+        bash bash_files/adaptive_superpixel.sh
+        continue
+      fi
+      # the shared warm-up first (the other arms copy it), then the arm in the background
+      [ "$first" != "$JOB_DIR" ] || [ "$SHARE_WARM_UP" != 1 ] || bash bash_files/warm_up.sh
+      while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL_ARMS" ]; do arm_finished; done
+      log="$COMPARE_DIR/logs/${JOB_NAME#"$COMPARE_NAME"/}.log"
+      mkdir -p "$(dirname "$log")"
+      echo "    running in the background; its output: $log"
+      (bash bash_files/warm_up.sh && bash bash_files/adaptive_superpixel.sh) >> "$log" 2>&1 &
+      running["$!"]="$log"
     done
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do arm_finished; done
   done
+}
+
+# PARALLEL_ARMS > 1: waits for one background arm; its last lines (the results table) are
+# printed; a failed arm stops the comparison once the others have ended (re-running resumes).
+declare -A running=()
+arm_finished() {
+  local pid status=0
+  wait -n -p pid || status=$?
+  [ -n "${pid:-}" ] || return 0
+  local log="${running[$pid]}"
+  unset "running[$pid]"
+  if [ "$status" = 0 ]; then
+    echo "=== $COMPARE_NAME: finished, $log"
+    # its results table: the log's last lines from the table's header on
+    awk '/^round +clicks/ { table = "" } { table = table $0 "\n" } END { printf "%s", table }' "$log"
+  else
+    echo "error: an arm failed (exit $status); the last lines of $log:" >&2
+    tail -n 15 "$log" >&2
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; done
+    exit "$status"
+  fi
 }
 
 if [ -z "$BUDGETS" ]; then

@@ -67,8 +67,18 @@ def budget_mapped(compared, data_root, compare_driver):
     models = str(cmp_dir.parent / "models")
     first = compare_driver(cmp_dir.parent, data_root, **dict(MAP_SETTINGS, BUDGETS="5%"), STANDIN_DIR=models)
     before = {"csv": (cmp_dir / "budget_map.csv").read_text(), "5%": _files(cmp_dir / "budget_5pct")}
-    added = compare_driver(cmp_dir.parent, data_root, **MAP_SETTINGS, STANDIN_DIR=models)
+    # the second run with the arms of a seed side by side (PARALLEL_ARMS): each arm's output in
+    # its log, the same jobs
+    added = compare_driver(cmp_dir.parent, data_root, **MAP_SETTINGS, STANDIN_DIR=models, PARALLEL_ARMS="2")
     return cmp_dir, first, added, before
+
+
+def _arm_output(out, cmp_dir: Path, budget_folder: str, arm: str) -> str:
+    """What one arm of a budget printed in a run: its part of the driver's output, and with
+    PARALLEL_ARMS its log (which a resumed run appends to)."""
+    part = _section(out.stdout, f"=== cmp: {budget_folder}, arm {arm}, seed 3")
+    log = cmp_dir / "logs" / budget_folder / f"{arm}_s3.log"
+    return part + (log.read_text() if log.is_file() else "")
 
 
 def test_compare_writes_csv_png_md(compared):
@@ -524,12 +534,40 @@ def test_a_budget_added_later_leaves_the_mapped_ones_alone(budget_mapped):
     it is written again; the map keeps the first run's rows and adds the new budget's."""
     cmp_dir, _, out, before = budget_mapped
     for arm in ("paper", "random"):
-        part = _section(out.stdout, f"=== cmp: budget_5pct, arm {arm}, seed 3")
+        part = _arm_output(out, cmp_dir, "budget_5pct", arm)
         assert "already complete" in part and "train done" not in part, arm
-        assert "train done" in _section(out.stdout, f"=== cmp: budget_10pct, arm {arm}, seed 3")
+        assert "train done" in _arm_output(out, cmp_dir, "budget_10pct", arm)
     assert _files(cmp_dir / "budget_5pct") == before["5%"]
     with open(cmp_dir / "budget_map.csv") as f:
         rows = list(csv.DictReader(f))
     old = list(csv.DictReader(before["csv"].splitlines()))
     assert {r["budget"] for r in old} == {"5%", "all"} and all(r in rows for r in old)
     assert {r["budget"] for r in rows} == {"5%", "10%", "all"}
+
+
+def test_parallel_arms_run_in_the_background_after_the_shared_warm_up(budget_mapped):
+    """PARALLEL_ARMS=2 (the second map run): at 10 % the first arm's warm-up round is trained in
+    the foreground before the other arm copies it; then both arms run at once, each into its own
+    log, and the driver reports each as it finishes; the first run (serial) wrote no logs."""
+    cmp_dir, first, out, _ = budget_mapped
+    assert "running in the background" not in first.stdout
+    paper = _section(out.stdout, "=== cmp: budget_10pct, arm paper, seed 3")
+    random = _section(out.stdout, "=== cmp: budget_10pct, arm random, seed 3")
+    assert "round 0: train done" in paper  # the shared warm-up, in the foreground
+    assert "warm-up round shared from" in random and "train done" not in random
+    for arm in ("paper", "random"):
+        log = cmp_dir / "logs" / "budget_10pct" / f"{arm}_s3.log"
+        assert f"its output: {log}" in out.stdout
+        assert f"=== cmp: finished, {log}" in out.stdout
+        text = log.read_text()
+        assert "round 1: train done" in text and "round 0: train done" not in text
+        exp = Experiment.open(cmp_dir / "budget_10pct" / f"{arm}_s3")
+        assert (exp.round_dir(1) / "eval.json").is_file()
+
+
+def test_parallel_arms_refuses_a_bad_count(tmp_path, data_root):
+    full = {**os.environ, "WORK_DIR": str(tmp_path), "DATA_DIR": str(data_root), "PARALLEL_ARMS": "two"}
+    out = subprocess.run(["bash", "bash_files/compare.sh"], cwd=ROOT, env=full, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and "PARALLEL_ARMS must be a whole number" in out.stderr
+    assert not (tmp_path / "compare").exists()
