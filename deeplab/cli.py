@@ -61,8 +61,8 @@ def resolve_dataset(args: argparse.Namespace):
         synthetic.generate(root, progress=True)
     if not root.is_dir():
         raise MissingFile(
-            f"data root {root} for '{args.dataset}' does not exist: pass --dataset_dir or put "
-            f"the data there"
+            f"data root {root} for '{args.dataset}' does not exist: set DATA_DIR to the data's "
+            f"folder (the drivers), pass --dataset_dir (a script), or put the data at {root}"
         )
     return descriptor, root
 

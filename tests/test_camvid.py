@@ -171,3 +171,15 @@ def test_real_street_scenes_through_warm_up_and_an_adaptive_round(tmp_path):
     assert cm.sum() == valid  # evaluated at the job's scale, void left out
     answers = exp.ledger.read()
     assert answers and {r["round"] for r in answers} == {0, 1}
+
+
+def test_a_missing_data_root_names_the_driver_setting(tmp_path):
+    """A driver user sets DATA_DIR, a script user passes --dataset_dir: the refusal names both
+    and the folder looked at, in one line, exit 2."""
+    missing = tmp_path / "no_camvid_here"
+    out = subprocess.run(
+        ["bash", "bash_files/warm_up.sh"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DATASET": "camvid", "DATA_DIR": str(missing), "WORK_DIR": str(tmp_path / "w")})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"data root {missing} for 'camvid' does not exist: set DATA_DIR" in out.stderr
+    assert "--dataset_dir" in out.stderr and "Traceback" not in out.stderr

@@ -191,6 +191,14 @@ def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth
             while chunk := raw.recv(4096):
                 reply += chunk
             assert reply.startswith(b"HTTP/1.0 400") and b"error" in reply
+        # a protocol version past 1.x is a malformed request too (a 4xx, never a 505)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET * HTTP/9.9\r\n\r\n")
+            reply = b""
+            while chunk := raw.recv(4096):
+                reply += chunk
+            assert reply.split(b"\r\n")[0].split(b" ")[1] == b"400", reply[:80]
+            assert b"HTTP/1.0 and HTTP/1.1" in reply
         # an idle connection is closed by the server
         with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
             t0 = time.monotonic()

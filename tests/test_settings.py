@@ -108,6 +108,8 @@ def test_profiles_name_only_settings_and_hold_valid_values():
     ("train_crop_size", 1, "TRAIN_CROP_SIZE must be >= 17"),
     ("rounds", 0, "ROUNDS must be >= 1"), ("seed", 2**32, "SEED must be >= 0 and <= 4294967295"),
     ("regions", "nope", "REGIONS 'nope' is unknown; valid: adaptive, base, oracle"),
+    ("train_batch_size", 99999999999999999999, "TRAIN_BATCH_SIZE must be at most 2147483647"),
+    ("train_steps", 2**31, "TRAIN_STEPS must be at most 2147483647"),
 ])
 def test_bad_values_are_refused_by_name(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -244,6 +244,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             code, message = 408, "the request did not arrive in time: send it again"
         elif code == 501:  # a method no do_* serves: the client's mistake, not the server's
             code, message = 405, "only GET and POST are served"
+        elif code == 505:  # a protocol version past 1.x (HTTP/9.9): a malformed request, a 4xx
+            code, message = 400, "only HTTP/1.0 and HTTP/1.1 are served"
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # an unparsable request line: answer in 1.0
         if not hasattr(self, "command") or self.command is None:

@@ -32,6 +32,9 @@ RUN = "run"      # allowed: where and how it runs, not what it computes
 MERGE = "merge"  # read by the adaptive merge only: a job on other regions ignores it
 
 
+INT32_MAX = 2**31 - 1  # the largest whole number a setting may hold (TensorFlow's int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One setting: `field` of ExperimentConfig (None: a driver's own variable) and `env`, the
@@ -85,6 +88,8 @@ class Setting:
                 refuse(self.allowed())
             if self.high is not None and value > self.high:
                 refuse(self.allowed())
+            if self.kind is int and self.high is None and abs(value) > INT32_MAX:
+                refuse(f"at most {INT32_MAX} (TensorFlow counts in 32-bit integers)")
         if self.choices and value not in self.choices:
             raise BadInput(f"{self.name} '{value}' is unknown; valid: {', '.join(self.choices)}")
 
