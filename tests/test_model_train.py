@@ -254,6 +254,15 @@ def test_training_lowers_loss_and_resumes(tmp_path, synth_tfrecords):
     res = evaluate(model, synth_tfrecords, "val", 19, progress=False)
     cm = np.array(res["confusion_matrix"])
     assert res["images"] == 13 and cm.sum() == 13 * 64 * 128
+    # its progress bar knows its total (the split's count from its meta file), in batches
+    import io
+    import contextlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        again = evaluate(model, synth_tfrecords, "val", 19, batch_size=4, progress=True)
+    assert again["images"] == 13
+    assert "4/4 [" in err.getvalue() and "eval val" in err.getvalue(), err.getvalue()[-300:]
     path = export(model, tmp_path / "exported")
     loaded = tf.saved_model.load(str(path))
     x = np.random.default_rng(1).integers(0, 255, (2, 40, 56, 3)).astype(np.uint8)

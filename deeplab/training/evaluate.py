@@ -69,7 +69,11 @@ def evaluate(model, tfrecord_dir, split: str, num_classes: int, ignore_label: in
 
     cm = np.zeros((num_classes, num_classes), np.int64)
     n = 0
-    for batch in tqdm(ds, desc=f"eval {split}", unit="batch", disable=not progress):
+    from deeplab.datasets.tfrecord import read_meta
+
+    meta = read_meta(tfrecord_dir, split) or {}
+    total = -(-meta["count"] // batch_size) if "count" in meta else None  # batches, when known
+    for batch in tqdm(ds, desc=f"eval {split}", unit="batch", total=total, disable=not progress):
         preds = predict(batch["image"]).numpy()
         cm += confusion_matrix(batch["label"].numpy(), preds, num_classes, ignore_label)
         n += int(batch["image"].shape[0])
