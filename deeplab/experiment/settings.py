@@ -220,7 +220,7 @@ PROFILES: dict[str, dict[str, object]] = {
     # folder): chosen on CamVid train/val (docs/benchmark_camvid/ablation.md); from scratch, as the
     # synthetic stand-in did not help real images
     "camvid_benchmark": {"JOB_NAME": "compare_camvid", "DATASET": "camvid", "IMAGE_SCALE": 0.5,
-                         "CLICKS_PER_ROUND": "3%", "CLASS_WEIGHTS": "median_frequency",
+                         "CLICKS_PER_ROUND": "3%", "CLASS_WEIGHTS": "sqrt_median_frequency",
                          "TRAIN_STEPS": 2400, "STANDIN": False},
     # the paper's Cityscapes setting (docs/cityscapes.md)
     "paper": {"DATASET": "cityscapes", "MODEL_VARIANT": "xception_65", "SUPERPIXEL_METHOD": "seeds",
