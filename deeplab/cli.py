@@ -246,16 +246,58 @@ def guarded(fn, *args, what: str = "error") -> int:
         return 2
 
 
-def _shown(info: dict) -> dict:
-    """A stage's figures as printed: long lists (the answers' digests) by their length."""
-    return {k: (f"[{len(v)} items]" if isinstance(v, list) and len(v) > 8 else v) for k, v in info.items()}
+def _plain(info: dict) -> str:
+    """A stage's figures as `name value` pairs, long lists (the answers' digests) by length."""
+    def value(v):
+        if isinstance(v, list) and len(v) > 8:
+            return f"{len(v)} entries"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    return ", ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in info.items())
+
+
+def describe_stage(stage: str, info: dict) -> str:
+    """A stage's manifest entry in words, as the drivers print it (the manifest keeps the
+    numbers): what was asked, answered, labelled, trained and measured."""
+    try:
+        if stage == "regions":
+            text = (f"{info['images']} images, {info['regions_per_image_before']:.1f} base superpixels -> "
+                    f"{info['regions_per_image_after']:.1f} adaptive regions per image (ASA "
+                    f"{info['asa_before']:.3f} -> {info['asa_after']:.3f})")
+        elif stage == "select":
+            text = (f"{info['spent']:,} regions asked of {info['regions_total']:,} ({info['method']}; "
+                    f"{info['regions_per_image']:.1f} regions per image, {info['mean_region_px']:.0f} px "
+                    f"on average)" + ("; the pool is spent" if info.get("exhausted") else ""))
+        elif stage == "annotate":
+            text = (f"{info['answers']:,} answers, {info['labelled_answers']:,} of them with a class, "
+                    f"{info['clicks']:,} clicks")
+        elif stage == "data" and info.get("full"):
+            text = f"every ground-truth pixel of {info['images']} images: {info['labelled_px']:,} px"
+        elif stage == "data":
+            text = f"{info['images']} images, {info['labelled_px']:,} labelled px"
+            if info.get("sieve"):
+                text += (f" after sieving removed {info['sieved_px']:,} px ("
+                         f"{100 * info['sieved_wrong_share']:.1f} % of them wrongly labelled)")
+            text += (f"; wrong labels {100 * info['noise_before']:.2f} % before sieving, "
+                     f"{100 * info['noise_after']:.2f} % after")
+        elif stage == "train":
+            text = (f"{info['steps']} steps, final loss {info['final_loss']:.3f}, "
+                    f"{info['images_per_second']:.1f} images/s")
+        elif stage == "eval":
+            text = (f"mIoU {100 * info['miou']:.2f} %" if info.get("miou") is not None
+                    else f"not evaluated: {info.get('reason', 'no val split')}")
+        else:
+            text = _plain(info)
+    except (KeyError, TypeError, ValueError):  # a manifest of another version: its figures as they are
+        text = _plain(info)
+    return text
 
 
 def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
     """Runs one stage of round t unless its manifest says it is complete; records it. `fn(exp, t)`
     is the stage's work (None: the registry's, imported only when the stage has work to do)."""
-    import json
-
     from deeplab.experiment.job import Experiment
 
     exp = Experiment.open(job_dir)
@@ -274,7 +316,7 @@ def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
         exp.check_answered_images()
         info = (fn or stage_function(stage))(exp, t)
         exp.mark(t, stage, info)
-    print(f"round {t}: {stage} done {json.dumps(_shown(info))}")
+    print(f"round {t}: {stage} done: {describe_stage(stage, info)}")
     return 0
 
 

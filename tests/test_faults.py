@@ -458,3 +458,28 @@ def test_only_expected_errors_are_one_line(capsys):
               OSError(errno.ENOSPC, "No space left on device")):  # no file named: not shown as one
         with pytest.raises(type(e)):
             cli.guarded(fails(e))
+
+
+def test_stage_lines_are_words():
+    """The drivers print a stage's figures in words (the manifest keeps the numbers); a manifest
+    of unknown shape falls back to its figures, long lists by length, never a raw dict."""
+    from deeplab.cli import describe_stage
+
+    select = {"method": "random", "budget": 1817, "spent": 1817, "pool": 60553, "regions_total": 60553,
+              "exhausted": False, "base_regions_total": 60553, "regions_per_image": 164.99,
+              "mean_region_px": 261.83, "pool_px_quartiles": [185.0, 259.0, 332.0]}
+    assert describe_stage("select", select) == \
+        "1,817 regions asked of 60,553 (random; 165.0 regions per image, 262 px on average)"
+    annotate = {"answers": 1000, "clicks": 1000, "labelled_answers": 990, "rows_sha256": ["ab"] * 1000}
+    assert describe_stage("annotate", annotate) == "1,000 answers, 990 of them with a class, 1,000 clicks"
+    data = {"images": 20, "labelled_px": 152084, "labelled_px_before_sieve": 163840, "min_size_px": 486,
+            "noise_after": 0.6729, "noise_before": 0.68979, "sieve": True, "sieved_px": 11756,
+            "sieved_wrong_share": 0.90839}
+    assert describe_stage("data", data) == (
+        "20 images, 152,084 labelled px after sieving removed 11,756 px (90.8 % of them wrongly "
+        "labelled); wrong labels 68.98 % before sieving, 67.29 % after")
+    assert describe_stage("eval", {"miou": 0.4738}) == "mIoU 47.38 %"
+    assert describe_stage("eval", {"miou": None, "evaluated": False, "reason": "no val split"}) == \
+        "not evaluated: no val split"
+    odd = describe_stage("train", {"steps": 5, "digest": ["x"] * 20})  # a key missing: plain figures
+    assert odd == "steps 5, digest 20 entries" and "{" not in odd
