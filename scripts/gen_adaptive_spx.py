@@ -26,19 +26,26 @@ def main(argv=None) -> int:
     p.add_argument("--job_dir", default=None, help="experiment mode: the job folder")
     p.add_argument("--round", type=int, default=None, help="experiment mode: the round (>= 1)")
     cli.add_dataset_flags(p)
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="standalone: the split whose images are merged")
     p.add_argument("--checkpoint_dir", default=None, help="a finished train_logdir")
     p.add_argument("--base_dir", default=None,
                    help="base maps (default: those of --method and --num_superpixels in the cache)")
-    p.add_argument("--method", default="seeds", choices=superpixels.METHODS)
-    p.add_argument("--num_superpixels", type=int, default=None)
-    p.add_argument("--superpixel_size_px", type=float, default=256.0)
+    p.add_argument("--method", default="seeds", choices=superpixels.METHODS,
+                   help="standalone: the base superpixels' algorithm (the paper: seeds)")
+    p.add_argument("--num_superpixels", type=int, default=None,
+                   help="standalone: base superpixels per image (default: one per --superpixel_size_px)")
+    p.add_argument("--superpixel_size_px", type=float, default=256.0,
+                   help="standalone: a base superpixel's mean size in pixels when --num_superpixels is not given")
     cli.add_executor_flags(p)
-    p.add_argument("--output_dir", default=None)
-    p.add_argument("--regions", default="adaptive", choices=REGION_MODES)
-    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--output_dir", default=None,
+                   help="standalone: where the merged maps and summary.json go (required there)")
+    p.add_argument("--regions", default="adaptive", choices=REGION_MODES,
+                   help="standalone: adaptive (merged by the model), base (unmerged) or oracle (ground-truth components)")
+    p.add_argument("--eps", type=float, default=0.1,
+                   help="standalone: Jensen-Shannon distance below which neighbours merge (EPS)")
     p.add_argument("--inference_scale", type=float, default=1.0, help="paper: 0.5 on Cityscapes")
-    p.add_argument("--overlay_dir", default=None)
+    p.add_argument("--overlay_dir", default=None,
+                   help="standalone: where to draw base and merged regions over a few images (none: no drawings)")
     p.add_argument("--repair", action="store_true",
                    help="experiment mode: read every map of the round through and compute the "
                         "damaged ones again (the round's regions stage is done already)")
