@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     p = one_line_errors(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     fields = add_dataclass_flags(p, EvalConfig, helps={"checkpoint_dir": "a finished train_logdir"})
-    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--dataset", default="synthetic",
+                   help="the data set the TFRecords were made from (its classes and ignore label)")
     add_tfrecord_flags(p)
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)

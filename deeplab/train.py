@@ -77,7 +77,8 @@ def parser() -> tuple[argparse.ArgumentParser, list[str]]:
     """The command line and the TrainConfig fields it sets."""
     p = one_line_errors(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--dataset", default="synthetic",
+                   help="the data set the TFRecords were made from (its classes and ignore label)")
     add_tfrecord_flags(p)
     add_model_flags(p)
     fields = add_dataclass_flags(p, TrainConfig, skip=NOT_FLAGS, helps={

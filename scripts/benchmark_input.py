@@ -16,12 +16,12 @@ import time
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", nargs="+", default=["512x1024", "128x256"])
+    p.add_argument("--sizes", nargs="+", default=["512x1024", "128x256"], help="generated image sizes, HxW")
     p.add_argument("--crops", nargs="+", type=int, default=[513, 129],
                    help="square crop per size (same order as --sizes)")
-    p.add_argument("--num_images", type=int, default=24)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--batches", type=int, default=40)
+    p.add_argument("--num_images", type=int, default=24, help="generated images per size")
+    p.add_argument("--batch_size", type=int, default=4, help="images per batch")
+    p.add_argument("--batches", type=int, default=40, help="batches timed per size")
     args = p.parse_args(argv)
     from deeplab.datasets import build_data, data_generator, get_dataset, synthetic
 

@@ -77,14 +77,15 @@ def loop_merge_pass(probs, regions, ids):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--num_superpixels", type=int, default=8192)
-    p.add_argument("--num_classes", type=int, default=19)
-    p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--loop_regions", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int, default=1024, help="image height")
+    p.add_argument("--width", type=int, default=2048, help="image width")
+    p.add_argument("--num_superpixels", type=int, default=8192, help="base superpixels per image")
+    p.add_argument("--num_classes", type=int, default=19, help="classes of the random probabilities")
+    p.add_argument("--eps", type=float, default=0.1, help="the merge's Jensen-Shannon threshold")
+    p.add_argument("--repeat", type=int, default=3, help="timed repetitions (the best is kept)")
+    p.add_argument("--loop_regions", type=int, default=256,
+                   help="regions the loop versions are timed on (then extrapolated)")
+    p.add_argument("--seed", type=int, default=0, help="the random image's and probabilities' seed")
     p.add_argument("--skip_opencv_seeds", action="store_true",
                    help="skip OpenCV's own SEEDS calls (about a minute at 1024x2048)")
     args = p.parse_args(argv)

@@ -23,14 +23,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["xception_65:513:1", "xception_light:129:8"],
                    help="variant:crop:batch")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--mixed_precision", action="store_true")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3, help="steps run before timing (tracing)")
+    p.add_argument("--mixed_precision", action="store_true", help="float16 compute (a GPU)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels and input order, as the AL drivers train by default")
     p.add_argument("--breakdown", action="store_true",
                    help="also split a step's time into forward, backward, optimizer and input")
-    p.add_argument("--num_classes", type=int, default=19)
+    p.add_argument("--num_classes", type=int, default=19, help="the model's classes")
     args = p.parse_args(argv)
     import keras
     import tensorflow as tf

@@ -199,15 +199,16 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=2048)
-    p.add_argument("--num_superpixels", type=int, default=8192)
+    p.add_argument("--images", type=int, default=8, help="generated scenes")
+    p.add_argument("--height", type=int, default=1024, help="their height")
+    p.add_argument("--width", type=int, default=2048, help="their width")
+    p.add_argument("--num_superpixels", type=int, default=8192, help="base superpixels per image")
     p.add_argument("--clicks_per_image", type=int, default=17, help="the paper: 50,000 over 2975 images")
     p.add_argument("--configs", default="local:1 local:2 ray:2", help="kind:workers, space separated")
     p.add_argument("--work_dir", default=None, help="default: a temporary folder, removed after")
-    p.add_argument("--extrapolate_images", type=int, default=2975)
-    p.add_argument("--extrapolate_cores", type=int, default=16)
+    p.add_argument("--extrapolate_images", type=int, default=2975,
+                   help="the pool size the figures are extrapolated to (Cityscapes: 2975)")
+    p.add_argument("--extrapolate_cores", type=int, default=16, help="the cores the figures are extrapolated to")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
     from deeplab.datasets import synthetic

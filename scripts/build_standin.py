@@ -16,8 +16,16 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = StandinConfig()
+    helps = {"model_variant": "the backbone to pretrain", "num_images": "generated training scenes",
+             "num_val": "generated val scenes (its own 7-category mIoU)", "height": "scene height",
+             "width": "scene width", "scene_seed": "the scenes' generator seed",
+             "steps": "training steps", "base_learning_rate": "poly schedule's start",
+             "batch_norm_decay": "batch norm's moving-average decay", "crop_size": "training crop",
+             "batch_size": "training batch", "seed": "training seed"}
     for f in dataclasses.fields(StandinConfig):
-        p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
+        value = getattr(defaults, f.name)
+        p.add_argument(f"--{f.name}", type=type(value), default=value,
+                       help=f"{helps.get(f.name, f.name.replace('_', ' '))} (default {value})")
     p.add_argument("--work_dir", default="work_dirs", help="scenes and training state: WORK_DIR/standin/<key>/")
     p.add_argument("--models_dir", default=None, help="where the .npz goes (default: models/)")
     args = vars(p.parse_args(argv))

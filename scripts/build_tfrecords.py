@@ -17,9 +17,9 @@ from deeplab import cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
-    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--splits", nargs="+", default=["train", "val"], help="the splits to write")
     p.add_argument("--output_dir", default=None, help="default: the cache, <cache_dir>/<data>/tfrecord")
-    p.add_argument("--num_shards", type=int, default=4)
+    p.add_argument("--num_shards", type=int, default=4, help="shards per split")
     p.add_argument("--label_dir", default=None, help="partial label PNGs of a round ({name}.png)")
     p.add_argument("--skip_existing", action="store_true",
                    help="leave splits alone whose records are complete, hold exactly the list "

@@ -16,9 +16,9 @@ import sys
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="TF1 checkpoint prefix (or its folder)")
-    p.add_argument("--model_variant", default="xception_65")
-    p.add_argument("--num_classes", type=int, default=19)
-    p.add_argument("--output_stride", type=int, default=16)
+    p.add_argument("--model_variant", default="xception_65", help="the backbone the checkpoint holds")
+    p.add_argument("--num_classes", type=int, default=19, help="the classes of the model the weights are for")
+    p.add_argument("--output_stride", type=int, default=16, help="the model's output stride")
     p.add_argument("--output", required=True, help="where to write the .npz")
     args = p.parse_args(argv)
     from deeplab.model import ModelOptions, build_model

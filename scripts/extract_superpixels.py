@@ -22,8 +22,9 @@ from deeplab.active import superpixels
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
-    p.add_argument("--split", default="train")
-    p.add_argument("--method", default="seeds", choices=superpixels.METHODS)
+    p.add_argument("--split", default="train", help="standalone: the split")
+    p.add_argument("--method", default="seeds", choices=superpixels.METHODS,
+                   help="standalone: the algorithm (the paper: seeds)")
     p.add_argument("--num_superpixels", type=int, default=None,
                    help="segments per image (default: image area / --superpixel_size_px)")
     p.add_argument("--superpixel_size_px", type=float, default=256.0,

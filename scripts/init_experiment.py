@@ -49,13 +49,13 @@ def main(argv=None) -> int:
     from deeplab.experiment.job import Experiment
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--job_dir", required=True)
+    p.add_argument("--job_dir", required=True, help="the job folder (WORK_DIR/JOB_NAME)")
     p.add_argument("--work_dir", default=None,
                    help="WORK_DIR: the job folder must lie inside it (JOB_NAME may not leave it); "
                         "an empty --cache_dir means WORK_DIR/cache")
     for s in table.TABLE:  # every setting of the table, as text: parsed below, one line per error
         if s.field and s.field != "clicks_percent":  # given as CLICKS_PER_ROUND=P%
-            p.add_argument(f"--{s.field}", default=None, help=f"{s.name}: {s.help}")
+            p.add_argument(f"--{s.field}", default=None, help=f"{s.name}: {s.help}".replace("%", "%%"))
     # A flag error is one line naming the flag, not argparse's usage page.
     p.error = lambda message: (print(f"error: {message}", file=sys.stderr), sys.exit(2))
     args = p.parse_args(argv)

@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     ex = sub.add_parser("export", help="a round's queries as Label Studio tasks")
     cli.add_round_flags(ex)
     ex.add_argument("--out", default=None, help="tasks JSON (default: round_XX/label_studio/tasks.json)")
-    ex.add_argument("--image_url_prefix", default="/data/local-files/?d=")
+    ex.add_argument("--image_url_prefix", default="/data/local-files/?d=",
+                    help="what precedes an image's path in a task's URL (Label Studio's local files)")
     ex.add_argument("--document_root", default=None, help="image paths are relative to it (default: DATA_DIR)")
     ex.add_argument("--all", action="store_true", help="also the regions already answered")
     im = sub.add_parser("import", help="a completed Label Studio JSON export into the ledger")
@@ -46,11 +47,12 @@ def main(argv=None) -> int:
     ins.add_argument("--venv", default=None, help="where (default: LABEL_STUDIO_VENV, else the user's cache)")
     st = sub.add_parser("start", help="a Label Studio server on this machine, until Ctrl-C")
     st.add_argument("--data_dir", default="work_dirs/label_studio", help="its SQLite database, key and password")
-    st.add_argument("--host", default="127.0.0.1")
-    st.add_argument("--port", type=int, default=8080)
+    st.add_argument("--host", default="127.0.0.1", help="the address it listens on")
+    st.add_argument("--port", type=int, default=8080, help="its port")
     st.add_argument("--document_root", default="/", help="images are served from below it (LABEL_STUDIO_ROOT)")
-    st.add_argument("--username", default="admin@example.com")
-    st.add_argument("--venv", default=None)
+    st.add_argument("--username", default="admin@example.com", help="the account the server is started with")
+    st.add_argument("--venv", default=None,
+                    help="its environment (default: LABEL_STUDIO_VENV, else the user's cache)")
     args = p.parse_args(argv)
     if args.command in ("install", "start"):
         return cli.guarded(_server, args)

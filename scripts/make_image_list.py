@@ -12,8 +12,8 @@ from deeplab import io_utils
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dataset_dir", required=True)
-    p.add_argument("--split", nargs="+", default=["train", "val"])
+    p.add_argument("--dataset_dir", required=True, help="the data root")
+    p.add_argument("--split", nargs="+", default=["train", "val"], help="the splits to list")
     args = p.parse_args(argv)
     root = Path(args.dataset_dir)
     for split in args.split:

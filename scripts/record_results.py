@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     from deeplab import cli
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--job_dir", required=True)
+    p.add_argument("--job_dir", required=True, help="the job folder")
     args = p.parse_args(argv)
     from deeplab.experiment.results import record
 

@@ -59,3 +59,18 @@ def test_ci_runs_the_readme_test_line_and_nothing_else():
     assert ci[-1] == line
     assert all(c.startswith(("set ", "cd ")) for c in ci[:-1]), ci[:-1]
     assert "install_browser.sh" in line and "label_studio.py install" in line
+
+
+def test_every_flag_has_help_text():
+    """Every command-line flag of the scripts and modules says what it is (`--help`)."""
+    import ast
+
+    missing = []
+    for path in CODE + sorted((ROOT / "deeplab").rglob("*.py")):
+        if path.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument" \
+                    and not any(k.arg == "help" for k in node.keywords):
+                missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, missing

@@ -169,3 +169,11 @@ def test_train_eval_and_export_flags_come_from_their_dataclasses(capsys):
         shown = capsys.readouterr().out
         for f in dataclasses.fields(cls):
             assert f"--{f.name}" in shown, (cls.__name__, f.name)
+
+
+def test_init_experiment_help_lists_every_setting():
+    """--help prints (a help text with a % in it once broke argparse's formatting)."""
+    out = subprocess.run([sys.executable, "scripts/init_experiment.py", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "--clicks_per_round" in out.stdout and "P% of the train split" in out.stdout
