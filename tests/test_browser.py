@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import human_job
+from conftest import colour_mask, human_job
 
 ROOT = Path(__file__).parents[1]
 
@@ -104,7 +104,12 @@ def test_answer_by_click_and_key_undo_reload(browser, tmp_path, synth_root):
     b.save_screenshot(str(tmp_path / "page.png"))
     if shots:  # the README's picture: `ANNOTATE_SCREENSHOT=docs/annotate_page.png pytest -k click`
         shutil.copy(tmp_path / "page.png", shots)
-    assert (tmp_path / "page.png").stat().st_size > 10000
+    # what the screenshot shows: the region's yellow outline (both views), the whole image's cyan
+    # box, and the class buttons' swatches in the data set's colours (road's purple)
+    page = tmp_path / "page.png"
+    assert colour_mask(page, (255, 230, 0), tol=30).sum() > 100
+    assert colour_mask(page, (0, 255, 255), tol=30).sum() > 100
+    assert colour_mask(page, (128, 64, 128), tol=12).sum() > 50
 
     # the image counter: this region's place among its image's queries
     where = b.find_element(By.ID, "where").text
