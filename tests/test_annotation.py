@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import human_job, make_folder_dataset
+from helpers import human_job, make_folder_dataset
 
 from deeplab.experiment import ledger
 from deeplab.experiment.config import ExperimentConfig
@@ -18,11 +18,6 @@ from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import select_round
 
 ROOT = Path(__file__).parents[1]
-
-
-def _row(i, t=0, image="a", answer=1):
-    return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
-            "cost": 1}
 
 
 # ---------------------------------------------------------------------------- the round session

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import colour_mask, human_job
+from helpers import colour_mask, human_job
 
 ROOT = Path(__file__).parents[1]
 

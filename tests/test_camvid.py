@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeplab.datasets import descriptors as D
 from deeplab.datasets import get_dataset
 from deeplab.datasets.scaled import ScaledDataset, resize_label, scaled_size
 

@@ -104,7 +104,7 @@ def test_compare_writes_csv_png_md(compared):
     for arm in AL_ARMS:
         assert f"| {arm} |" in md
     assert "Fully supervised reference" in md and "% of the reference" in md
-    from conftest import MPL_BLUE, MPL_ORANGE, colour_mask
+    from helpers import MPL_BLUE, MPL_ORANGE, colour_mask
 
     assert colour_mask(cmp_dir / "comparison.png", MPL_BLUE).sum() > 100  # the first arm's line
     assert colour_mask(cmp_dir / "comparison.png", MPL_ORANGE).sum() > 100  # the second's

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_folder_dataset
+from helpers import make_folder_dataset
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.e2e  # both drivers, end to end

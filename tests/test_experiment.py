@@ -72,7 +72,7 @@ def test_results_csv_has_a_row_per_round(finished_job):
         assert "iou_road" in r and "label_noise_before_sieve" in r
         assert r["annotation_seconds"] == r["seconds_per_click_median"] == r["seconds_per_click_road"] == "n/a"
     assert float(rows[0]["sieved_px"]) == 0  # no sieving in the warm-up
-    from conftest import MPL_BLUE, colour_mask
+    from helpers import MPL_BLUE, colour_mask
 
     assert colour_mask(finished_job / "al_curve.png", MPL_BLUE).sum() > 50  # the curve is drawn
     assert any((finished_job / "round_01" / "overlays").rglob("*.png"))
@@ -437,7 +437,7 @@ def test_edited_ledger_line_stops_the_job_naming_it(finished_job, tmp_path):
 
 def _folder_job(tmp_path, synth_root, **kw):
     """A folder data set with labels (oracle answers), round 0 selected and answered."""
-    from conftest import make_folder_dataset
+    from helpers import make_folder_dataset
     from deeplab.experiment import stages
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=False,
@@ -485,7 +485,7 @@ def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, c
 def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, synth_root, capsys):
     import importlib.util
 
-    from conftest import make_folder_dataset
+    from helpers import make_folder_dataset
 
     spec = importlib.util.spec_from_file_location("init_experiment", ROOT / "scripts" / "init_experiment.py")
     init = importlib.util.module_from_spec(spec)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import human_job
+from helpers import human_job
 
 ROOT = Path(__file__).parents[1]
 
@@ -54,7 +54,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
     from deeplab.experiment.stages import select_round
-    from conftest import make_folder_dataset
+    from helpers import make_folder_dataset
 
     target = tmp_path / ("n" * 251 + ".npz")  # 255 bytes
     io_utils.write_bytes(target, b"x")

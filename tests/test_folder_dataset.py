@@ -6,16 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_folder_dataset
+from helpers import make_folder_dataset
 
 from deeplab.datasets import get_dataset
 
 ROOT = Path(__file__).parents[1]
-
-
-def _row(i, t=0, image="a", answer=1):
-    return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
-            "cost": 1}
 
 
 # ---------------------------------------------------------------------------- folder data sets

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import human_job, human_job_from
+from helpers import human_job, human_job_from
 
 ROOT = Path(__file__).parents[1]
-
-
-def _row(i, t=0, image="a", answer=1):
-    return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
-            "cost": 1}
 
 
 # ---------------------------------------------------------------------------- Label Studio

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import human_job
+from helpers import human_job
 
 ROOT = Path(__file__).parents[1]
 pytestmark = pytest.mark.e2e
@@ -300,7 +300,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     `LS_SCREENSHOT=docs/label_studio_task.png` saves the README's picture."""
     from selenium.webdriver.common.by import By
 
-    from conftest import make_folder_dataset
+    from helpers import make_folder_dataset
     from deeplab.datasets import synthetic
     from deeplab.experiment import tasks
     from deeplab.experiment.config import ExperimentConfig

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_folder_dataset
+from helpers import ledger_row, make_folder_dataset
 
 from deeplab.experiment import ledger, tasks
 from deeplab.experiment.config import ExperimentConfig
@@ -20,23 +20,18 @@ from deeplab.experiment.stages import select_round
 ROOT = Path(__file__).parents[1]
 
 
-def _row(i, t=0, image="a", answer=1):
-    return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
-            "cost": 1}
-
-
 # ---------------------------------------------------------------------------- ledger
 def test_ledger_appends_in_place_and_folds_undo(tmp_path):
     led = ledger.Ledger(tmp_path / "ledger.jsonl")
-    led.append([_row(0)])
+    led.append([ledger_row(0)])
     inode = led.path.stat().st_ino
     before = led.path.read_bytes()
     for i in range(1, 50):
-        led.append([_row(i)])
+        led.append([ledger_row(i)])
     assert led.path.stat().st_ino == inode  # appended, never rewritten through a new file
     assert led.path.read_bytes().startswith(before)
     led.append([{"round": 0, "image": "a", "region": 7, "undo": True, "annotator": "p"}])
-    led.append([_row(7, answer=3)])
+    led.append([ledger_row(7, answer=3)])
     rows = led.read()
     assert [r["region"] for r in rows] == [i for i in range(50) if i != 7] + [7]
     assert rows[-1]["answer"] == 3
@@ -50,29 +45,29 @@ def test_a_copied_answer_line_stops_at_once_naming_both_lines(tmp_path):
     """Even in a round still being answered (nothing recorded yet): the advice keeps every
     real answer."""
     led = ledger.Ledger(tmp_path / "ledger.jsonl")
-    led.append([_row(0), _row(1), _row(2)])
+    led.append([ledger_row(0), ledger_row(1), ledger_row(2)])
     lines = led.path.read_text().splitlines(keepends=True)
     led.path.write_text("".join(lines + lines[1:2]))
     with pytest.raises(ledger.LedgerError, match=r"line 4 answers region 1 of 'a' \(round 0\) again, "
                                                      r"after line 2.*duplicate; delete line 4"):
         led.read()
-    led.path.write_text("".join(lines) + json.dumps(_row(1, answer=5)) + "\n")
+    led.path.write_text("".join(lines) + json.dumps(ledger_row(1, answer=5)) + "\n")
     with pytest.raises(ledger.LedgerError, match="keep the line with the right answer"):
         led.read()
 
 
 def test_torn_last_line_is_reported_dropped_and_cut(tmp_path, capsys):
     led = ledger.Ledger(tmp_path / "ledger.jsonl")
-    led.append([_row(0), _row(1)])
+    led.append([ledger_row(0), ledger_row(1)])
     whole = led.path.read_bytes()
     with open(led.path, "ab") as f:
-        f.write(json.dumps(_row(2)).encode()[:25])  # a crash in the middle of a write
+        f.write(json.dumps(ledger_row(2)).encode()[:25])  # a crash in the middle of a write
     assert [r["region"] for r in led.read()] == [0, 1]
     err = capsys.readouterr().err
     assert "last line is torn" in err and "dropped" in err and "asks that region again" in err
-    led.append([_row(3)])
-    assert led.path.read_bytes() == whole + (json.dumps(_row(3)) + "\n").encode()
-    assert (tmp_path / "ledger.jsonl.torn").read_bytes().startswith(json.dumps(_row(2)).encode()[:25])
+    led.append([ledger_row(3)])
+    assert led.path.read_bytes() == whole + (json.dumps(ledger_row(3)) + "\n").encode()
+    assert (tmp_path / "ledger.jsonl.torn").read_bytes().startswith(json.dumps(ledger_row(2)).encode()[:25])
     # A complete line that does not parse is never dropped.
     with open(led.path, "ab") as f:
         f.write(b'{"round": 0, "ima\n')

@@ -3,9 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from conftest import MPL_BLUE as BLUE
-from conftest import MPL_ORANGE as ORANGE
-from conftest import colour_mask as _mask
+from helpers import MPL_BLUE as BLUE
+from helpers import MPL_ORANGE as ORANGE
+from helpers import colour_mask as _mask
 
 
 def _span(mask):

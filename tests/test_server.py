@@ -12,14 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import human_job
+from helpers import human_job, ledger_row
 
 ROOT = Path(__file__).parents[1]
-
-
-def _row(i, t=0, image="a", answer=1):
-    return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
-            "cost": 1}
 
 
 # ---------------------------------------------------------------------------- HTTP safety
@@ -252,7 +247,7 @@ def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synt
     # A Label Studio import's answers are on no browser session's stack.
     from deeplab.annotate.session import RoundSession
 
-    exp.ledger.append([{**_row(0), "image": q["image"], "region": q["region"],
+    exp.ledger.append([{**ledger_row(0), "image": q["image"], "region": q["region"],
                         "annotator": "label-studio", "source": "label_studio"}])
     s = RoundSession(exp, 0)
     from deeplab.annotate.session import Refused
