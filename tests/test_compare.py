@@ -13,6 +13,7 @@ crossover on made-up rows below.)"""
 import csv
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -110,12 +111,35 @@ def test_compare_writes_csv_png_md(compared):
     assert colour_mask(cmp_dir / "comparison.png", MPL_ORANGE).sum() > 100  # the second's
     # the setting's properties, each with a verdict; P5 from the numerics jobs (oneDNN off):
     # the arms of NUMERICS_ARMS again, every round, and the sign of their paired difference
+    verdicts = {}
     for pid in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {pid} |"))
-        assert line.rstrip().endswith(("PASS |", "FAIL |")), line
-    p5 = next(ln for ln in md.splitlines() if ln.startswith("| P5 |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        verdicts[pid] = (cells[2], cells[3])
+    # each verdict follows from the figure printed beside it
+    def figure(pid, pattern):
+        m = re.search(pattern, verdicts[pid][0])
+        assert m, verdicts[pid]
+        return float(m.group(1))
+
+    def says(pid, ok):
+        assert verdicts[pid][1] == ("PASS" if ok else "FAIL"), (pid, verdicts[pid])
+
+    says("P1", figure("P1", r"= ([\d.]+) %") >= 60)
+    says("P2", figure("P2", r"^(-?[\d.]+)$") >= 8)
+    says("P3", figure("P3", r"= ([\d.]+) %") <= 1)
+    assert figure("P3", r"= ([\d.]+) %") == pytest.approx(100 * budget / base_total, abs=0.01)
+    says("P7", figure("P7", r"^(\d+) of") >= 12)
+    says("P8", figure("P8", r"^([\d.]+) min") <= 150)
+    p5 = verdicts["P5"][0]
     assert "merge_bound - random r1:" in p5 and "(oneDNN 1, 1 seeds) vs" in p5
-    assert "(oneDNN 0, 1)" in p5 and ("kept" in p5 or "FLIPPED" in p5)
+    # kept: the paired difference has the same sign under both numerics
+    m = re.search(r"r1: ([+-][\d.]+) \(oneDNN 1, 1 seeds\) vs ([+-][\d.]+) \(oneDNN 0, 1\) (kept|FLIPPED)", p5)
+    assert m, p5
+    main, flipped = float(m.group(1)), float(m.group(2))
+    if min(abs(main), abs(flipped)) >= 0.01:  # signs readable from the printed figures
+        assert m.group(3) == ("kept" if (main > 0) == (flipped > 0) else "FLIPPED"), p5
+    says("P5", m.group(3) == "kept")
     p9 = next(ln for ln in md.splitlines() if ln.startswith("| P9 |"))
     assert "road" in p9 and "% (" in p9  # the frequent classes by the reference's val pixels
     for arm in AL_ARMS:

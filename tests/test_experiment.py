@@ -111,15 +111,17 @@ def test_budget_and_no_region_asked_twice(finished_job):
     rows = exp.ledger.read()
     for t in (0, 1):
         spent = sum(r["cost"] for r in rows if r["round"] == t)
-        assert spent <= exp.config.clicks_per_round
+        assert 0 < spent <= exp.config.clicks_per_round
     keys = [(r["round"], r["image"], r["region"]) for r in rows]
     assert len(keys) == len(set(keys))
     # every round-1 region had fewer than half of its pixels covered by round-0 answers
     by_image = exp.ledger.by_image()
+    checked = 0
     for name, rs in by_image.items():
         r1 = [r for r in rs if r["round"] == 1]
-        if not r1:
+        if not r1:  # an image without round-1 queries has nothing to check
             continue
+        checked += len(r1)
 
         answers = L.answer_luts([r for r in rs if r["round"] < 1])
         maps = {t: exp.load_map(t, name) for t in answers}
@@ -129,6 +131,7 @@ def test_budget_and_no_region_asked_twice(finished_job):
         for r in r1:
             region = m1 == r["region"]
             assert cov[region].sum() < region.sum() / 2
+    assert checked == sum(1 for r in rows if r["round"] == 1) > 0  # every round-1 query was checked
     # the round-1 maps are unions of base superpixels
     name = exp.samples[0].name
     base, merged = exp.load_map(0, name), exp.load_map(1, name)
