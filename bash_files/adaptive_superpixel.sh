@@ -7,12 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bash_files/settings.sh
 
-init_experiment
-lock_job
-# The val TFRecords as in warm_up.sh: rebuilt if CACHE_DIR changed or a shard was damaged.
-py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
-# Base maps live in the cache: made again (identically) if this job moved to another WORK_DIR.
-py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
+prepare_job
 for ((t = 1; t < ROUNDS; t++)); do
   run_round_stages "$t" regions  # the round's adaptive (or base, oracle) maps first
 done

@@ -106,6 +106,15 @@ lock_job() {
   fi
   echo "pid $$ on ${HOSTNAME:-this machine} since $(date '+%F %T')" > "$JOB_DIR/driver.lock"
 }
+# What both round drivers do before their rounds: the job checked (or made), its lock taken, the
+# val TFRecords (rebuilt if CACHE_DIR changed or a shard was damaged) and the base maps (they live
+# in the cache: made again, identically, if the job moved to another WORK_DIR).
+prepare_job() {
+  init_experiment
+  lock_job
+  py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
+  py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
+}
 # A round's stages after its region maps (and, given "regions", those first), then the results
 # table (scripts/record_results.py's), in one process: scripts/run_round.py, each stage as its
 # own script would run it.

@@ -6,8 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bash_files/settings.sh
 
-init_experiment
-lock_job
-py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
-py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
+prepare_job
 run_round_stages 0
