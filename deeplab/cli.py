@@ -327,7 +327,7 @@ def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
 STAGES = {
     "regions": ("gen_adaptive_spx", "deeplab.experiment.stages:round_regions"),
     "select": ("select_regions", "deeplab.experiment.stages:select_round"),
-    "annotate": ("annotate_regions", "deeplab.annotate.server:annotate_stage"),
+    "annotate": ("annotate_regions", "deeplab.annotate.stage:annotate_stage"),
     "data": ("build_round_data", "deeplab.experiment.stages:round_data"),
     "train": ("train_round", "deeplab.experiment.stages:train_round"),
     "eval": ("eval_round", "deeplab.experiment.stages:eval_round"),

@@ -126,7 +126,7 @@ def du(path: Path) -> int:
 
 def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     from deeplab import parallel
-    from deeplab.experiment import stages, tasks
+    from deeplab.experiment import simulated, stages, tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
 
@@ -145,7 +145,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     steps = {
         "regions": lambda t: stages.round_regions(exp, t, write_overlays=False),
         "select": lambda t: stages.select_round(exp, t, progress=False),
-        "annotate": lambda t: stages.annotate_round(exp, t, progress=False),
+        "annotate": lambda t: simulated.oracle_round(exp, t, progress=False),
         "data": lambda t: stages.round_data(exp, t, max_overlays=0, progress=False),
     }
     rows = []

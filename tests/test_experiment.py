@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deeplab import cli
-from deeplab.experiment import stages, tasks
+from deeplab.experiment import simulated, stages, tasks
 from deeplab.experiment.config import MODEL_VARIANTS, ExperimentConfig
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import select_round
@@ -452,7 +452,7 @@ def _folder_job(tmp_path, synth_root, **kw):
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    for stage, fn in (("select", stages.select_round), ("annotate", stages.annotate_round)):
+    for stage, fn in (("select", stages.select_round), ("annotate", simulated.oracle_round)):
         assert cli.run_stage(exp.job_dir, 0, stage, lambda e, t: fn(e, t, progress=False)) == 0
     return exp, root
 

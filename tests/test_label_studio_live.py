@@ -124,7 +124,7 @@ def _task_ids(exp, t=0, stage=None) -> dict[int, int]:
 def _stage_thread(exp, t=0):
     """The answers stage as the drivers run it (cli.run_stage), in a thread; its exit status."""
     from deeplab import cli
-    from deeplab.annotate.server import annotate_stage
+    from deeplab.annotate.stage import annotate_stage
 
     out = {}
     th = threading.Thread(target=lambda: out.update(rc=cli.run_stage(exp.job_dir, t, "annotate", annotate_stage)))
@@ -148,7 +148,7 @@ def test_a_round_in_label_studio_equals_the_same_answers_on_the_page(tmp_path, s
     through the overlap) gives the ledger, the labels and results.csv's answer columns that the
     same answers on the project's page give."""
     from deeplab.annotate.session import RoundSession
-    from deeplab.annotate.server import _summary
+    from deeplab.experiment.answers import stage_summary
     from deeplab.experiment import results, stages
 
     ls_job = human_job(tmp_path / "ls", synth_root, clicks=8, review_share=0.5, **label_studio.settings())
@@ -186,7 +186,7 @@ def test_a_round_in_label_studio_equals_the_same_answers_on_the_page(tmp_path, s
     while (q := s.next_for("two", session="s2")["query"]) is not None:
         s.answer("two", q["index"], code[second[q["index"]]], session="s2", elapsed_ms=700)
     assert s.done.is_set()
-    page_job.mark(0, "annotate", _summary(page_job, 0, s.queries))
+    page_job.mark(0, "annotate", stage_summary(page_job, 0, s.queries))
 
     def answers(exp):
         keep = ("round", "image", "region", "answer", "size", "score", "cost", "review", "elapsed_ms")

@@ -188,3 +188,36 @@ def test_the_code_raises_named_errors_for_what_a_user_can_fix():
     assert not found, "\n".join(found)
     for name in ("BadInput", "MissingFile", "Unavailable", "CannotContinue", "MissingPackage"):
         assert issubclass(getattr(errors, name), errors.UserError)
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    """The module graph (every import of deeplab's own modules, lazy ones included) has no
+    circle: the packages' order above cannot see two modules of one package, or a lazy import
+    back, that import each other."""
+    modules = {m for m, _ in _modules()}
+    graph: dict[str, set[str]] = {}
+    for module, path in _modules():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("deeplab"):
+                for a in node.names:  # `from deeplab.x import y`: the module y, else x (y a name)
+                    sub = f"{node.module}.{a.name}"
+                    targets.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name.startswith("deeplab"))
+        graph[module] = {t for t in targets if t in modules and t not in (module, "deeplab")}
+    assert "deeplab.experiment.answers" in graph["deeplab.annotate.ls_loop"]
+    state: dict[str, int] = {}
+
+    def visit(m, trail):
+        if state.get(m) == 1:
+            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(m):] + [m]))
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            visit(n, trail + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        visit(m, [])

@@ -103,7 +103,7 @@ def test_killed_writer_loses_at_most_the_line_in_flight(tmp_path):
 def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_root):
     """The answers stage killed after part of its answers reached the ledger asks only the
     rest when run again: the ledger ends as if it had never stopped."""
-    from deeplab.experiment.simulated import annotate_round
+    from deeplab.experiment.simulated import oracle_round
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True, num_train=3, num_val=1)
     config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="folder", dataset_dir=str(root),
@@ -113,11 +113,11 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_round(exp, 0, progress=False))
-    summary = annotate_round(exp, 0, progress=False)
+    summary = oracle_round(exp, 0, progress=False)
     assert summary["answers"] == 9
     whole = exp.ledger.path.read_text()
     lines = whole.splitlines(keepends=True)
     exp.ledger.path.write_text("".join(lines[:4]) + lines[4][:10])  # killed while appending
-    assert annotate_round(exp, 0, progress=False) == summary
+    assert oracle_round(exp, 0, progress=False) == summary
     rows = [json.loads(ln) for ln in exp.ledger.path.read_text().splitlines()]
     assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, map(json.loads, lines)))

@@ -40,7 +40,7 @@ from deeplab.annotate.lock import round_lock
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.answers import read_selection
+from deeplab.experiment.answers import read_selection, stage_summary
 
 # Label Studio's environment: the server and the client it ships with, exact (the tests run them).
 LS_VERSION = "1.23.2"
@@ -360,8 +360,6 @@ def _say_deleted(deleted: dict[int, list[int]]) -> None:
 # ---------------------------------------------------------------------------- the stage
 def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) -> dict:
     """The answers stage with ANNOTATOR=label_studio (see the module's docstring)."""
-    from deeplab.annotate.server import _summary
-
     poll = float(exp.config.label_studio_poll_secs if poll_secs is None else poll_secs)
     sel = read_selection(exp, t)
     with round_lock(exp, t):
@@ -381,7 +379,7 @@ def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) 
         finally:
             client.close()
     print(f"round {t}: every queried region is answered in Label Studio")
-    out = _summary(exp, t, sel)
+    out = stage_summary(exp, t, sel)
     out["label_studio"] = {"project": project, "tasks": len(ids),
                            "deleted_since_import": sum(len(v) for v in deleted.values())}
     return out

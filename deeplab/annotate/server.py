@@ -1,7 +1,8 @@
 """The annotation page: people answer a round's queried regions in a browser (ANNOTATOR=human).
 
-`annotate_round(exp, t)` (the answers stage) serves round t on a local web page until every
-queried region is answered, then returns the stage's figures and the driver goes on. The same
+`serve_round(exp, t)` (the answers stage with ANNOTATOR=human, deeplab/annotate/stage.py) serves
+round t on a local web page until every queried region is answered, then returns the stage's
+figures and the driver goes on. The same
 page is `python scripts/annotate_web.py --job_dir ... --round t`.
 
 What it guarantees:
@@ -37,7 +38,6 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
 import re
 import secrets
 import socket
@@ -50,7 +50,7 @@ from pathlib import Path
 from deeplab.annotate.lock import round_lock
 from deeplab.annotate.session import Refused, RoundSession, session_digest
 from deeplab.errors import BadInput, Unavailable
-from deeplab.experiment.answers import answers_summary, review_summary
+from deeplab.experiment.answers import stage_summary
 from deeplab.experiment.job import Experiment
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -417,7 +417,7 @@ def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | No
     with round_lock(exp, t):
         session = RoundSession(exp, t, lease_secs, preselect)
         if session.done.is_set():
-            return _summary(exp, t, session.queries)
+            return stage_summary(exp, t, session.queries)
         server = make_server(session, host, port, token)
         url = page_url(host, server.server_address[1], token)
         p = session.progress()
@@ -449,31 +449,4 @@ def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | No
             server.shutdown()
             server.server_close()
     print(f"round {t}: every queried region is answered")
-    return _summary(exp, t, session.queries)
-
-
-def _summary(exp: Experiment, t: int, queries: list[dict]) -> dict:
-    """The answers stage's figures, with the review pass's when REVIEW_SHARE is set."""
-    out = answers_summary(exp, t, queries)
-    if exp.config.review_share:
-        out["review"] = review_summary(exp, t, queries)
-    return out
-
-
-def annotate_stage(exp: Experiment, t: int) -> dict:
-    """The answers stage: the page for ANNOTATOR=human, Label Studio for
-    ANNOTATOR=label_studio, the simulated annotator otherwise."""
-    if exp.config.annotator == "human":
-        return annotate_round(exp, t)
-    if exp.config.annotator == "label_studio":
-        from deeplab.annotate import ls_loop
-
-        return ls_loop.label_studio_round(exp, t)
-    from deeplab.experiment import simulated
-
-    return simulated.annotate_round(exp, t)
-
-
-def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
-    """The answers stage with ANNOTATOR=human (the page on ANNOTATE_HOST:ANNOTATE_PORT)."""
-    return serve_round(exp, t, token=os.environ.get("ANNOTATE_TOKEN") or None)
+    return stage_summary(exp, t, session.queries)

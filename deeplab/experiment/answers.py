@@ -114,3 +114,12 @@ def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
                                                  np.zeros(len(ids)) if unc is None else unc[ids]))
         seconds += [r["elapsed_ms"] / 1000.0 for r in mine]
     return np.concatenate(feats), np.array(seconds)
+
+
+def stage_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
+    """The answers stage's figures, whoever answered (the oracle, the page, Label Studio): the
+    answers in force, and the review pass's agreement when REVIEW_SHARE is set."""
+    out = answers_summary(exp, t, selection)
+    if exp.config.review_share:
+        out["review"] = review_summary(exp, t, selection)
+    return out

@@ -12,11 +12,11 @@ from deeplab.experiment.answers import answers_summary, read_selection, review_s
 from deeplab.experiment.job import Experiment
 
 
-def annotate_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+def oracle_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     """Answers stage with ANNOTATOR=oracle: the simulated annotator answers the selection (per
     image, on the executor) and the driver appends the answers to the ledger; a resumed run asks
     only the regions the ledger does not answer yet. With ANNOTATOR=human or label_studio people
-    answer (`deeplab.annotate.server.annotate_stage` chooses)."""
+    answer (`deeplab.annotate.stage.annotate_stage` chooses)."""
     if exp.config.annotator != "oracle":
         raise BadInput(f"job {exp.job_dir} has ANNOTATOR={exp.config.annotator}: its answers come "
                        "from people (scripts/annotate_regions.py serves the page or asks Label "

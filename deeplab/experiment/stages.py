@@ -34,7 +34,6 @@ from deeplab.experiment import region_maps, tasks
 from deeplab.experiment.answers import (answers_summary, read_selection, review_summary,  # noqa: F401
                                         round_answers, timed_answer_features)
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.simulated import annotate_round  # noqa: F401
 from deeplab.parallel import Executor, LocalExecutor, prefetch
 
 
