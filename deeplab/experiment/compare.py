@@ -78,17 +78,13 @@ def check_seeds(seeds: list[str]) -> list[int]:
 
 
 def parse_budget(text: str) -> tuple[int, float]:
-    """A per-round budget in the CLICKS_PER_ROUND form: (clicks, 0.0) for '500', (0, P) for
-    'P%' (a share of the train split's base superpixels)."""
-    t = str(text).strip()
+    """A per-round budget of BUDGETS, read as CLICKS_PER_ROUND is (settings.parse_budget): (clicks,
+    0.0) for '500', (0, P) for 'P%' (a share of the train split's base superpixels)."""
     try:
-        value = (0, float(t[:-1])) if t.endswith("%") else (int(t), 0.0)
-    except ValueError:
-        value = None
-    if value is None or not (value[0] >= 1 or 0 < value[1] <= 100) or not math.isfinite(value[1]):
+        return settings.parse_budget(text)
+    except BadInput:
         raise BadInput(f"BUDGETS: '{text}' is not a per-round budget; give clicks (500) or a share "
-                       "of the base superpixels in (0, 100] % (0.3%), separated by spaces")
-    return value
+                       "of the base superpixels in (0, 100] % (0.3%), separated by spaces") from None
 
 
 def check_budgets(budgets: list[str]) -> list[str]:

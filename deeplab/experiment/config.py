@@ -26,8 +26,6 @@ from deeplab.experiment.settings import (  # noqa: F401  (the names callers impo
 )
 from deeplab.paths import require_checkpoint
 
-STAGES = ("regions", "select", "annotate", "data", "train", "eval")
-
 
 def read_cost_model(path) -> "acquisition.MeasuredCost":
     """The measured cost model in CLICK_COST_MODEL, or a BadInput naming the file and the fix."""

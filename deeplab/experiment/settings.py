@@ -199,7 +199,6 @@ TABLE: tuple[Setting, ...] = (
 )
 del S
 
-BY_FIELD = {s.field: s for s in TABLE if s.field}
 BY_ENV = {s.env: s for s in TABLE if s.env}
 # The resume rules, derived: what may change on a running job, what only the merge reads, and
 # what round 0 does not read (arms differing only in these share their warm-up round).
