@@ -408,3 +408,38 @@ def logged(log, script: str, args: list[str], call) -> int:
 def _cpu_seconds(resource) -> float:
     return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+# ---------------------------------------------------------------------------- DeepLab's command lines
+def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of DeepLab's command lines that read TFRecords (python -m deeplab.train, .eval)."""
+    p.add_argument("--dataset", default="synthetic",
+                   help="the data set the TFRecords were made from (its classes and ignore label)")
+    p.add_argument("--tfrecord_dir", default=None, help="folder holding the TFRecords (required)")
+    p.add_argument("--dataset_dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", default=None,
+                   help="with --dataset folder: the data set's classes.json (class count, ignore label)")
+
+
+def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
+    """--dataset_dir means the data root in every script; here the TFRecords are --tfrecord_dir."""
+    if args.dataset_dir is not None:
+        p.error("--dataset_dir is the data root in this project's scripts; pass the folder of "
+                f"TFRecords as --tfrecord_dir {args.dataset_dir}")
+    if args.tfrecord_dir is None:
+        p.error("--tfrecord_dir (the folder of TFRecords) is required")
+
+
+def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
+    """The descriptor of --dataset (a folder data set: from --classes)."""
+    from deeplab.datasets import get_dataset
+    from deeplab.datasets.descriptors import FolderDataset
+
+    if args.dataset == "folder":
+        if not args.classes:
+            p.error("--dataset folder needs --classes DATA_DIR/classes.json")
+        try:
+            return FolderDataset.from_classes(args.classes)
+        except UserError as e:
+            p.error(str(e))
+    return get_dataset(args.dataset)

@@ -14,12 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.train import (
-    add_tfrecord_flags,
-    check_tfrecord_flags,
-    dataset_for_tfrecords,
-)
-from deeplab.cli import add_dataclass_flags, one_line_errors
+from deeplab.cli import (add_dataclass_flags, add_tfrecord_flags, check_tfrecord_flags,
+                         dataset_for_tfrecords, one_line_errors)
 from deeplab.training.evaluate import EvalConfig, evaluate, format_table
 from deeplab.training.trainer import load_trained
 
@@ -28,8 +24,6 @@ def main(argv=None) -> int:
     p = one_line_errors(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     fields = add_dataclass_flags(p, EvalConfig, helps={"checkpoint_dir": "a finished train_logdir"})
-    p.add_argument("--dataset", default="synthetic",
-                   help="the data set the TFRecords were made from (its classes and ignore label)")
     add_tfrecord_flags(p)
     args = p.parse_args(argv)
     check_tfrecord_flags(p, args)

@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from deeplab.cli import add_dataclass_flags, one_line_errors
-from deeplab.errors import UserError
+from deeplab.cli import (add_dataclass_flags, add_tfrecord_flags, check_tfrecord_flags,
+                         dataset_for_tfrecords, one_line_errors)
 from deeplab.model import ModelOptions
 from deeplab.training.trainer import STRATEGIES, TrainConfig, train
 
@@ -37,37 +37,6 @@ def model_options_from(args, num_classes) -> ModelOptions:
                         **{name: getattr(args, name) for name in MODEL_FLAGS})
 
 
-def add_tfrecord_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tfrecord_dir", default=None, help="folder holding the TFRecords (required)")
-    p.add_argument("--dataset_dir", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--classes", default=None,
-                   help="with --dataset folder: the data set's classes.json (class count, ignore label)")
-
-
-def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
-    """--dataset_dir means the data root in every script; here the TFRecords are --tfrecord_dir."""
-    if args.dataset_dir is not None:
-        p.error("--dataset_dir is the data root in this project's scripts; pass the folder of "
-                f"TFRecords as --tfrecord_dir {args.dataset_dir}")
-    if args.tfrecord_dir is None:
-        p.error("--tfrecord_dir (the folder of TFRecords) is required")
-
-
-def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
-    """The descriptor of --dataset (a folder data set: from --classes)."""
-    from deeplab.datasets import get_dataset
-    from deeplab.datasets.descriptors import FolderDataset
-
-    if args.dataset == "folder":
-        if not args.classes:
-            p.error("--dataset folder needs --classes DATA_DIR/classes.json")
-        try:
-            return FolderDataset.from_classes(args.classes)
-        except UserError as e:
-            p.error(str(e))
-    return get_dataset(args.dataset)
-
-
 # TrainConfig's fields given otherwise: the data set's (from --dataset), the network (the model
 # flags), the TFRecords (--tfrecord_dir, checked), the progress bar.
 NOT_FLAGS = ("tfrecord_dir", "num_classes", "ignore_label", "model", "progress")
@@ -77,8 +46,6 @@ def parser() -> tuple[argparse.ArgumentParser, list[str]]:
     """The command line and the TrainConfig fields it sets."""
     p = one_line_errors(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    p.add_argument("--dataset", default="synthetic",
-                   help="the data set the TFRecords were made from (its classes and ignore label)")
     add_tfrecord_flags(p)
     add_model_flags(p)
     fields = add_dataclass_flags(p, TrainConfig, skip=NOT_FLAGS, helps={

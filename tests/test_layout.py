@@ -28,7 +28,7 @@ ALLOWED = {
     "cli": {"experiment", "annotate", "datasets", "parallel", "io_utils", "paths"},
     # the command-line modules of DeepLab's names and the re-export kept for outside code
     "train": {"cli", "training", "model", "datasets"},
-    "eval": {"cli", "train", "training", "io_utils"},
+    "eval": {"cli", "training", "io_utils"},
     "export_model": {"cli", "training"},
     "checkpoints": {"training"},
 }
