@@ -325,12 +325,12 @@ def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
 # `f(exp, t) -> dict` by `module:function` name (imported only when the stage runs). The
 # scripts, scripts/run_round.py and the tests all run stages from here.
 STAGES = {
-    "regions": ("gen_adaptive_spx", "deeplab.experiment.stages:round_regions"),
-    "select": ("select_regions", "deeplab.experiment.stages:select_round"),
+    "regions": ("gen_adaptive_spx", "deeplab.experiment.stages:regions_stage"),
+    "select": ("select_regions", "deeplab.experiment.stages:select_stage"),
     "annotate": ("annotate_regions", "deeplab.annotate.stage:annotate_stage"),
-    "data": ("build_round_data", "deeplab.experiment.stages:round_data"),
-    "train": ("train_round", "deeplab.experiment.stages:train_round"),
-    "eval": ("eval_round", "deeplab.experiment.stages:eval_round"),
+    "data": ("build_round_data", "deeplab.experiment.stages:data_stage"),
+    "train": ("train_round", "deeplab.experiment.stages:train_stage"),
+    "eval": ("eval_round", "deeplab.experiment.stages:eval_stage"),
 }
 
 

@@ -143,10 +143,10 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     stages.predictor_for_round = lambda e, t: standin
     decode = DecodeClock.once()
     steps = {
-        "regions": lambda t: stages.round_regions(exp, t, write_overlays=False),
-        "select": lambda t: stages.select_round(exp, t, progress=False),
+        "regions": lambda t: stages.regions_stage(exp, t, write_overlays=False),
+        "select": lambda t: stages.select_stage(exp, t, progress=False),
         "annotate": lambda t: simulated.oracle_round(exp, t, progress=False),
-        "data": lambda t: stages.round_data(exp, t, max_overlays=0, progress=False),
+        "data": lambda t: stages.data_stage(exp, t, max_overlays=0, progress=False),
     }
     rows = []
 

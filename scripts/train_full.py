@@ -18,8 +18,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True, help="a job initialised by scripts/init_experiment.py")
     args = p.parse_args(argv)
-    for stage, fn in (("data", stages.full_data), ("train", stages.train_round),
-                      ("eval", stages.eval_round)):
+    for stage, fn in (("data", stages.full_data), ("train", stages.train_stage),
+                      ("eval", stages.eval_stage)):
         code = cli.run_stage(args.job_dir, 0, stage, fn)
         if code:
             return code

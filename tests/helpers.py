@@ -57,7 +57,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
     from deeplab.experiment import tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
-    from deeplab.experiment.stages import select_round
+    from deeplab.experiment.stages import select_stage
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
                                num_train=3, num_val=1)
@@ -73,7 +73,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    exp.mark(0, "select", select_stage(exp, 0, progress=False))
     return exp
 
 
@@ -82,7 +82,7 @@ def human_job_from(exp, tmp_path, clicks=40):
     from deeplab.experiment import tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
-    from deeplab.experiment.stages import select_round
+    from deeplab.experiment.stages import select_stage
 
     config = ExperimentConfig(job_dir=str(tmp_path / "job2"), dataset="folder",
                               dataset_dir=str(exp.data_root), rounds=2, clicks_per_round=clicks,
@@ -91,7 +91,7 @@ def human_job_from(exp, tmp_path, clicks=40):
     config.save_or_check()
     new = Experiment(config)
     tasks.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
-    new.mark(0, "select", select_round(new, 0, progress=False))
+    new.mark(0, "select", select_stage(new, 0, progress=False))
     return new
 
 

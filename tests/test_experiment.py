@@ -16,7 +16,7 @@ from deeplab import cli
 from deeplab.experiment import simulated, stages, tasks
 from deeplab.experiment.config import MODEL_VARIANTS, ExperimentConfig
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import select_round
+from deeplab.experiment.stages import select_stage
 from deeplab.active import labels as L
 
 ROOT = Path(__file__).parents[1]
@@ -172,12 +172,12 @@ def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
 def test_budget_larger_than_pool_takes_the_pool(finished_job, capsys):
     exp = Experiment.open(finished_job)
     exp.config.clicks_per_round = 10**6
-    info = select_round(exp, 1)
+    info = select_stage(exp, 1)
     assert info["exhausted"] and info["spent"] == info["pool"]
     assert "exceeds the eligible pool" in capsys.readouterr().out
     # restore the real selection file for other tests
     exp.config.clicks_per_round = 60
-    select_round(exp, 1)
+    select_stage(exp, 1)
 
 
 def test_settings_change_on_resume_is_refused(finished_job, synth_root):
@@ -387,7 +387,7 @@ def test_deleted_or_added_ledger_line_stops_the_job(finished_job, tmp_path):
 
 @pytest.mark.e2e
 def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, synth_root):
-    from deeplab.experiment.stages import eval_round
+    from deeplab.experiment.stages import eval_stage
     from deeplab.datasets import build_data, tfrecord
 
     exp = _copy_job(finished_job, tmp_path / "w" / "job")
@@ -404,7 +404,7 @@ def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, s
                                progress=False)
     assert tfrecord.list_shards(exp.val_tfrecord_dir, "val")  # some shards exist
     with pytest.raises(ValueError, match="carry no count.*build_tfrecords.py --job_dir"):
-        eval_round(exp, 1, progress=False)
+        eval_stage(exp, 1, progress=False)
     # The driver's build step sees the partial records and rebuilds them.
     out = subprocess.run(["python", "scripts/build_tfrecords.py", "--job_dir", str(exp.job_dir),
                           "--splits", "val", "--skip_existing"], cwd=ROOT, capture_output=True,
@@ -412,7 +412,7 @@ def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, s
     assert out.returncode == 0, out.stderr[-2000:]
     assert "partial" in out.stdout
     assert tfrecord.meta_matches(exp.val_tfrecord_dir, "val", [s.name for s in val])
-    assert eval_round(exp, 1, progress=False)["miou"] == pytest.approx(
+    assert eval_stage(exp, 1, progress=False)["miou"] == pytest.approx(
         Experiment.open(finished_job).manifest(1)["eval"]["miou"])
     # A list that grew: the records no longer cover it.
     with pytest.raises(ValueError, match="hold 13 images.*list has 12"):
@@ -452,7 +452,7 @@ def _folder_job(tmp_path, synth_root, **kw):
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    for stage, fn in (("select", stages.select_round), ("annotate", simulated.oracle_round)):
+    for stage, fn in (("select", stages.select_stage), ("annotate", simulated.oracle_round)):
         assert cli.run_stage(exp.job_dir, 0, stage, lambda e, t: fn(e, t, progress=False)) == 0
     return exp, root
 
@@ -466,7 +466,7 @@ def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, c
     mine = [r for r in rows if r["image"] == gone]
     for p in list((root / "images").rglob(f"{Path(gone).name}.*")) + [root / "labels" / f"{gone}.png"]:
         p.unlink()
-    data = lambda e, t: stages.round_data(e, t, progress=False)  # noqa: E731
+    data = lambda e, t: stages.data_stage(e, t, progress=False)  # noqa: E731
     with pytest.raises(ValueError, match=rf"1 answered images are no longer.*'{gone}'.*"
                                          rf"{len(mine)} answers.*DROP_MISSING_ANSWERED=1"):
         cli.run_stage(exp.job_dir, 0, "data", data)
@@ -536,7 +536,7 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
     del manifest["regions"]
     (exp.round_dir(1) / "manifest.json").write_text(json.dumps(manifest))
     before = {p.name: p.stat().st_mtime_ns for p in (exp.round_dir(1) / "regions").rglob("*.npz")}
-    assert cli.run_stage(exp.job_dir, 1, "regions", stages.round_regions) == 0
+    assert cli.run_stage(exp.job_dir, 1, "regions", stages.regions_stage) == 0
     resumed = exp.manifest(1)["regions"]
     assert resumed["resumed"] == len(exp.samples) and whole["resumed"] == 0
     assert {k: v for k, v in resumed.items() if k != "resumed"} == {k: v for k, v in whole.items() if k != "resumed"}
@@ -570,7 +570,7 @@ def test_review_pass_of_a_noisy_simulated_annotator(tmp_path, synth_root):
     from deeplab.experiment import stages
     from deeplab.active import review
 
-    data = lambda e, t: stages.round_data(e, t, progress=False)  # noqa: E731
+    data = lambda e, t: stages.data_stage(e, t, progress=False)  # noqa: E731
     noise = {}
     for share in (0.0, 1.0):
         exp, _ = _folder_job(tmp_path / f"r{share}", synth_root, oracle_noise=0.3, review_share=share)

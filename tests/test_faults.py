@@ -53,7 +53,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     from deeplab.experiment import tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
-    from deeplab.experiment.stages import select_round
+    from deeplab.experiment.stages import select_stage
     from helpers import make_folder_dataset
 
     target = tmp_path / ("n" * 251 + ".npz")  # 255 bytes
@@ -72,7 +72,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     exp = Experiment(config)
     assert long in {s.name for s in exp.samples}
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    exp.mark(0, "select", select_stage(exp, 0, progress=False))
     assert exp.load_map(0, long).shape == (64, 128)
 
 

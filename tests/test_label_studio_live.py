@@ -198,7 +198,7 @@ def test_a_round_in_label_studio_equals_the_same_answers_on_the_page(tmp_path, s
     assert m_ls["review"] == m_page["review"] and m_ls["labelled_answers"] == m_page["labelled_answers"]
     assert m_ls["review"]["reviewed"] == len(picked) and m_ls["review"]["agreement"] < 1
     for exp in (ls_job, page_job):
-        exp.mark(0, "data", stages.round_data(exp, 0, progress=False))
+        exp.mark(0, "data", stages.data_stage(exp, 0, progress=False))
     labels = lambda exp: {p.relative_to(exp.round_dir(0)): p.read_bytes()  # noqa: E731
                           for p in sorted((exp.round_dir(0) / "labels").rglob("*.png"))}
     assert labels(ls_job) and labels(ls_job) == labels(page_job)
@@ -305,7 +305,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     from deeplab.experiment import tasks
     from deeplab.experiment.config import ExperimentConfig
     from deeplab.experiment.job import Experiment
-    from deeplab.experiment.stages import select_round
+    from deeplab.experiment.stages import select_stage
 
     scenes = synthetic.generate(tmp_path / "scenes", num_train=3, num_val=1, height=256, width=512, seed=3)
     root = make_folder_dataset(scenes, tmp_path / "data", labels=False, splits=False, num_train=3, num_val=1)
@@ -316,7 +316,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 1500.0, progress=False)
-    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    exp.mark(0, "select", select_stage(exp, 0, progress=False))
     th, out = _stage_thread(exp)
     ids = _wait(lambda: _task_ids(exp, stage=(th, out)), what="the pushed tasks")
     project = json.loads((exp.job_dir / "label_studio.json").read_text())["project"]

@@ -15,7 +15,7 @@ from helpers import ledger_row, make_folder_dataset
 from deeplab.experiment import ledger, tasks
 from deeplab.experiment.config import ExperimentConfig
 from deeplab.experiment.job import Experiment
-from deeplab.experiment.stages import select_round
+from deeplab.experiment.stages import select_stage
 
 ROOT = Path(__file__).parents[1]
 
@@ -112,7 +112,7 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
     config.save_or_check()
     exp = Experiment(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
-    exp.mark(0, "select", select_round(exp, 0, progress=False))
+    exp.mark(0, "select", select_stage(exp, 0, progress=False))
     summary = oracle_round(exp, 0, progress=False)
     assert summary["answers"] == 9
     whole = exp.ledger.path.read_text()

@@ -142,7 +142,7 @@ def repair_round_regions(exp: Experiment, t: int) -> dict:
     return {"checked": len(exp.samples), "rebuilt": len(damaged)}
 
 
-def round_regions(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
+def regions_stage(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
     """Regions stage of round t >= 1, with round t-1's model."""
     summary = _round_maps(exp, t, exp.samples, write_overlays)
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
@@ -184,7 +184,7 @@ def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool =
         return ex.map(tasks.pool_task, work, f"round {t} pool", progress)
 
 
-def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+def select_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     """Selection stage: writes round_XX/selection.json; returns its summary. The per-image pool
     runs on the executor; scoring and ranking the whole pool run here."""
     c = exp.config
@@ -233,7 +233,7 @@ def select_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     return info
 
 
-def round_data(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
+def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
     """Data stage of round t: labels from every answer so far (sieved from round 1 on with
     round t-1's model), label PNGs, TFRecords, and the label-noise report. The per-image work
     runs on the job's executor, fed by the model here."""
@@ -374,7 +374,7 @@ def round_class_weights(exp: Experiment, t: int) -> tuple[float, ...] | None:
     return class_weights.weights(class_px, image_px, mode)
 
 
-def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+def train_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     from deeplab.model import ModelOptions
     from deeplab.training.trainer import TrainConfig, train
 
@@ -410,7 +410,7 @@ def train_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     return out
 
 
-def eval_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+def eval_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     from deeplab.datasets import tfrecord
     from deeplab.training.evaluate import evaluate, format_table
     from deeplab.training.trainer import load_trained
