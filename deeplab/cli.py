@@ -19,6 +19,19 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
                              "the synthetic set is generated there on first use)")
 
 
+def add_superpixel_flags(parser: argparse.ArgumentParser, prefix: str = "standalone: ") -> None:
+    """The base superpixels' flags (a script in an experiment takes them from its config)."""
+    from deeplab.active.superpixels import METHODS
+
+    parser.add_argument("--method", default="seeds", choices=METHODS,
+                        help=f"{prefix}the base superpixels' algorithm (the paper: seeds)")
+    parser.add_argument("--num_superpixels", type=int, default=None,
+                        help=f"{prefix}base superpixels per image (default: image area / --superpixel_size_px)")
+    parser.add_argument("--superpixel_size_px", type=float, default=256.0,
+                        help=f"{prefix}a base superpixel's mean size in pixels when --num_superpixels "
+                             "is not given (paper: 256)")
+
+
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     """Where per-image work runs, and where derived data are cached."""
     from deeplab.parallel import EXECUTORS

@@ -16,19 +16,13 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
-from deeplab.active import superpixels
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_dataset_flags(p)
     p.add_argument("--split", default="train", help="standalone: the split")
-    p.add_argument("--method", default="seeds", choices=superpixels.METHODS,
-                   help="standalone: the algorithm (the paper: seeds)")
-    p.add_argument("--num_superpixels", type=int, default=None,
-                   help="segments per image (default: image area / --superpixel_size_px)")
-    p.add_argument("--superpixel_size_px", type=float, default=256.0,
-                   help="mean superpixel size when --num_superpixels is not given (paper: 256)")
+    cli.add_superpixel_flags(p)
     p.add_argument("--output_dir", default=None,
                    help="default: the cache, <cache_dir>/<data>/superpixels/<method>_<count>/<split>")
     cli.add_executor_flags(p)

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
-from deeplab.active import superpixels
 from deeplab.experiment.config import REGION_MODES
 
 
@@ -30,12 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint_dir", default=None, help="a finished train_logdir")
     p.add_argument("--base_dir", default=None,
                    help="base maps (default: those of --method and --num_superpixels in the cache)")
-    p.add_argument("--method", default="seeds", choices=superpixels.METHODS,
-                   help="standalone: the base superpixels' algorithm (the paper: seeds)")
-    p.add_argument("--num_superpixels", type=int, default=None,
-                   help="standalone: base superpixels per image (default: one per --superpixel_size_px)")
-    p.add_argument("--superpixel_size_px", type=float, default=256.0,
-                   help="standalone: a base superpixel's mean size in pixels when --num_superpixels is not given")
+    cli.add_superpixel_flags(p)
     cli.add_executor_flags(p)
     p.add_argument("--output_dir", default=None,
                    help="standalone: where the merged maps and summary.json go (required there)")
