@@ -312,7 +312,7 @@ def labels_task(task: LabelsTask) -> LabelFigures:
         asked[answers[ov.round][0]] = True
         overlays.answers_figure(ov.path, descriptor.read_image(sample),
                                 np.where(asked[maps[ov.round]], maps[ov.round] + 1, 0), painted, labels, gt,
-                                descriptor.class_names, ignore, title=ov.title)
+                                descriptor.class_names, ignore, title=ov.title, palette=descriptor.palette())
     return out
 
 

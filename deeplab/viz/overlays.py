@@ -31,6 +31,20 @@ def _grey(image: np.ndarray, dim: float = 0.55) -> np.ndarray:
     return np.repeat(g, 3, -1)
 
 
+def labels_panel(image: np.ndarray, labels: np.ndarray, colours: np.ndarray,
+                 ignore_label: int = 255) -> np.ndarray:
+    """float [H, W, 3]: labelled pixels in their class colour (85 %, over 15 % of the image);
+    unlabelled pixels washed out towards white (15 % grey, 85 % white). A wash, not a dimmed
+    grey, so that dark or grey class colours (Cityscapes' building 70,70,70; CamVid's sky
+    128,128,128) never look like unlabelled pixels: on the same grey image pixel the two differ by
+    at least 170 summed over the channels for Cityscapes' and CamVid's colours, and by 100 for the
+    light colours of the default palette (tests/test_overlays.py); labelled areas are also outlined."""
+    out = image.astype(np.float32).mean(-1, keepdims=True).repeat(3, -1) * 0.15 + 0.85 * 255.0
+    lab = labels != ignore_label
+    out[lab] = 0.15 * image[lab] + 0.85 * colours[labels[lab]]
+    return out
+
+
 def _boundaries(image_up: np.ndarray, mask_up: np.ndarray, colour) -> np.ndarray:
     from skimage.segmentation import find_boundaries
 
@@ -62,9 +76,9 @@ def _figure(panels, titles, legend, suptitle, shape):
 
 def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, painted: np.ndarray,
                    labels: np.ndarray, gt: np.ndarray | None, class_names, ignore_label: int = 255,
-                   title: str = "") -> None:
+                   title: str = "", palette=None) -> None:
     """Three panels: the regions asked this round; the round's training labels in class colours
-    (grey = unlabelled); what sieving did against the ground truth (wrong labels kept, wrong
+    (washed out = unlabelled); what sieving did against the ground truth (wrong labels kept, wrong
     labels sieved, right labels sieved).
 
     Args:
@@ -73,18 +87,18 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
       painted: uint8 [H, W] every answer painted, before sieving (ignore = unlabelled).
       labels: uint8 [H, W] the training labels after sieving.
       gt: uint8 [H, W] ground truth, or None when there is none (no error panel).
+      palette: uint8 [C, 3] the data set's class colours (None: class_colours' default).
     """
     k = _scale_for(image.shape)
-    colours = class_colours(len(class_names))
+    colours = class_colours(len(class_names)) if palette is None else np.asarray(palette, np.uint8)
     asked = _boundaries(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
     lab = labels != ignore_label
-    drawn = _grey(image)
-    drawn[lab] = 0.25 * image[lab] + 0.75 * colours[labels[lab]]
-    drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (255, 255, 255))
+    drawn = labels_panel(image, labels, colours, ignore_label)
+    drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (0, 0, 0))
     n_asked = len(np.unique(queried[queried > 0]))
     panels = [asked, drawn]
     titles = [f"asked this round: {n_asked} region(s) (yellow)",
-              f"training labels: {int(lab.sum())} px (class colour; grey = unlabelled)"]
+              f"training labels: {int(lab.sum())} px (class colour; washed out = unlabelled)"]
     legend = [(class_names[c], colours[c]) for c in np.unique(labels[lab])]
     if gt is not None:
         valid = gt != ignore_label
