@@ -483,3 +483,50 @@ def test_stage_lines_are_words():
         "not evaluated: no val split"
     odd = describe_stage("train", {"steps": 5, "digest": ["x"] * 20})  # a key missing: plain figures
     assert odd == "steps 5, digest 20 entries" and "{" not in odd
+
+
+def test_a_truncated_round_weights_file_is_named_with_advice_that_fits(tmp_path):
+    """A round's own final_weights.npz, truncated: the advice is to train the round again (its
+    train folder deleted), not to copy or convert a checkpoint."""
+    import numpy as np
+
+    from deeplab.training import checkpoints
+
+    path = tmp_path / "job" / "round_01" / "train" / "final_weights.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, a=np.arange(1000.0))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match=f"this round's own training wrote it: delete {path.parent}") as e:
+        checkpoints.read_weights(path)
+    assert "convert" not in str(e.value)
+    other = tmp_path / "models" / "mine.npz"  # any other weights file: copy or convert it again
+    other.parent.mkdir()
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="copy it again from where it came from"):
+        checkpoints.read_weights(other)
+
+
+def test_init_checkpoint_that_is_no_checkpoint_is_refused_at_the_start(tmp_path):
+    """INIT_CHECKPOINT naming an existing file that holds no weights is refused when the job is
+    made (init_experiment), in one line, not at the first training."""
+    import subprocess
+    import sys
+    import zipfile
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not weights")
+    data = tmp_path / "model.ckpt.data-00000-of-00001"
+    data.write_bytes(b"\0" * 64)
+    fake_npz = tmp_path / "fake.npz"
+    fake_npz.write_bytes(b"PK but not a zip")
+    other_zip = tmp_path / "other.npz"
+    with zipfile.ZipFile(other_zip, "w") as z:
+        z.writestr("readme.txt", "hello")
+    for path, message in ((text, "is neither a weights file"), (data, "name the checkpoint's prefix"),
+                          (fake_npz, "is not a readable weights file"), (other_zip, "holds no weight arrays")):
+        job = tmp_path / "w" / path.stem
+        out = subprocess.run([sys.executable, "scripts/init_experiment.py", "--job_dir", str(job),
+                              "--work_dir", str(tmp_path / "w"), "--init_checkpoint", str(path)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr, (path, out.stderr[-500:])
+        assert len(out.stderr.strip().splitlines()) == 1 and not (job / "config.json").exists()

@@ -22,6 +22,10 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
         if path.name.startswith("standin_"):
             fix = ("delete it and run the driver again: the stand-in is built again, identically "
                    "(python scripts/build_standin.py)")
+        elif path.name == "final_weights.npz" and path.parent.name == "train" \
+                and path.parent.parent.name.startswith("round_"):
+            fix = (f"this round's own training wrote it: delete {path.parent} and run the driver "
+                   "again, and the round trains again (the same seed gives the same weights)")
         else:
             fix = ("copy it again from where it came from, or convert the checkpoint again "
                    "(python scripts/convert_checkpoint.py)")
