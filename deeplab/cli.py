@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deeplab.datasets import DATASET_NAMES, get_dataset
 from deeplab.errors import BadInput, MissingFile, Unavailable, UserError
+from deeplab.parallel import DRIVER_ENV  # set by bash_files/settings.sh: the driver's shell
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
@@ -211,28 +212,18 @@ def user_error(e: BaseException) -> UserError | None:
     return None
 
 
-DRIVER_ENV = "AL_DRIVER_PID"  # set by bash_files/settings.sh: the driver's shell
 
 
 def follow_driver() -> None:
-    """A script that a driver started (its parent is the shell named by AL_DRIVER_PID) ends
-    with it: Linux sends it SIGTERM when that shell exits, so a driver stopped on its own
-    leaves no script running behind it as a second writer (what SIGTERM stops resumes)."""
+    """A script that a driver started (its parent is the shell named by AL_DRIVER_PID, or the
+    STAGE_LOG wrapper, which names itself there for its child) ends with it: Linux sends it
+    SIGTERM when that parent exits, so a driver stopped on its own leaves no script running
+    behind it as a second writer (what SIGTERM stops resumes)."""
     import os
-    import signal
 
-    driver = os.environ.get(DRIVER_ENV, "")
-    if not driver.isascii() or not driver.isdigit() or os.getppid() != int(driver):
-        return
-    try:
-        import ctypes
+    from deeplab.parallel import end_with_parent
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the driver's lock still keeps a rerun out
-        return
-    if os.getppid() != int(driver):  # the driver ended before the call above
-        os.kill(os.getpid(), signal.SIGTERM)
+    end_with_parent(os.environ.get(DRIVER_ENV, ""))
 
 
 def guarded(fn, *args, what: str = "error") -> int:

@@ -321,3 +321,29 @@ def prefetch(fn: Callable, items: Iterable, threads: int = 4) -> Iterator:
             pending.append(pool.submit(fn, item))
         while pending:
             yield pending.popleft().result()
+
+
+DRIVER_ENV = "AL_DRIVER_PID"  # the driver shell's pid: a script it starts ends with it
+
+
+def end_with_parent(parent_pid) -> bool:
+    """If this process's parent is `parent_pid` (a driver's shell, or the wrapper that stands
+    between a driver and a script), have Linux send this process SIGTERM when that parent exits
+    (PR_SET_PDEATHSIG), so nothing a stopped driver started runs on behind it as a second
+    writer. False where it does not apply (another parent, no pid, not Linux)."""
+    import os
+    import signal
+
+    pid = str(parent_pid or "")
+    if not pid.isascii() or not pid.isdigit() or os.getppid() != int(pid):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the driver's lock still keeps a rerun out
+        return False
+    if os.getppid() != int(pid):  # the parent ended before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

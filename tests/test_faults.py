@@ -530,3 +530,34 @@ def test_init_checkpoint_that_is_no_checkpoint_is_refused_at_the_start(tmp_path)
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr, (path, out.stderr[-500:])
         assert len(out.stderr.strip().splitlines()) == 1 and not (job / "config.json").exists()
+
+
+def test_a_script_under_the_stage_log_wrapper_ends_with_its_driver(tmp_path):
+    """STAGE_LOG puts a wrapper between the driver and each script: SIGTERM to the driver ends
+    the wrapper and the script too (neither runs on as a second writer holding the job)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    code = ("from deeplab.cli import follow_driver; follow_driver(); import pathlib, time; "
+            f"pathlib.Path({str(started)!r}).touch(); time.sleep(20); pathlib.Path({str(finished)!r}).touch()")
+    driver = subprocess.Popen(
+        ["bash", "-c", f'export AL_DRIVER_PID=$$; "{sys.executable}" -m deeplab.experiment.stage_log '
+                       f'--log "{tmp_path / "stages.jsonl"}" -- -c "$0"; echo after', code],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-f", str(started)], capture_output=True, text=True).stdout.split()
+    assert children  # the wrapper and the script, running
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", str(started)], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the script outlived its driver"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert not finished.exists()

@@ -20,8 +20,14 @@ from pathlib import Path
 
 def run_logged(log: Path | str, command: list[str]) -> int:
     """Runs `python command...` and appends its record to `log`; returns its exit status."""
+    from deeplab.parallel import DRIVER_ENV, end_with_parent
+
+    # The wrapper ends with the driver that started it, and the script with the wrapper (it
+    # names the wrapper as its driver): a stopped driver leaves neither behind.
+    end_with_parent(os.environ.get(DRIVER_ENV, ""))
+    env = {**os.environ, DRIVER_ENV: str(os.getpid())}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *command])
+    proc = subprocess.Popen([sys.executable, *command], env=env)
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except KeyboardInterrupt:  # the script got the same signal; let it finish first
