@@ -25,6 +25,11 @@ COST_MODEL="${COST_MODEL:-click}"  # click | measured: what a region costs (clic
 CLICK_COST_MODEL="${CLICK_COST_MODEL:-}"  # with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)
 EPS="${EPS:-0.1}"  # adaptive merge: Jensen-Shannon distance below which neighbours merge
 MERGE_MODEL="${MERGE_MODEL:-}"  # a finished training folder whose model merges instead of the previous round's (a bound)
+PROPAGATE="${PROPAGATE:-0}"  # each answer also labels the unasked regions near it that the model finds alike and predicts as the answer (from round 1; marked in the source maps, never in the ledger)
+PROPAGATE_EPS="${PROPAGATE_EPS:-0.1}"  # propagation: Jensen-Shannon distance below which a region counts as alike
+PROPAGATE_HOPS="${PROPAGATE_HOPS:-1}"  # propagation: how many neighbour steps away from an answered region
+SELF_TRAIN="${SELF_TRAIN:-0}"  # the previous round's most confident pixels, class by class, join the labels outside every answered region (from round 1)
+SELF_TRAIN_SHARE="${SELF_TRAIN_SHARE:-0.2}"  # self-training: the share of each class's predicted pixels taken, the most confident first
 SEED="${SEED:-0}"  # the job's seed: selection, initialisation, augmentation
 MODEL_VARIANT="${MODEL_VARIANT:-xception_light}"  # xception_41 | xception_65 | xception_71 | xception_light: the backbone (xception_65 for the paper)
 TRAIN_STEPS="${TRAIN_STEPS:-300}"  # training steps per round
@@ -59,12 +64,13 @@ STANDIN="${STANDIN:-1}"  # compare.sh: with INIT_CHECKPOINT empty, every round s
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
   NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
-  CLICK_COST_MODEL EPS MERGE_MODEL SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE
-  TRAIN_BATCH_SIZE BASE_LEARNING_RATE BATCH_NORM_DECAY MIN_SCALE_FACTOR MAX_SCALE_FACTOR
-  CLASS_WEIGHTS INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS
-  EXECUTOR CACHE_DIR SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT
-  PRESELECT LEASE_SECS LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON
-  LABEL_STUDIO_ROOT LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON"
+  CLICK_COST_MODEL EPS MERGE_MODEL PROPAGATE PROPAGATE_EPS PROPAGATE_HOPS SELF_TRAIN
+  SELF_TRAIN_SHARE SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
+  BASE_LEARNING_RATE BATCH_NORM_DECAY MIN_SCALE_FACTOR MAX_SCALE_FACTOR CLASS_WEIGHTS
+  INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR
+  SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS
+  LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT
+  LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON"
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
     --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
@@ -72,17 +78,19 @@ init_experiment() {
     --regions="$REGIONS" --acquisition="$ACQUISITION" --sieve="$SIEVE" \
     --review_share="$REVIEW_SHARE" --oracle_noise="$ORACLE_NOISE" --cost_model="$COST_MODEL" \
     --click_cost_model="$CLICK_COST_MODEL" --eps="$EPS" --merge_model="$MERGE_MODEL" \
-    --seed="$SEED" --model_variant="$MODEL_VARIANT" --train_steps="$TRAIN_STEPS" \
-    --train_crop_size="$TRAIN_CROP_SIZE" --train_batch_size="$TRAIN_BATCH_SIZE" \
-    --base_learning_rate="$BASE_LEARNING_RATE" --batch_norm_decay="$BATCH_NORM_DECAY" \
-    --min_scale_factor="$MIN_SCALE_FACTOR" --max_scale_factor="$MAX_SCALE_FACTOR" \
-    --class_weights="$CLASS_WEIGHTS" --init_checkpoint="$INIT_CHECKPOINT" \
-    --warm_start="$WARM_START" --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" \
-    --inference_scale="$INFERENCE_SCALE" --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" \
-    --cache_dir="$CACHE_DIR" --save_interval_secs="$SAVE_INTERVAL_SECS" \
-    --deterministic="$DETERMINISTIC" --annotator="$ANNOTATOR" \
-    --annotate_host="$ANNOTATE_HOST" --annotate_port="$ANNOTATE_PORT" \
-    --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
+    --propagate="$PROPAGATE" --propagate_eps="$PROPAGATE_EPS" \
+    --propagate_hops="$PROPAGATE_HOPS" --self_train="$SELF_TRAIN" \
+    --self_train_share="$SELF_TRAIN_SHARE" --seed="$SEED" --model_variant="$MODEL_VARIANT" \
+    --train_steps="$TRAIN_STEPS" --train_crop_size="$TRAIN_CROP_SIZE" \
+    --train_batch_size="$TRAIN_BATCH_SIZE" --base_learning_rate="$BASE_LEARNING_RATE" \
+    --batch_norm_decay="$BATCH_NORM_DECAY" --min_scale_factor="$MIN_SCALE_FACTOR" \
+    --max_scale_factor="$MAX_SCALE_FACTOR" --class_weights="$CLASS_WEIGHTS" \
+    --init_checkpoint="$INIT_CHECKPOINT" --warm_start="$WARM_START" \
+    --fine_tune_batch_norm="$FINE_TUNE_BATCH_NORM" --inference_scale="$INFERENCE_SCALE" \
+    --num_workers="$NUM_WORKERS" --executor="$EXECUTOR" --cache_dir="$CACHE_DIR" \
+    --save_interval_secs="$SAVE_INTERVAL_SECS" --deterministic="$DETERMINISTIC" \
+    --annotator="$ANNOTATOR" --annotate_host="$ANNOTATE_HOST" \
+    --annotate_port="$ANNOTATE_PORT" --preselect="$PRESELECT" --lease_secs="$LEASE_SECS" \
     --label_studio_url="$LABEL_STUDIO_URL" --label_studio_key_file="$LABEL_STUDIO_KEY_FILE" \
     --label_studio_python="$LABEL_STUDIO_PYTHON" --label_studio_root="$LABEL_STUDIO_ROOT" \
     --label_studio_poll_secs="$LABEL_STUDIO_POLL_SECS" \

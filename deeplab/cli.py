@@ -286,6 +286,11 @@ def describe_stage(stage: str, info: dict) -> str:
                          f"{100 * info['sieved_wrong_share']:.1f} % of them wrongly labelled)")
             text += (f"; wrong labels {100 * info['noise_before']:.2f} % before sieving, "
                      f"{100 * info['noise_after']:.2f} % after")
+            for key, name in (("propagated", "propagated"), ("self_trained", "self-trained")):
+                if info.get(f"{key}_px"):
+                    wrong = info.get(f"{key}_wrong_share")
+                    text += (f"; {info[f'{key}_px']:,} px {name} ({100 * info[f'{key}_share']:.1f} % of the "
+                             f"labels" + ("" if wrong is None else f", {100 * wrong:.1f} % of them wrong") + ")")
         elif stage == "train":
             text = (f"{info['steps']} steps, final loss {info['final_loss']:.3f}, "
                     f"{info['images_per_second']:.1f} images/s")

@@ -173,9 +173,10 @@ def test_arms_run_their_modes(compared):
     cmp_dir = compared[0]
     for arm in AL_ARMS:
         exp = Experiment.open(cmp_dir / f"{arm}_s3")
-        regions, acq, sieve = compare.ARMS[arm]
+        regions, acq, sieve, propagate, self_train = compare.ARMS[arm]
         c = exp.config
         assert (c.regions, c.acquisition, int(c.sieve), c.warm_start) == (regions, acq, sieve, True)
+        assert (int(c.propagate), int(c.self_train)) == (propagate, self_train)
         m = exp.manifest(1)
         assert m["select"]["method"] == acq
         assert m["data"]["sieve"] == bool(sieve)

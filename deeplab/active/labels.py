@@ -3,14 +3,19 @@ painting (`paint`, `answer_luts`), the footprint of answered regions (`covered`)
 answers label (`labelled_by`), and a round's labels (`round_labels`): every answer painted
 oldest round first (a pixel keeps the first answer it got), then, from round 1 on, each
 answer's pixels sieved with the previous round's model in the map it was asked in, over the
-pixels that answer owns."""
+pixels that answer owns. `training_labels` adds what the answers imply beyond their regions:
+propagated regions (section 12) and confident pixels (section 13), each marked in a source map.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from deeplab.active import regions as R
 from deeplab.active import sieving
+from deeplab.errors import BadInput
 
 
 def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]],
@@ -97,3 +102,90 @@ def covered(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np
         asked[ids] = True
         out |= asked[maps[t]]
     return out
+
+
+# Where a training label comes from (the source map beside each round's label PNG).
+SOURCE_NONE, SOURCE_ANSWER, SOURCE_PROPAGATED, SOURCE_SELF_TRAINED = 0, 1, 2, 3
+SOURCES = {SOURCE_ANSWER: "answered", SOURCE_PROPAGATED: "propagated", SOURCE_SELF_TRAINED: "self_trained"}
+
+
+@dataclasses.dataclass
+class TrainingLabels:
+    """One image's training labels of a round.
+
+    Attributes:
+      painted: uint8 [H, W] every label before sieving (answers, then propagated regions, then
+        confident pixels; ignore = unlabelled).
+      labels: uint8 [H, W] `painted` after sieving: what the round trains on.
+      source: uint8 [H, W] where each pixel of `painted` comes from (SOURCE_*; SOURCE_NONE where
+        unlabelled).
+    """
+
+    painted: np.ndarray
+    labels: np.ndarray
+    source: np.ndarray
+
+
+def _sieved(maps, rows, owner, probs, knee, min_size_px, ignore_label) -> np.ndarray:
+    """bool [H, W]: the pixels of `rows` (round -> (ids, classes)) that sieving keeps, each judged
+    in the map of the round that owns it."""
+    keep = np.zeros(owner.shape, bool)
+    for t, (ids, ans) in rows.items():
+        sieved = sieving.sieve_labels(maps[t], ids, ans, probs, knee=knee, min_size_px=min_size_px,
+                                      ignore_label=ignore_label, owned=owner == t)
+        keep |= (owner == t) & (sieved != ignore_label)
+    return keep
+
+
+def training_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]],
+                    probs: np.ndarray | None = None, *, knee: int = 20, min_size_px: int = 512,
+                    ignore_label: int = 255,
+                    propagated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                    confident: np.ndarray | None = None) -> TrainingLabels:
+    """A round's labels of one image from its answers and, when given, what they imply.
+
+    Args:
+      maps: round -> int [H, W] region map of that round (every round of `answers` and
+        `propagated`).
+      answers: round -> (region ids, answers), as in round_labels.
+      probs: the previous round's softmax: sieving (None: none).
+      propagated: round -> (region ids, classes) that the round's answers propagated to in its
+        map. They label only pixels outside every answered region (255 answers included: no
+        region's pixels are given a class the annotator was asked for and did not give), oldest
+        round first, and are sieved as answers are, over the pixels they own.
+      confident: uint8 [H, W] the previous model's confident pixels (ignore elsewhere). They label
+        only pixels outside every answered and propagated region, and are not sieved (they are
+        the model's own most confident predictions).
+    """
+    if maps:
+        painted, owner = paint(maps, answers, ignore_label)
+    elif confident is not None:  # an image no answer reached: only the model's labels
+        painted = np.full(confident.shape, ignore_label, np.uint8)
+        owner = np.full(confident.shape, -1, np.int8)
+    else:
+        raise BadInput("training_labels needs region maps or confident labels")
+    source = np.where(painted != ignore_label, SOURCE_ANSWER, SOURCE_NONE).astype(np.uint8)
+    keep = painted != ignore_label
+    if probs is not None:
+        keep = _sieved(maps, answers, owner, probs, knee, min_size_px, ignore_label)
+    free = ~covered(maps, answers) if answers else np.ones(painted.shape, bool)
+    if propagated:
+        prop, prop_owner = paint(maps, propagated, ignore_label)
+        take = free & (prop != ignore_label)
+        painted = np.where(take, prop, painted).astype(np.uint8)
+        source[take] = SOURCE_PROPAGATED
+        prop_owner = np.where(take, prop_owner, -1).astype(np.int8)
+        if probs is not None:
+            keep |= _sieved(maps, propagated, prop_owner, probs, knee, min_size_px, ignore_label)
+        else:
+            keep |= take
+        free &= ~covered(maps, propagated)
+    if confident is not None:
+        if confident.shape != painted.shape:
+            raise BadInput(f"confident labels {confident.shape} and region maps {painted.shape} disagree")
+        take = free & (confident != ignore_label)
+        painted = np.where(take, confident, painted).astype(np.uint8)
+        source[take] = SOURCE_SELF_TRAINED
+        keep |= take
+    labels = np.where(keep, painted, np.uint8(ignore_label)).astype(np.uint8)
+    return TrainingLabels(painted, labels, source)

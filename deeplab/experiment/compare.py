@@ -33,16 +33,20 @@ from deeplab.experiment.job import Experiment
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
 from deeplab.viz import plots
 
-# Arm -> (REGIONS, ACQUISITION, SIEVE) of rounds >= 1.
+# Arm -> (REGIONS, ACQUISITION, SIEVE, PROPAGATE, SELF_TRAIN) of rounds >= 1.
 ARMS = {
-    "random": ("base", "random", 0),  # random selection of base superpixels
-    "class_balanced": ("base", "class_balanced", 0),  # the paper's score on base superpixels
-    "uncertainty": ("adaptive", "uncertainty", 0),  # mean uncertainty on adaptive superpixels
-    "adaptive": ("adaptive", "class_balanced", 0),  # the paper's score on adaptive, no sieving
-    "paper": ("adaptive", "class_balanced", 1),  # adaptive + class-balanced + sieving
-    "oracle": ("oracle", "class_balanced", 0),  # ground-truth regions: region-quality bound
+    "random": ("base", "random", 0, 0, 0),  # random selection of base superpixels
+    "class_balanced": ("base", "class_balanced", 0, 0, 0),  # the paper's score on base superpixels
+    "uncertainty": ("adaptive", "uncertainty", 0, 0, 0),  # mean uncertainty on adaptive superpixels
+    "adaptive": ("adaptive", "class_balanced", 0, 0, 0),  # the paper's score on adaptive, no sieving
+    "paper": ("adaptive", "class_balanced", 1, 0, 0),  # adaptive + class-balanced + sieving
+    "oracle": ("oracle", "class_balanced", 0, 0, 0),  # ground-truth regions: region-quality bound
     # `paper` with its regions merged by the reference's model (same seed): merge-quality bound
-    "merge_bound": ("adaptive", "class_balanced", 1),
+    "merge_bound": ("adaptive", "class_balanced", 1, 0, 0),
+    # `paper` plus what its answers imply, at the same clicks (docs/method.md sections 12-13)
+    "paper_propagate": ("adaptive", "class_balanced", 1, 1, 0),
+    "paper_self_train": ("adaptive", "class_balanced", 1, 0, 1),
+    "paper_both": ("adaptive", "class_balanced", 1, 1, 1),
 }
 REFERENCE = "full"
 # Settings that round 0 does not read: jobs that differ only in these share their warm-up round.
@@ -108,14 +112,16 @@ def arm_settings(name: str, reference_dir: str = "") -> str:
     simulation: its arms are answered by the oracle whatever ANNOTATOR says. `merge_bound`
     merges with the model of `reference_dir` (the seed's `full` job)."""
     if name == REFERENCE:
-        return "REGIONS=base ACQUISITION=random SIEVE=0 ANNOTATOR=oracle MERGE_MODEL="
-    regions, acq, sieve = ARMS[name] if name in ARMS else ARMS[check_arms([name])[0]]
+        return ("REGIONS=base ACQUISITION=random SIEVE=0 PROPAGATE=0 SELF_TRAIN=0 ANNOTATOR=oracle "
+                "MERGE_MODEL=")
+    regions, acq, sieve, propagate, self_train = ARMS[name] if name in ARMS else ARMS[check_arms([name])[0]]
     merge = ""
     if name == "merge_bound":
         if not reference_dir:
             raise BadInput("merge_bound needs the reference job's folder (--reference_dir)")
         merge = shlex.quote(str(Path(reference_dir) / "round_00" / "train"))
-    return f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} ANNOTATOR=oracle MERGE_MODEL={merge}"
+    return (f"REGIONS={regions} ACQUISITION={acq} SIEVE={sieve} PROPAGATE={propagate} "
+            f"SELF_TRAIN={self_train} ANNOTATOR=oracle MERGE_MODEL={merge}")
 
 
 def job_name(arm: str, seed: int) -> str:
@@ -226,7 +232,9 @@ def summarize(rows: list[dict]) -> dict:
 # and its parts, then the ablations' bounds against the paper and against random.
 PAIRS = (("paper", "random"), ("paper", "class_balanced"), ("class_balanced", "random"),
          ("paper", "adaptive"), ("oracle", "paper"), ("merge_bound", "paper"),
-         ("oracle", "random"), ("merge_bound", "random"))
+         ("oracle", "random"), ("merge_bound", "random"),
+         ("paper_propagate", "paper"), ("paper_self_train", "paper"), ("paper_both", "paper"),
+         ("paper_propagate", "random"), ("paper_self_train", "random"), ("paper_both", "random"))
 
 
 def paired_differences(rows: list[dict], pairs=PAIRS) -> list[dict]:

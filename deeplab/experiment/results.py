@@ -139,6 +139,11 @@ def results_rows(exp: Experiment) -> list[dict]:
             "sieved_px": data.get("sieved_px", ""),
             "sieved_wrong_share": _available(data, "sieved_wrong_share"),
         })
+        # PROPAGATE / SELF_TRAIN: the training labels they gave (after sieving), their share of
+        # every training label and the share of them that is wrong
+        for key in ("propagated", "self_trained"):
+            row.update({f"{key}_px": data.get(f"{key}_px", ""), f"{key}_share": data.get(f"{key}_share", ""),
+                        f"{key}_wrong_share": _available(data, f"{key}_wrong_share")})
         row.update(annotation_cost(rows_in.get(t, []), names, exp.descriptor.ignore_label))
         row.update(review_cells(m.get("annotate", {}).get("review"), names))
         # COST_MODEL=measured: the fit's seconds for what was asked so far (equal-effort axis)

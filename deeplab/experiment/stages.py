@@ -233,39 +233,91 @@ def select_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     return info
 
 
+def self_train_thresholds(exp: Experiment, t: int, predictor, progress: bool = True):
+    """SELF_TRAIN: per-class confidence bins of round t-1's model over every pixel of the pool
+    (section 13's first pass)."""
+    from tqdm import tqdm
+
+    from deeplab.active import self_training
+
+    images = prefetch(lambda s: (s.name, exp.descriptor.read_image(s)), exp.samples)
+    hist = 0
+    for _, probs in tqdm(predictor.stream(images), total=len(exp.samples), desc=f"round {t} confidence",
+                         unit="img", disable=not progress):
+        hist = hist + self_training.confidence_histogram(probs)
+    thresholds = self_training.class_thresholds(hist, exp.config.self_train_share)
+    return thresholds, self_training.taken_shares(hist, thresholds)
+
+
+def propagation_path(exp: Experiment, t: int) -> Path:
+    """Round t's propagated regions: {image: {"regions": [...], "classes": [...]}} in round t's map."""
+    return exp.round_dir(t) / "propagated.json"
+
+
+def earlier_propagation(exp: Experiment, t: int) -> dict[str, dict[int, tuple]]:
+    """image -> round -> (region ids, classes) of the propagation of rounds 1..t-1."""
+    import json
+
+    out: dict[str, dict[int, tuple]] = {}
+    for r in range(1, t):
+        path = propagation_path(exp, r)
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CannotContinue(f"round {r}'s propagated regions {path} cannot be read ({e}): run round "
+                                 f"{r}'s data stage again (delete 'data' and later stages from "
+                                 f"{exp.round_dir(r).name}/manifest.json)") from None
+        for name, row in rows.items():
+            out.setdefault(name, {})[r] = (np.asarray(row["regions"], np.int64),
+                                           np.asarray(row["classes"], np.uint8))
+    return out
+
+
 def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
     """Data stage of round t: labels from every answer so far (sieved from round 1 on with
-    round t-1's model), label PNGs, TFRecords, and the label-noise report. The per-image work
-    runs on the job's executor, fed by the model here."""
+    round t-1's model), with PROPAGATE and SELF_TRAIN what the answers imply beyond their regions
+    (from round 1 on), label PNGs, their source maps, TFRecords, and the label report. The
+    per-image work runs on the job's executor, fed by the model here."""
     from tqdm import tqdm
 
     c = exp.config
     rows_by_image = exp.answers_by_image(upto_round=t)
-    samples = [s for s in exp.samples if s.name in rows_by_image]
-    if not samples:
+    propagate, self_train = c.propagate and t >= 1, c.self_train and t >= 1
+    # self-training labels images that no answer reached too
+    samples = [s for s in exp.samples if s.name in rows_by_image or self_train]
+    if not any(s.name in rows_by_image for s in samples):
         raise BadInput(f"round {t}: the ledger holds no answers yet")
     label_dir = exp.round_dir(t) / "labels"
+    source_dir = exp.round_dir(t) / "label_source" if propagate or self_train else None
     sieve = c.sieve and t >= 1
     min_size = exp.min_size_px()
-    title = f"{c.regions} regions, {c.acquisition}, sieve={int(sieve)}"
+    title = f"{c.regions} regions, {c.acquisition}, sieve={int(sieve)}" + \
+        (", propagate" if propagate else "") + (", self-train" if self_train else "")
+    predictor = predictor_for_round(exp, t - 1) if sieve or propagate or self_train else None
+    thresholds, taken = self_train_thresholds(exp, t, predictor, progress) if self_train else (None, None)
+    earlier = earlier_propagation(exp, t) if propagate else {}
 
     def work():
-        if sieve:
+        if predictor is not None:
             images = prefetch(lambda s: (s.name, exp.descriptor.read_image(s)), samples)
-            probs = (p for _, p in predictor_for_round(exp, t - 1).stream(images))
+            probs = (p for _, p in predictor.stream(images))
         else:
             probs = (None for _ in samples)
         shown = 0
         for s, p in zip(samples, probs):
-            answers = L.answer_luts(rows_by_image[s.name])
+            answers = L.answer_luts(rows_by_image.get(s.name, []))
             overlay = None
             if t in answers and shown < max_overlays:
                 shown += 1
                 overlay = tasks.AnswersOverlay(t, exp.round_dir(t) / "overlays" / f"{s.name}_answers.png",
                                                f"round {t}, {s.name}: {title}")
-            yield tasks.LabelsTask(exp.descriptor, s, p, {r: exp.map_path(r, s.name) for r in answers},
-                                   answers, c.knee, min_size, build_data.label_png_path(label_dir, s.name),
-                                   overlay)
+            before = earlier.get(s.name, {})
+            yield tasks.LabelsTask(
+                exp.descriptor, s, p, {r: exp.map_path(r, s.name) for r in {*answers, *before}},
+                answers, c.knee, min_size, build_data.label_png_path(label_dir, s.name), overlay,
+                sieve=sieve, propagate=(t, c.propagate_eps, c.propagate_hops) if propagate else None,
+                propagated=before, thresholds=thresholds,
+                source_png=build_data.label_png_path(source_dir, s.name) if source_dir else None)
 
     with exp.executor() as ex:
         results = list(tqdm(ex.imap(tasks.labels_task, work()), total=len(samples),
@@ -276,6 +328,10 @@ def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
         build_data.build_split(exp.descriptor, written, exp.round_dir(t) / "tfrecord", "train",
                                num_shards=round_shards(len(written)), label_dir=label_dir,
                                progress=progress, executor=ex)
+    if propagate:  # before the stage is recorded: the next rounds read it
+        io_utils.write_json(propagation_path(exp, t), {
+            s.name: {"regions": r.propagation[0], "classes": r.propagation[1]}
+            for s, r in zip(samples, results) if r.propagation and r.propagation[0]})
     # Error counts need the ground truth; where an image has none they are not available (None),
     # never 0.
     totals = {k: None if any(getattr(r, k) is None for r in results) else sum(getattr(r, k) for r in results)
@@ -286,13 +342,27 @@ def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
             return None
         return round(a / b, 5) if b else 0.0
 
-    return {"images": len(written), "labelled_px": totals["labelled_after"],
-            "labelled_px_before_sieve": totals["labelled_before"],
-            "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
-            "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
-            "sieved_px": totals["labelled_sieved"],
-            "sieved_wrong_share": share(totals["wrong_sieved"], totals["labelled_sieved"]),
-            "sieve": bool(sieve), "min_size_px": min_size}
+    out = {"images": len(written), "labelled_px": totals["labelled_after"],
+           "labelled_px_before_sieve": totals["labelled_before"],
+           "noise_before": share(totals["wrong_before"], totals["labelled_before"]),
+           "noise_after": share(totals["wrong_after"], totals["labelled_after"]),
+           "sieved_px": totals["labelled_sieved"],
+           "sieved_wrong_share": share(totals["wrong_sieved"], totals["labelled_sieved"]),
+           "sieve": bool(sieve), "min_size_px": min_size}
+    # what the answers imply (0 where the mechanism is off), after sieving
+    for key in ("propagated", "self_trained"):
+        out[f"{key}_px"] = totals[f"{key}_px"]
+        out[f"{key}_share"] = share(totals[f"{key}_px"], totals["labelled_after"])
+        out[f"{key}_wrong_share"] = share(totals[f"{key}_wrong"], totals[f"{key}_px"])
+    if propagate:
+        out["propagated_regions"] = sum(len(r.propagation[0]) for r in results if r.propagation)
+    if self_train:
+        from deeplab.active import self_training
+
+        # per class: the lowest confidence taken, and the share of its predicted pixels taken
+        out["self_train_thresholds"] = self_training.thresholds_as_confidence(thresholds)
+        out["self_train_taken_shares"] = taken
+    return out
 
 
 def round_shards(num_images: int) -> int:

@@ -96,12 +96,20 @@ class LabelsTask:
     min_size_px: int
     label_png: Path
     overlay: AnswersOverlay | None = None
+    sieve: bool = True  # sieve with `probs` (False: probs are there for the mechanisms below only)
+    # PROPAGATE: (round, eps, hops): that round's answers propagate in its map (section 12)
+    propagate: tuple | None = None
+    propagated: dict = dataclasses.field(default_factory=dict)  # earlier rounds' propagation
+    thresholds: np.ndarray | None = None  # SELF_TRAIN: per-class confidence bins (section 13)
+    source_png: Path | None = None  # where each label comes from (labels.SOURCE_*), if given
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelFigures:
     """Labelled pixels before and after sieving and those sieved, and how many of each are
-    wrong (None where the image has no ground truth)."""
+    wrong (None where the image has no ground truth); the training labels that propagation
+    and self-training gave (after sieving) and how many are wrong; the round's propagation
+    (region ids, classes) when it propagated."""
     written: bool
     labelled_before: int
     wrong_before: int | None
@@ -109,9 +117,15 @@ class LabelFigures:
     wrong_after: int | None
     labelled_sieved: int
     wrong_sieved: int | None
+    propagated_px: int = 0
+    propagated_wrong: int | None = 0
+    self_trained_px: int = 0
+    self_trained_wrong: int | None = 0
+    propagation: tuple | None = None
 
     COUNTS = ("labelled_before", "wrong_before", "labelled_after", "wrong_after",
-              "labelled_sieved", "wrong_sieved")
+              "labelled_sieved", "wrong_sieved", "propagated_px", "propagated_wrong",
+              "self_trained_px", "self_trained_wrong")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,33 +300,63 @@ def map_figures_task(task: MapFiguresTask) -> MapFigures:
 
 # ---------------------------------------------------------------------------- round labels
 def labels_task(task: LabelsTask) -> LabelFigures:
-    """Training labels of one image for a round: every answer so far painted, sieved with the
-    previous round's probabilities when given (`deeplab.active.labels`) -> the label PNG (only
-    when a pixel is labelled). Returns label-error counts against the ground truth (None where
-    the image has none)."""
+    """Training labels of one image for a round: every answer so far painted, with what the
+    answers imply when asked (propagated regions, confident pixels), sieved with the previous
+    round's probabilities when asked (`deeplab.active.labels`) -> the label PNG (only when a
+    pixel is labelled) and the source map. Returns label-error counts against the ground truth
+    (None where the image has none)."""
+    from deeplab.active import propagation, self_training
+
     descriptor, sample, ignore = task.descriptor, task.sample, task.descriptor.ignore_label
     maps = {t: region_maps.load(p) for t, p in task.maps.items()}
     answers = task.answers
-    painted, labels = L.round_labels(maps, answers, task.probs, knee=task.knee,
-                                     min_size_px=task.min_size_px, ignore_label=ignore)
+    propagated = dict(task.propagated)
+    new = None
+    if task.propagate is not None:
+        t, eps, hops = task.propagate
+        if t in answers:
+            ids, cls = propagation.propagate(maps[t], task.probs, *answers[t], eps=eps, hops=hops,
+                                             ignore_label=ignore)
+            new = (ids.tolist(), cls.tolist())
+            if len(ids):
+                propagated[t] = (ids, cls)
+    confident = None
+    if task.thresholds is not None:
+        confident = self_training.confident_labels(task.probs, task.thresholds, ignore)
+    res = L.training_labels(maps, answers, task.probs if task.sieve else None, knee=task.knee,
+                            min_size_px=task.min_size_px, ignore_label=ignore,
+                            propagated=propagated, confident=confident)
+    painted, labels = res.painted, res.labels
     gt = descriptor.ground_truth(sample)
     if gt is not None and gt.shape != painted.shape:
         raise BadInput(f"label of '{sample.name}' is {gt.shape} but its region maps are {painted.shape}")
     sieved = (painted != ignore) & (labels == ignore)
     counts = {}
+
+    def count(key, px):
+        counts[key] = int((px != ignore).sum())
+        return None if gt is None else int(metrics.label_errors(px, gt, ignore)[0])
+
     for key, px in (("before", painted), ("after", labels), ("sieved", np.where(sieved, painted, ignore))):
-        counts[f"labelled_{key}"] = int((px != ignore).sum())
-        counts[f"wrong_{key}"] = None if gt is None else int(metrics.label_errors(px, gt, ignore)[0])
-    out = LabelFigures(written=bool((labels != ignore).any()), **counts)
+        counts[f"wrong_{key}"] = count(f"labelled_{key}", px)
+    for key, code in (("propagated", L.SOURCE_PROPAGATED), ("self_trained", L.SOURCE_SELF_TRAINED)):
+        counts[f"{key}_wrong"] = count(f"{key}_px", np.where(res.source == code, labels, ignore))
+    out = LabelFigures(written=bool((labels != ignore).any()), propagation=new, **counts)
     if out.written:
         io_utils.write_png(task.label_png, labels)
+        if task.source_png is not None:
+            io_utils.write_png(task.source_png, np.where(labels != ignore, res.source, L.SOURCE_NONE)
+                               .astype(np.uint8))
     ov = task.overlay
     if ov is not None:
-        asked = np.zeros(R.num_slots(maps[ov.round]), bool)
-        asked[answers[ov.round][0]] = True
-        overlays.answers_figure(ov.path, descriptor.read_image(sample),
-                                np.where(asked[maps[ov.round]], maps[ov.round] + 1, 0), painted, labels, gt,
-                                descriptor.class_names, ignore, title=ov.title, palette=descriptor.palette())
+        queried = np.zeros(painted.shape, np.int32)
+        if ov.round in answers:
+            asked = np.zeros(R.num_slots(maps[ov.round]), bool)
+            asked[answers[ov.round][0]] = True
+            queried = np.where(asked[maps[ov.round]], maps[ov.round] + 1, 0)
+        overlays.answers_figure(ov.path, descriptor.read_image(sample), queried, painted, labels, gt,
+                                descriptor.class_names, ignore, title=ov.title, palette=descriptor.palette(),
+                                source=res.source)
     return out
 
 

@@ -16,6 +16,19 @@ from deeplab.viz.plots import pyplot, save_figure
 KEPT_WRONG = (255, 140, 0)
 SIEVED_WRONG = (230, 0, 0)
 SIEVED_RIGHT = (0, 120, 255)
+# Hatching of the labels the answers imply (labels.SOURCE_*): propagated regions in white
+# rising lines, the model's confident pixels in black falling lines.
+PROPAGATED_HATCH = ((255, 255, 255), "//")
+SELF_TRAINED_HATCH = ((0, 0, 0), "\\\\")
+
+
+def hatch(panel_up: np.ndarray, mask_up: np.ndarray, colour, rising: bool, period: int = 6) -> np.ndarray:
+    """Diagonal lines of `colour` over the pixels of `mask_up` (rising: bottom-left to top-right)."""
+    y, x = np.indices(mask_up.shape)
+    line = ((x + y) if rising else (x - y)) % period < 2
+    out = panel_up.copy()
+    out[mask_up & line] = colour
+    return out
 
 
 def _scale_for(shape, min_width=600) -> int:
@@ -66,7 +79,9 @@ def _figure(panels, titles, legend, suptitle, shape):
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     if legend:
-        handles = [Patch(facecolor=np.array(c) / 255.0, edgecolor="k", label=n) for n, c in legend]
+        # an entry is (name, colour) or (name, colour, hatch)
+        handles = [Patch(facecolor=np.array(e[1]) / 255.0, edgecolor="k", label=e[0],
+                         hatch=e[2] if len(e) > 2 else None) for e in legend]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7,
                    frameon=False)
     fig.suptitle(suptitle, fontsize=10)
@@ -76,10 +91,10 @@ def _figure(panels, titles, legend, suptitle, shape):
 
 def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, painted: np.ndarray,
                    labels: np.ndarray, gt: np.ndarray | None, class_names, ignore_label: int = 255,
-                   title: str = "", palette=None) -> None:
+                   title: str = "", palette=None, source: np.ndarray | None = None) -> None:
     """Three panels: the regions asked this round; the round's training labels in class colours
-    (washed out = unlabelled); what sieving did against the ground truth (wrong labels kept, wrong
-    labels sieved, right labels sieved).
+    (washed out = unlabelled; propagated and self-trained labels hatched); what sieving did
+    against the ground truth (wrong labels kept, wrong labels sieved, right labels sieved).
 
     Args:
       image: uint8 [H, W, 3].
@@ -88,7 +103,10 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
       labels: uint8 [H, W] the training labels after sieving.
       gt: uint8 [H, W] ground truth, or None when there is none (no error panel).
       palette: uint8 [C, 3] the data set's class colours (None: class_colours' default).
+      source: uint8 [H, W] where each label of `painted` comes from (labels.SOURCE_*), or None.
     """
+    from deeplab.active import labels as L
+
     k = _scale_for(image.shape)
     colours = class_colours(len(class_names)) if palette is None else np.asarray(palette, np.uint8)
     asked = _boundaries(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
@@ -96,10 +114,18 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
     drawn = labels_panel(image, labels, colours, ignore_label)
     drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (0, 0, 0))
     n_asked = len(np.unique(queried[queried > 0]))
+    implied = []
+    if source is not None:
+        for code, (colour, pattern), name in ((L.SOURCE_PROPAGATED, PROPAGATED_HATCH, "propagated"),
+                                              (L.SOURCE_SELF_TRAINED, SELF_TRAINED_HATCH, "self-trained")):
+            mask = lab & (source == code)
+            if mask.any():
+                drawn = hatch(drawn, _up(mask, k), colour, rising=pattern == "//")
+                implied.append((f"{name}: {int(mask.sum())} px", (200, 200, 200), pattern))
     panels = [asked, drawn]
     titles = [f"asked this round: {n_asked} region(s) (yellow)",
               f"training labels: {int(lab.sum())} px (class colour; washed out = unlabelled)"]
-    legend = [(class_names[c], colours[c]) for c in np.unique(labels[lab])]
+    legend = [(class_names[c], colours[c]) for c in np.unique(labels[lab])] + implied
     if gt is not None:
         valid = gt != ignore_label
         sieved = (painted != ignore_label) & ~lab
