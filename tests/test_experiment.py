@@ -722,3 +722,107 @@ def test_a_round_on_a_two_node_ray_cluster_equals_the_serial_run_and_survives_a_
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+class SceneModel:
+    """A model that knows the scene: each pixel's probabilities lean towards its ground-truth class
+    (softmax of 3 on that class plus noise fixed by the image), so that round 1's mechanisms have
+    a model worth trusting without minutes of training. Only the data stage's plumbing is under
+    test here; the mechanisms themselves are tested against literal versions in
+    test_implied_labels.py."""
+
+    def __init__(self, exp):
+        self.exp = exp
+        self.samples = {s.name: s for s in exp.samples}
+
+    def stream(self, images):
+        import zlib
+
+        d = self.exp.descriptor
+        for name, image in images:
+            label = d.read_label(self.samples[name]).astype(np.int64)
+            rng = np.random.default_rng(zlib.crc32(name.encode()))
+            logits = rng.normal(0, 1.0, label.shape + (d.num_classes,))
+            valid = label != d.ignore_label
+            logits[valid, label[valid]] += 3.0
+            p = np.exp(logits)
+            yield name, (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_path, monkeypatch):
+    """A job with PROPAGATE and SELF_TRAIN, round 1 up to its data stage with a model that knows
+    the scene: what the stage records agrees with the source maps, the maps, the ledger and the
+    ground truth; it repeats bit for bit; a round cannot run without an earlier round's
+    propagation."""
+    from deeplab.datasets.descriptors import read_label_png
+    from deeplab.errors import CannotContinue
+    from deeplab.experiment import region_maps
+
+    job = tmp_path / "job"
+    config = _config(job, synth_root, clicks_per_round=40, propagate=True, propagate_eps=0.3,
+                     propagate_hops=2, self_train=True, self_train_share=0.3).validate()
+    config.save_or_check()
+    exp = Experiment(config)
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
+    _run(job, 0, ("select", "annotate", "data"))
+    assert not (exp.round_dir(0) / "label_source").exists()  # round 0 has no model: neither mechanism
+    assert exp.manifest(0)["data"]["propagated_px"] == exp.manifest(0)["data"]["self_trained_px"] == 0
+    exp.mark(0, "train", {"steps": 0})  # round 0's model: the scene model below
+    monkeypatch.setattr(stages, "predictor_for_round", lambda exp, t: SceneModel(exp))
+    _run(job, 1, ("regions", "select", "annotate", "data"))
+    info = exp.manifest(1)["data"]
+    assert info["propagated_px"] > 0 and info["self_trained_px"] > 0
+    assert len(info["self_train_thresholds"]) == exp.descriptor.num_classes
+    assert all(s is None or s >= 0.3 for s in info["self_train_taken_shares"])
+
+    propagated = json.loads((exp.round_dir(1) / "propagated.json").read_text())
+    asked = {(r["image"], r["region"]) for r in exp.ledger.read() if r["round"] == 1}
+    counts = {"propagated_px": 0, "self_trained_px": 0, "propagated_wrong": 0, "self_trained_wrong": 0}
+    images = 0
+    for s in exp.samples:
+        png = exp.round_dir(1) / "labels" / f"{s.name}.png"
+        if not png.is_file():
+            continue
+        images += 1
+        labels = read_label_png(png)
+        source = read_label_png(exp.round_dir(1) / "label_source" / f"{s.name}.png")
+        gt = exp.descriptor.read_label(s)
+        assert ((labels != 255) == (source != L.SOURCE_NONE)).all()
+        row = propagated.get(s.name, {"regions": [], "classes": []})
+        assert not {(s.name, r) for r in row["regions"]} & asked  # never a region that was asked
+        regions = region_maps.load(exp.map_path(1, s.name))
+        lut = np.full(regions.max() + 1, 255, np.uint8)
+        lut[row["regions"]] = row["classes"]
+        prop = source == L.SOURCE_PROPAGATED
+        np.testing.assert_array_equal(labels[prop], lut[regions][prop])
+        for key, mask in (("propagated", prop), ("self_trained", source == L.SOURCE_SELF_TRAINED)):
+            counts[f"{key}_px"] += int(mask.sum())
+            counts[f"{key}_wrong"] += int((mask & (gt != 255) & (labels != gt)).sum())
+    assert images == info["images"] == len(exp.samples)  # self-training reaches every image
+    for key in ("propagated", "self_trained"):
+        assert info[f"{key}_px"] == counts[f"{key}_px"]
+        assert info[f"{key}_wrong_share"] == round(counts[f"{key}_wrong"] / counts[f"{key}_px"], 5)
+        assert info[f"{key}_share"] == round(counts[f"{key}_px"] / info["labelled_px"], 5)
+    assert info["propagated_regions"] == sum(len(r["regions"]) for r in propagated.values())
+
+    # the same stage again writes the same labels and records the same figures
+    before = {p.name: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")}
+    saved = (exp.round_dir(1) / "propagated.json").read_bytes()
+    manifest = json.loads((job / "round_01" / "manifest.json").read_text())
+    manifest.pop("data")
+    (job / "round_01" / "manifest.json").write_text(json.dumps(manifest))
+    _run(job, 1, ("data",))
+    assert {p.name: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == before
+    assert (exp.round_dir(1) / "propagated.json").read_bytes() == saved
+    assert Experiment.open(job).manifest(1)["data"] == info
+    (exp.round_dir(1) / "propagated.json").unlink()
+    with pytest.raises(CannotContinue, match="propagated.json"):
+        stages.earlier_propagation(exp, 2)
+
+
+def test_results_have_the_implied_label_columns(finished_job):
+    with open(finished_job / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:  # both mechanisms off: nothing implied, and the columns say so
+        assert (r["propagated_px"], r["self_trained_px"]) == ("0", "0")
+        assert r["propagated_share"] == r["self_trained_share"] == "0.0"
