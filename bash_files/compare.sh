@@ -6,7 +6,9 @@
 #   {arm}_s{seed}/  the jobs;  comparison.csv  comparison.png  comparison.md
 # Arms: random (random on base superpixels), class_balanced (on base), uncertainty (on
 # adaptive), adaptive (class-balanced on adaptive, no sieving), paper (adaptive + class-balanced
-# + sieving), oracle (class-balanced on ground-truth regions), full (the reference).
+# + sieving), oracle (class-balanced on ground-truth regions), merge_bound, paper_propagate,
+# paper_self_train and paper_both (paper with PROPAGATE / SELF_TRAIN / both: docs/method.md
+# sections 12-13), full (the reference).
 # The defaults are the benchmark setting past the cold start (docs/benchmark.md):
 # a larger generated pool, every round from the stand-in backbone (scripts/build_standin.py,
 # built once when missing), 0.3 % of the pool per round; comparison.md reports the setting's

@@ -26,7 +26,7 @@ CLICK_COST_MODEL="${CLICK_COST_MODEL:-}"  # with COST_MODEL=measured: the fit (s
 EPS="${EPS:-0.1}"  # adaptive merge: Jensen-Shannon distance below which neighbours merge
 MERGE_MODEL="${MERGE_MODEL:-}"  # a finished training folder whose model merges instead of the previous round's (a bound)
 PROPAGATE="${PROPAGATE:-0}"  # each answer also labels the unasked regions near it that the model finds alike and predicts as the answer (from round 1; marked in the source maps, never in the ledger)
-PROPAGATE_EPS="${PROPAGATE_EPS:-0.1}"  # propagation: Jensen-Shannon distance below which a region counts as alike
+PROPAGATE_EPS="${PROPAGATE_EPS:-0.2}"  # propagation: Jensen-Shannon distance below which a region counts as alike (chosen on CamVid train: docs/benchmark_camvid/implied_labels.md)
 PROPAGATE_HOPS="${PROPAGATE_HOPS:-1}"  # propagation: how many neighbour steps away from an answered region
 SELF_TRAIN="${SELF_TRAIN:-0}"  # the previous round's most confident pixels, class by class, join the labels outside every answered region (from round 1)
 SELF_TRAIN_SHARE="${SELF_TRAIN_SHARE:-0.2}"  # self-training: the share of each class's predicted pixels taken, the most confident first

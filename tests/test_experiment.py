@@ -815,6 +815,19 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     assert {p.name: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == before
     assert (exp.round_dir(1) / "propagated.json").read_bytes() == saved
     assert Experiment.open(job).manifest(1)["data"] == info
+    # scripts/implied_labels.py measures the same propagation at the job's settings
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("implied_labels", ROOT / "scripts" / "implied_labels.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.measure(str(job), 1, [0.3], [2], [0.3], progress=False)
+    by = {r["mechanism"]: r for r in rows}
+    assert by["propagation"]["px"] == info["propagated_px"]
+    assert by["propagation"]["regions"] == info["propagated_regions"]
+    assert by["propagation"]["wrong_share"] == pytest.approx(info["propagated_wrong_share"], abs=1e-5)
+    assert by["confident pixels"]["px"] >= info["self_trained_px"]  # not kept out of propagated regions
+    assert "propagation" in script.format_rows(rows)
     (exp.round_dir(1) / "propagated.json").unlink()
     with pytest.raises(CannotContinue, match="propagated.json"):
         stages.earlier_propagation(exp, 2)

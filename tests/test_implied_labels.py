@@ -261,3 +261,45 @@ def test_an_image_without_answers_takes_confident_pixels_only():
     assert (res.labels == 0).all() and (res.source == L.SOURCE_SELF_TRAINED).all()
     with pytest.raises(BadInput, match="region maps or confident"):
         L.training_labels({}, {})
+
+
+def test_the_comparison_reports_implied_labels_per_click():
+    from deeplab.experiment import compare
+
+    def row(arm, seed, px, prop, prop_wrong, st, st_wrong):
+        return {"arm": arm, "seed": seed, "round": 2, "clicks": 100, "miou": 40.0, "labelled_px": px,
+                "label_noise_after_sieve": 0.1, "propagated_px": prop, "propagated_wrong_share": prop_wrong,
+                "self_trained_px": st, "self_trained_wrong_share": st_wrong}
+
+    rows = [row("paper", 0, 1000, 0, 0.0, 0, 0.0), row("paper", 1, 3000, 0, 0.0, 0, 0.0),
+            row("paper_both", 0, 5000, 500, 0.2, 2000, 0.1), row("paper_both", 1, 7000, 700, 0.4, 4000, "n/a")]
+    lines = compare._pixels_per_click(rows, ["paper", "paper_both"])
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == ("| arm | round | labelled px / click | label noise | propagated px / click | "
+                        "propagated wrong | confident px / click | confident wrong |")
+    assert table[2] == "| paper | 2 | 20.0 | 0.1000 | 0.0 | 0.0000 | 0.0 | 0.0000 |"
+    assert table[3] == "| paper_both | 2 | 60.0 | 0.1000 | 6.0 | 0.3000 | 30.0 | 0.1000 |"
+    # without the mechanisms the table is the paper's as before
+    plain = [line for line in compare._pixels_per_click(rows[:2], ["paper"]) if line.startswith("|")]
+    assert plain[0] == "| arm | round | labelled px / click | label noise |"
+    assert plain[2] == "| paper | 2 | 20.0 | 0.1000 |"
+    # the arms exist and carry their mechanisms to the drivers
+    assert "PROPAGATE=1 SELF_TRAIN=1" in compare.arm_settings("paper_both")
+    assert "PROPAGATE=0 SELF_TRAIN=0" in compare.arm_settings("paper")
+    assert ("paper_both", "paper") in compare.PAIRS
+
+
+def test_hatching_marks_only_the_given_pixels():
+    from deeplab.viz import overlays
+
+    panel = np.full((12, 12, 3), 100.0)
+    mask = np.zeros((12, 12), bool)
+    mask[2:8, 3:9] = True
+    out = overlays.hatch(panel, mask, (255, 255, 255), rising=True)
+    changed = (out != panel).any(-1)
+    assert changed.any() and not (changed & ~mask).any()
+    y, x = np.nonzero(changed)
+    assert (((x + y) % 6) < 2).all()  # on rising diagonal lines
+    falling = overlays.hatch(panel, mask, (0, 0, 0), rising=False)
+    y, x = np.nonzero((falling != panel).any(-1))
+    assert (((x - y) % 6) < 2).all() and not np.array_equal(falling, out)

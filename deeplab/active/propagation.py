@@ -54,7 +54,7 @@ def reachable(pairs: np.ndarray, n: int, sources: np.ndarray, hops: int) -> np.n
     return reach.toarray().astype(bool)
 
 
-def propagate(regions: np.ndarray, probs: np.ndarray, region_ids, answers, *, eps: float = 0.1,
+def propagate(regions: np.ndarray, probs: np.ndarray, region_ids, answers, *, eps: float = 0.2,
               hops: int = 1, ignore_label: int = 255) -> tuple[np.ndarray, np.ndarray]:
     """The regions one image's answers propagate to, and the class each takes.
 

@@ -164,7 +164,9 @@ def share_warm_up(source: Path | str, target: Path | str) -> str:
 
 # ---------------------------------------------------------------------------- report
 NOISE_COLUMNS = ("regions_per_image", "labelled_px", "label_noise_before_sieve",
-                 "label_noise_after_sieve", "sieved_px", "sieved_wrong_share", "predicted_seconds")
+                 "label_noise_after_sieve", "sieved_px", "sieved_wrong_share", "predicted_seconds",
+                 "propagated_px", "propagated_wrong_share", "self_trained_px", "self_trained_wrong_share")
+IMPLIED = (("propagated", "propagated"), ("self_trained", "confident"))  # column prefix, words
 
 
 def collect(compare_dir: Path | str, arms: list[str], seeds: list[int],
@@ -322,7 +324,12 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
 
 
 def _pixels_per_click(rows: list[dict], arms: list[str]) -> list[str]:
-    """Labelled pixels per click and label noise of each arm's last round, mean over seeds."""
+    """Labelled pixels per click and label noise of each arm's last round, mean over seeds; with
+    PROPAGATE / SELF_TRAIN arms, the labels each mechanism gave per click and their wrong share."""
+    def number(v):
+        return None if v in ("", None, "n/a") else float(v)
+
+    implied = [(k, w) for k, w in IMPLIED if any(number(r.get(f"{k}_px")) for r in rows)]
     out = []
     for a in arms:
         mine = [r for r in rows if r["arm"] == a and r["round"] != ""]
@@ -333,15 +340,27 @@ def _pixels_per_click(rows: list[dict], arms: list[str]) -> list[str]:
         if not rs:
             continue
         px = np.mean([float(r["labelled_px"]) / float(r["clicks"]) for r in rs])
-        noise = [float(r["label_noise_after_sieve"]) for r in rs
-                 if r["label_noise_after_sieve"] not in ("", None, "n/a")]
-        out.append(f"| {a} | {last} | {px:.1f} | {np.mean(noise):.4f} |" if noise
-                   else f"| {a} | {last} | {px:.1f} | n/a |")
+        cells = [a, str(last), f"{px:.1f}"]
+        for key in ["label_noise_after_sieve"] + [f"{k}_{what}" for k, _ in implied for what in ("px", "wrong_share")]:
+            vals = [number(r.get(key)) for r in rs]
+            vals = [v for v in vals if v is not None]
+            if not vals:
+                cells.append("n/a")
+            elif key.endswith("_px"):
+                cells.append(f"{np.mean([float(r[key]) / float(r['clicks']) for r in rs if number(r.get(key)) is not None]):.1f}")
+            else:
+                cells.append(f"{np.mean(vals):.4f}")
+        out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []
+    heads = ["arm", "round", "labelled px / click", "label noise"]
+    for _, words in implied:
+        heads += [f"{words} px / click", f"{words} wrong"]
     return ["", "Labelled pixels per click and label noise (share of labelled pixels whose label is "
-            "wrong, after sieving) in each arm's last round, mean over seeds:", "",
-            "| arm | round | labelled px / click | label noise |", "|---|---|---|---|"] + out
+            "wrong, after sieving) in each arm's last round, mean over seeds" +
+            ("; of them, the labels that propagation and confident pixels gave and the share of "
+             "those that is wrong" if implied else "") + ":", "",
+            "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)] + out
 
 
 def _equal_seconds(rows: list[dict], arms: list[str]) -> list[str]:

@@ -141,8 +141,9 @@ TABLE: tuple[Setting, ...] = (
     S("propagate", "PROPAGATE", bool, False,
       "each answer also labels the unasked regions near it that the model finds alike and predicts "
       "as the answer (from round 1; marked in the source maps, never in the ledger)", round0=False),
-    S("propagate_eps", "PROPAGATE_EPS", float, 0.1,
-      "propagation: Jensen-Shannon distance below which a region counts as alike", low=0, high=1,
+    S("propagate_eps", "PROPAGATE_EPS", float, 0.2,
+      "propagation: Jensen-Shannon distance below which a region counts as alike (chosen on CamVid "
+      "train: docs/benchmark_camvid/implied_labels.md)", low=0, high=1,
       low_open=True, round0=False),
     S("propagate_hops", "PROPAGATE_HOPS", int, 1,
       "propagation: how many neighbour steps away from an answered region", low=1, high=100, round0=False),

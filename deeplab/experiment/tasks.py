@@ -356,7 +356,8 @@ def labels_task(task: LabelsTask) -> LabelFigures:
             queried = np.where(asked[maps[ov.round]], maps[ov.round] + 1, 0)
         overlays.answers_figure(ov.path, descriptor.read_image(sample), queried, painted, labels, gt,
                                 descriptor.class_names, ignore, title=ov.title, palette=descriptor.palette(),
-                                source=res.source)
+                                propagated=res.source == L.SOURCE_PROPAGATED,
+                                self_trained=res.source == L.SOURCE_SELF_TRAINED)
     return out
 
 

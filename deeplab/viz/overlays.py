@@ -91,7 +91,8 @@ def _figure(panels, titles, legend, suptitle, shape):
 
 def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, painted: np.ndarray,
                    labels: np.ndarray, gt: np.ndarray | None, class_names, ignore_label: int = 255,
-                   title: str = "", palette=None, source: np.ndarray | None = None) -> None:
+                   title: str = "", palette=None, propagated: np.ndarray | None = None,
+                   self_trained: np.ndarray | None = None) -> None:
     """Three panels: the regions asked this round; the round's training labels in class colours
     (washed out = unlabelled; propagated and self-trained labels hatched); what sieving did
     against the ground truth (wrong labels kept, wrong labels sieved, right labels sieved).
@@ -103,10 +104,9 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
       labels: uint8 [H, W] the training labels after sieving.
       gt: uint8 [H, W] ground truth, or None when there is none (no error panel).
       palette: uint8 [C, 3] the data set's class colours (None: class_colours' default).
-      source: uint8 [H, W] where each label of `painted` comes from (labels.SOURCE_*), or None.
+      propagated, self_trained: bool [H, W] the labels that propagation and confident pixels
+        gave (None: none), drawn hatched.
     """
-    from deeplab.active import labels as L
-
     k = _scale_for(image.shape)
     colours = class_colours(len(class_names)) if palette is None else np.asarray(palette, np.uint8)
     asked = _boundaries(_up(image, k).astype(np.float32), _up(queried, k), (255, 255, 0))
@@ -115,10 +115,10 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
     drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (0, 0, 0))
     n_asked = len(np.unique(queried[queried > 0]))
     implied = []
-    if source is not None:
-        for code, (colour, pattern), name in ((L.SOURCE_PROPAGATED, PROPAGATED_HATCH, "propagated"),
-                                              (L.SOURCE_SELF_TRAINED, SELF_TRAINED_HATCH, "self-trained")):
-            mask = lab & (source == code)
+    for given, (colour, pattern), name in ((propagated, PROPAGATED_HATCH, "propagated"),
+                                           (self_trained, SELF_TRAINED_HATCH, "self-trained")):
+        if given is not None:
+            mask = lab & given
             if mask.any():
                 drawn = hatch(drawn, _up(mask, k), colour, rising=pattern == "//")
                 implied.append((f"{name}: {int(mask.sum())} px", (200, 200, 200), pattern))

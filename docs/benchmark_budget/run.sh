@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE="$PWD/${OUT_DIR:-docs/benchmark_budget}"  # OUT_DIR, MAP_NAME: another map (docs/benchmark_scale)
+mkdir -p "$HERE"
 MAP_NAME="${MAP_NAME:-budget_map}"
 WORK_DIR="${WORK_DIR:-work_dirs}"
 MAP="$WORK_DIR/$MAP_NAME"
