@@ -34,6 +34,6 @@ setup(
         "ray": ["ray>=2.9,<3"],
         # the tests run the Ray executor too, and drive the annotation page in a real browser
         # (headless Chromium with Debian's chromium-driver; .ci/run installs them)
-        "test": ["pytest>=7", "pytest-xdist>=3.8,<4", "ray>=2.9,<3", "selenium>=4.10,<5"],
+        "test": ["pytest>=7", "pytest-xdist>=3.8,<4", "ray>=2.9,<3", "selenium>=4.10,<5", "ruff==0.17.6"],
     },
 )

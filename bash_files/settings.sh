@@ -62,6 +62,7 @@ LABEL_STUDIO_POLL_SECS="${LABEL_STUDIO_POLL_SECS:-5.0}"  # how often the answers
 DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered images removed from DATA_DIR (their clicks stay spent)
 STANDIN="${STANDIN:-1}"  # compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
+LOCK_WAIT_SECS="${LOCK_WAIT_SECS:-120}"  # a driver started while its job's last driver, killed, still has a stage ending waits this long for it
 SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
   NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
   CLICK_COST_MODEL EPS MERGE_MODEL PROPAGATE PROPAGATE_EPS PROPAGATE_HOPS SELF_TRAIN
@@ -70,7 +71,7 @@ SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND
   INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR
   SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS
   LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT
-  LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON"
+  LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON LOCK_WAIT_SECS"
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
     --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
@@ -100,7 +101,10 @@ init_experiment() {
 JOB_DIR="$WORK_DIR/$JOB_NAME"
 # One driver per job (after init_experiment has checked JOB_NAME): a second driver started on the
 # same job stops at once. The lock is flock(1) on an open file that this shell and the scripts
-# it starts hold, so a killed driver leaves none behind, and an orphaned script keeps it.
+# it starts hold, so a killed driver leaves none behind, and an orphaned script keeps it until it
+# has ended (scripts end with their driver: deeplab.cli.follow_driver). A driver started while the
+# holder named in the file is a driver of this machine that no longer runs (killed, its stage still
+# shutting down) waits for the lock, up to LOCK_WAIT_SECS, instead of refusing.
 lock_job() {
   if ! command -v flock > /dev/null; then
     echo "note: flock(1) (util-linux) is missing: two drivers on one job are not kept apart" >&2
@@ -108,9 +112,24 @@ lock_job() {
   fi
   exec 9>> "$JOB_DIR/driver.lock"
   if ! flock -n 9; then
-    echo "error: job $JOB_DIR is being run by another driver ($(cat "$JOB_DIR/driver.lock")):" \
-      "wait for it to finish or stop it, then run again" >&2
-    exit 2
+    local holder pid host
+    holder="$(cat "$JOB_DIR/driver.lock")"
+    pid="$(sed -n 's/^pid \([0-9][0-9]*\) on .* since .*/\1/p' <<< "$holder")"
+    host="$(sed -n 's/^pid [0-9][0-9]* on \(.*\) since .*/\1/p' <<< "$holder")"
+    if [ -n "$pid" ] && [ "$host" = "${HOSTNAME:-this machine}" ] && [ ! -d "/proc/$pid" ]; then
+      echo "job $JOB_DIR: its last driver (pid $pid) is gone; waiting up to $LOCK_WAIT_SECS s" \
+        "for its stage to end" >&2
+      if ! flock -w "$LOCK_WAIT_SECS" 9; then
+        echo "error: job $JOB_DIR is still locked $LOCK_WAIT_SECS s after its driver (pid $pid)" \
+          "ended: a process it started still runs ('fuser $JOB_DIR/driver.lock' names it); stop it," \
+          "then run again" >&2
+        exit 2
+      fi
+    else
+      echo "error: job $JOB_DIR is being run by another driver ($holder):" \
+        "wait for it to finish or stop it, then run again" >&2
+      exit 2
+    fi
   fi
   echo "pid $$ on ${HOSTNAME:-this machine} since $(date '+%F %T')" > "$JOB_DIR/driver.lock"
 }

@@ -144,6 +144,38 @@ def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_roo
     out = subprocess.run(["bash", "-c", script.replace("sleep 60", "true")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "locked"
+    # a driver killed while a stage it started still ends (that stage holds the lock for a few
+    # seconds): the next driver, started at once, waits for the lock instead of refusing
+    import time
+
+    orphan = script.replace("echo locked; sleep 60", "(exec sleep 3) & echo locked; sleep 60")
+    first = subprocess.Popen(["bash", "-c", orphan], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        os.kill(first.pid, signal.SIGKILL)  # the driver alone: its `sleep` lives on, holding the lock
+        first.wait()
+        start = time.monotonic()
+        out = subprocess.run(["bash", "-c", script.replace("sleep 60", "true")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+    assert out.returncode == 0 and out.stdout.strip() == "locked", out.stderr
+    assert f"its last driver (pid {first.pid}) is gone; waiting" in out.stderr
+    assert waited > 1.0  # it did wait for the orphan, which the old driver refused
+    # ... but not forever: an orphan that outlives LOCK_WAIT_SECS is named as the cause
+    first = subprocess.Popen(["bash", "-c", orphan.replace("sleep 3", "sleep 30")], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        out = subprocess.run(["bash", "-c", "LOCK_WAIT_SECS=1; " + script.replace("sleep 60", "true")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+    assert out.returncode == 2 and "still locked 1 s after its driver" in out.stderr
 
 
 def _ctrl_c_default():

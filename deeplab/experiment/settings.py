@@ -211,6 +211,9 @@ TABLE: tuple[Setting, ...] = (
     S(None, "STANDIN", bool, True,
       "compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)"),
     S(None, "PYTHON", str, "python", "the interpreter the drivers run"),
+    S(None, "LOCK_WAIT_SECS", int, 120,
+      "a driver started while its job's last driver, killed, still has a stage ending waits this long for it",
+      low=0),
 )
 del S
 
