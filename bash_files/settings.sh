@@ -2,16 +2,16 @@
 # environment overrides, e.g. `ROUNDS=4 ACQUISITION=uncertainty bash bash_files/warm_up.sh`.
 # The defaults run the embedded synthetic street scenes with the light backbone on a CPU; every
 # setting, its allowed values and what it does on a running job: docs/settings.md.
-# >>> generated from the table in deeplab/experiment/settings.py by `python -m deeplab.experiment.config --write`: change a default there, not here
+# >>> generated from the table in deeplab/experiment/settings.py by `python -m deeplab.experiment.settings --write`: change a default there, not here
 if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.md, "Profiles")
-  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.config --profile "$SETTINGS_PROFILE" --bash)"
+  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --bash)"
   eval "$profile_values"
 fi
+WORK_DIR="${WORK_DIR:-work_dirs}"  # where jobs and the cache live
+JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR
 DATASET="${DATASET:-synthetic}"  # cityscapes | pascal_voc_seg | synthetic | camvid | folder: the data set's layout
 DATA_DIR="${DATA_DIR:-}"  # data root in that layout (empty: datasets/<name>; never written into)
 IMAGE_SCALE="${IMAGE_SCALE:-1.0}"  # the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into the cache; evaluation at that scale too
-WORK_DIR="${WORK_DIR:-work_dirs}"  # where jobs and the cache live
-JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR
 ROUNDS="${ROUNDS:-3}"  # rounds, the warm-up included (more may be added to a job)
 CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}"  # clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)
 SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"  # slic | seeds: base superpixels
@@ -63,7 +63,7 @@ DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered
 STANDIN="${STANDIN:-1}"  # compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 LOCK_WAIT_SECS="${LOCK_WAIT_SECS:-120}"  # a driver started while its job's last driver, killed, still has a stage ending waits this long for it
-SETTINGS="DATASET DATA_DIR IMAGE_SCALE WORK_DIR JOB_NAME ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
+SETTINGS="WORK_DIR JOB_NAME DATASET DATA_DIR IMAGE_SCALE ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
   NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
   CLICK_COST_MODEL EPS MERGE_MODEL PROPAGATE PROPAGATE_EPS PROPAGATE_HOPS SELF_TRAIN
   SELF_TRAIN_SHARE SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE

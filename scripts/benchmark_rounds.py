@@ -127,7 +127,7 @@ def du(path: Path) -> int:
 def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     from deeplab import parallel
     from deeplab.experiment import simulated, stages, tasks
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
 
     job = work / f"{kind}{workers}" / "job"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from deeplab import cli
-from deeplab.experiment.config import REGION_MODES
+from deeplab.experiment.settings import REGION_MODES
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,7 @@ WHO = {"oracle": "the oracle", "human": "people in a browser",
 
 def main(argv=None) -> int:
     from deeplab.experiment import settings as table
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

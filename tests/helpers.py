@@ -55,7 +55,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
     import json
 
     from deeplab.experiment import tasks
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
     from deeplab.experiment.stages import select_stage
 
@@ -80,7 +80,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
 def human_job_from(exp, tmp_path, clicks=40):
     """A new human job on the data root of `exp` (after its images changed)."""
     from deeplab.experiment import tasks
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
     from deeplab.experiment.stages import select_stage
 

@@ -14,7 +14,7 @@ import pytest
 
 from deeplab import cli
 from deeplab.experiment import simulated, stages, tasks
-from deeplab.experiment.config import MODEL_VARIANTS, ExperimentConfig
+from deeplab.experiment.settings import MODEL_VARIANTS, ExperimentConfig
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import select_stage
 from deeplab.active import labels as L

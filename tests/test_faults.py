@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[1]
                                          ('{"select": ', "is not valid JSON"),
                                          ("\udcff", "is not")])
 def test_a_damaged_manifest_or_config_is_named_with_the_fix(tmp_path, synth_root, text, words):
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
 
     exp = human_job(tmp_path, synth_root)
@@ -51,7 +51,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     push it over (they used to add a prefix and a suffix to the whole name)."""
     from deeplab import io_utils
     from deeplab.experiment import tasks
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
     from deeplab.experiment.stages import select_stage
     from helpers import make_folder_dataset

@@ -303,7 +303,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     from helpers import make_folder_dataset
     from deeplab.datasets import synthetic
     from deeplab.experiment import tasks
-    from deeplab.experiment.config import ExperimentConfig
+    from deeplab.experiment.settings import ExperimentConfig
     from deeplab.experiment.job import Experiment
     from deeplab.experiment.stages import select_stage
 

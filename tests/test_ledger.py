@@ -13,7 +13,7 @@ import pytest
 from helpers import ledger_row, make_folder_dataset
 
 from deeplab.experiment import ledger, tasks
-from deeplab.experiment.config import ExperimentConfig
+from deeplab.experiment.settings import ExperimentConfig
 from deeplab.experiment.job import Experiment
 from deeplab.experiment.stages import select_stage
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deeplab.experiment import settings
-from deeplab.experiment.config import MERGE_ONLY, MUTABLE, ExperimentConfig
+from deeplab.experiment.settings import MERGE_ONLY, MUTABLE, ExperimentConfig
 
 ROOT = Path(__file__).parents[1]
 DRIVERS = sorted((ROOT / "bash_files").glob("*.sh"))
@@ -49,9 +49,9 @@ def test_resume_rules_come_from_the_table():
 
 def test_generated_files_are_fresh():
     sh = (ROOT / "bash_files" / "settings.sh").read_text()
-    assert settings.replace_block(sh) == sh, "run: python -m deeplab.experiment.config --write"
+    assert settings.replace_block(sh) == sh, "run: python -m deeplab.experiment.settings --write"
     assert (ROOT / "docs" / "settings.md").read_text() == settings.reference_markdown(), \
-        "run: python -m deeplab.experiment.config --write"
+        "run: python -m deeplab.experiment.settings --write"
 
 
 @pytest.mark.parametrize("driver", DRIVERS, ids=lambda p: p.name)
@@ -67,14 +67,14 @@ def test_a_planted_second_default_is_found():
 
 
 def test_the_module_prints_the_table_as_tsv():
-    out = subprocess.run([sys.executable, "-m", "deeplab.experiment.config"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "deeplab.experiment.settings"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert rows[0] == ["name", "default", "help"] and all(len(r) == 3 for r in rows)
     got = {r[0]: r[1] for r in rows[1:]}
     assert got["BASE_LEARNING_RATE"] == "0.07" and got["CLICKS_PER_ROUND"] == "1000" and got["SIEVE"] == "1"
-    bench = subprocess.run([sys.executable, "-m", "deeplab.experiment.config", "--profile", "benchmark"],
+    bench = subprocess.run([sys.executable, "-m", "deeplab.experiment.settings", "--profile", "benchmark"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     assert "BASE_LEARNING_RATE\t0.02\t" in bench and "CLICKS_PER_ROUND\t0.3%\t" in bench
 
@@ -177,3 +177,25 @@ def test_init_experiment_help_lists_every_setting():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-500:]
     assert "--clicks_per_round" in out.stdout and "P% of the train split" in out.stdout
+
+
+def test_the_config_is_a_typed_dataclass_that_editors_can_read():
+    """ExperimentConfig's fields are written in its class body with their types (what editors
+    and type checkers read; no make_dataclass), and each carries its row of the table."""
+    import ast
+    import inspect
+    import typing
+
+    source = inspect.getsource(ExperimentConfig)
+    declared = {n.target.id: ast.unparse(n.annotation) for n in ast.parse(source).body[0].body
+                if isinstance(n, ast.AnnAssign)}
+    rows = {s.field: s for s in settings.TABLE if s.field}
+    assert set(declared) == {"job_dir", *rows}
+    hints = typing.get_type_hints(ExperimentConfig)
+    for name, row in rows.items():
+        assert declared[name] == row.kind.__name__ and hints[name] is row.kind
+        meta = {f.name: f.metadata for f in dataclasses.fields(ExperimentConfig)}[name]
+        assert meta["env"] == row.env and meta["help"] == row.help
+    assert rows["rounds"].low == 1 and rows["propagate_eps"].default == 0.2
+    assert rows["eps"].binds == settings.MERGE and rows["num_workers"].binds == settings.RUN
+    assert [s.name for s in settings.TABLE[:2]] == ["WORK_DIR", "JOB_NAME"]

@@ -1,5 +1,5 @@
 """An active-learning experiment on disk: settings, the job's layout, round manifests and the
-checked ledger. No TensorFlow here. The settings are `deeplab.experiment.config`, the round's
+checked ledger. No TensorFlow here. The settings are `deeplab.experiment.settings`, the round's
 stages `deeplab.experiment.stages`, its per-image work `deeplab.experiment.tasks`.
 
 A job is its folder: its identity is its settings, never the path it was reached by, so a job
@@ -42,7 +42,7 @@ from deeplab.datasets.scaled import ScaledDataset
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.cache import DataCache
-from deeplab.experiment.config import ExperimentConfig, read_cost_model
+from deeplab.experiment.settings import ExperimentConfig, read_cost_model
 
 
 class Experiment:

@@ -6,20 +6,25 @@ what only the merge reads), the defaults block of `bash_files/settings.sh`, the 
 reference `docs/settings.md` and the named profiles (the demo, the benchmark, the paper's
 setting) are all derived from `TABLE` and `PROFILES` below.
 
-  python -m deeplab.experiment.config                      # the table as TSV: name, default, help
-  python -m deeplab.experiment.config --profile benchmark  # the same with a profile's values
-  python -m deeplab.experiment.config --write              # regenerate settings.sh's block and docs/settings.md
+  python -m deeplab.experiment.settings                      # the table as TSV: name, default, help
+  python -m deeplab.experiment.settings --profile benchmark  # the same with a profile's values
+  python -m deeplab.experiment.settings --write              # regenerate settings.sh's block and docs/settings.md
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+import sys
+from pathlib import Path
 
-from deeplab import parallel
-from deeplab.active import acquisition, superpixels
-from deeplab.datasets import DATASET_NAMES
-from deeplab.errors import BadInput
+from deeplab import io_utils, parallel
+from deeplab.active import acquisition as acq
+from deeplab.active import superpixels
+from deeplab.datasets import DATASET_NAMES, get_dataset
+from deeplab.errors import BadInput, MissingFile, UserError
+from deeplab.paths import require_checkpoint
 
 REGION_MODES = ("adaptive", "base", "oracle")
 # The backbones of deeplab.core.xception.VARIANTS (named here to keep TensorFlow out).
@@ -98,124 +103,237 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
-S = Setting
-TABLE: tuple[Setting, ...] = (
-    S("dataset", "DATASET", str, "synthetic", "the data set's layout", choices=DATASET_NAMES),
-    S("dataset_dir", "DATA_DIR", str, "", "data root in that layout (empty: datasets/<name>; never written into)"),
-    S("image_scale", "IMAGE_SCALE", float, 1.0,
+
+
+def read_cost_model(path) -> "acq.MeasuredCost":
+    """The measured cost model in CLICK_COST_MODEL, or a BadInput naming the file and the fix."""
+    return acq.MeasuredCost.from_json(
+        io_utils.read_json_object(path, "fit it again (scripts/fit_cost_model.py)"))
+
+
+class _ConfigMethods:
+    """The methods of ExperimentConfig (below), apart from its fields."""
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "ExperimentConfig":
+        """Every setting within its table row (type, range, choices; NaN and infinity refused),
+        then what the table cannot say: the data set, files named, settings that go together."""
+        if self.cost_model == "clicks":
+            self.cost_model = "click"
+        for s in TABLE:
+            if s.field and not (s.field == "clicks_per_round" and self.clicks_percent):
+                s.check(getattr(self, s.field))
+        if self.min_scale_factor > self.max_scale_factor:
+            raise BadInput(f"MIN_SCALE_FACTOR {self.min_scale_factor:g} is above MAX_SCALE_FACTOR "
+                           f"{self.max_scale_factor:g}: give the smaller value first")
+        get_dataset(self.dataset, self.dataset_dir or None)
+        if self.init_checkpoint:
+            require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
+        if self.merge_model:
+            if self.regions != "adaptive":
+                raise BadInput(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
+                               "adaptive regions are merged")
+            weights = Path(self.merge_model) / "final_weights.npz"
+            if not weights.is_file():
+                raise MissingFile(f"MERGE_MODEL {self.merge_model} holds no finished training "
+                                  f"({weights} does not exist): train it first")
+        if self.cost_model == acq.MEASURED:
+            if not self.click_cost_model or not Path(self.click_cost_model).is_file():
+                raise MissingFile(
+                    f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
+                    f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
+            read_cost_model(self.click_cost_model)
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def path(self) -> Path:
+        return Path(self.job_dir) / "config.json"
+
+    def save_or_check(self) -> None:
+        """Writes config.json, or checks that a resumed job keeps its settings."""
+        if self.path.is_file():
+            old = io_utils.read_json_object(self.path, _DAMAGED_CONFIG)
+            new = dataclasses.asdict(self)
+            # A setting the job's config predates counts as its default.
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            ignored = MUTABLE + (MERGE_ONLY if new["regions"] != "adaptive" else ())
+            changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
+                       if k not in ignored and not _same_setting(k, old.get(k, defaults[k]), v)}
+            if changed:
+                raise BadInput(
+                    f"job {self.job_dir} was started with other settings "
+                    f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
+                    "use a new JOB_NAME or restore the settings")
+        io_utils.write_json(self.path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, job_dir: str | Path) -> "ExperimentConfig":
+        path = Path(job_dir) / "config.json"
+        if not path.is_file():
+            raise MissingFile(f"{path} does not exist: start the job with bash_files/warm_up.sh "
+                              "(scripts/init_experiment.py)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
+                    if k in known}
+        settings["job_dir"] = str(job_dir)  # the folder it is, not the one it was made in
+        return cls(**settings)
+
+
+
+_DAMAGED_CONFIG = ("the job's settings are damaged; restore the file (the settings it was started "
+                   "with), or start a new JOB_NAME")
+
+
+
+
+def _row(env: str | None, default, help: str, **facts) -> dataclasses.Field:
+    """A field of ExperimentConfig with its row of the table: the drivers' variable `env` (None:
+    the Python API and flag only), the default, the help and the facts of Setting (choices,
+    bounds, binds, round0)."""
+    return dataclasses.field(default=default, metadata={"env": env, "help": help, **facts})
+
+
+@dataclasses.dataclass
+class ExperimentConfig(_ConfigMethods):
+    """Every setting of an experiment: the drivers' variables, validated once, kept in the job's
+    config.json and checked on every resume. Each field's metadata is its row of the table."""
+
+    job_dir: str
+    dataset: str = _row("DATASET", "synthetic", "the data set's layout", choices=DATASET_NAMES)
+    dataset_dir: str = _row("DATA_DIR", "", "data root in that layout (empty: datasets/<name>; never written into)")
+    image_scale: float = _row("IMAGE_SCALE", 1.0,
       "the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into "
-      "the cache; evaluation at that scale too", low=0, high=4, low_open=True),
-    S(None, "WORK_DIR", str, "work_dirs", "where jobs and the cache live"),
-    S(None, "JOB_NAME", str, "demo", "the job's folder under WORK_DIR"),
-    S("rounds", "ROUNDS", int, 3, "rounds, the warm-up included (more may be added to a job)", low=1, binds=RUN),
-    S("clicks_per_round", "CLICKS_PER_ROUND", int, 1000,
-      "clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)", low=1),
-    S("clicks_percent", None, float, 0.0, "the budget as a share in %: CLICKS_PER_ROUND=P% (0: a count)",
-      low=0, high=100),
-    S("superpixel_method", "SUPERPIXEL_METHOD", str, "seeds", "base superpixels", choices=superpixels.METHODS),
-    S("num_superpixels", "NUM_SUPERPIXELS", int, 0, "base superpixels per image; 0: one per superpixel_size_px",
-      low=0),
-    S("superpixel_size_px", None, float, 256.0, "mean base superpixel size when NUM_SUPERPIXELS=0", low=1),
-    S("regions", "REGIONS", str, "adaptive", "the regions asked after the warm-up", choices=REGION_MODES,
-      round0=False),
-    S("acquisition", "ACQUISITION", str, "class_balanced", "the score after the warm-up",
-      choices=acquisition.ACQUISITIONS, round0=False),
-    S("sieve", "SIEVE", bool, True, "drop the pixels of large regions the answer probably does not fit",
-      round0=False),
-    S("review_share", "REVIEW_SHARE", float, 0.0,
-      "share of each round's answers asked again of another annotator (0: off)", low=0, high=1),
-    S("oracle_noise", "ORACLE_NOISE", float, 0.0,
-      "the simulated annotator answers another class with this probability", low=0, high=1),
-    S("cost_model", "COST_MODEL", str, "click",
+      "the cache; evaluation at that scale too", low=0, high=4, low_open=True)
+    rounds: int = _row("ROUNDS", 3, "rounds, the warm-up included (more may be added to a job)", low=1, binds=RUN)
+    clicks_per_round: int = _row("CLICKS_PER_ROUND", 1000,
+      "clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)", low=1)
+    clicks_percent: float = _row(None, 0.0, "the budget as a share in %: CLICKS_PER_ROUND=P% (0: a count)",
+      low=0, high=100)
+    superpixel_method: str = _row("SUPERPIXEL_METHOD", "seeds", "base superpixels", choices=superpixels.METHODS)
+    num_superpixels: int = _row("NUM_SUPERPIXELS", 0, "base superpixels per image; 0: one per superpixel_size_px",
+      low=0)
+    superpixel_size_px: float = _row(None, 256.0, "mean base superpixel size when NUM_SUPERPIXELS=0", low=1)
+    regions: str = _row("REGIONS", "adaptive", "the regions asked after the warm-up", choices=REGION_MODES,
+      round0=False)
+    acquisition: str = _row("ACQUISITION", "class_balanced", "the score after the warm-up",
+      choices=acq.ACQUISITIONS, round0=False)
+    sieve: bool = _row("SIEVE", True, "drop the pixels of large regions the answer probably does not fit",
+      round0=False)
+    review_share: float = _row("REVIEW_SHARE", 0.0,
+      "share of each round's answers asked again of another annotator (0: off)", low=0, high=1)
+    oracle_noise: float = _row("ORACLE_NOISE", 0.0,
+      "the simulated annotator answers another class with this probability", low=0, high=1)
+    cost_model: str = _row("COST_MODEL", "click",
       "what a region costs (click: one, the paper's; measured: a fit of answer times)",
-      choices=acquisition.COST_MODEL_NAMES),
-    S("click_cost_model", "CLICK_COST_MODEL", str, "", "with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)"),
-    S("eps", "EPS", float, 0.1, "adaptive merge: Jensen-Shannon distance below which neighbours merge",
-      low=0, high=1, low_open=True, binds=MERGE, round0=False),
-    S("merge_model", "MERGE_MODEL", str, "",
+      choices=acq.COST_MODEL_NAMES)
+    click_cost_model: str = _row("CLICK_COST_MODEL", "", "with COST_MODEL=measured: the fit (scripts/fit_cost_model.py)")
+    eps: float = _row("EPS", 0.1, "adaptive merge: Jensen-Shannon distance below which neighbours merge",
+      low=0, high=1, low_open=True, binds=MERGE, round0=False)
+    merge_model: str = _row("MERGE_MODEL", "",
       "a finished training folder whose model merges instead of the previous round's (a bound)",
-      binds=MERGE, round0=False),
-    S("knee", None, int, 20, "sieving samples every n // knee-th confidence", low=1, round0=False),
-    S("min_size_px", None, int, 0, "sieving: smallest region sieved; 0: twice the mean base superpixel",
-      low=0, round0=False),
-    S("propagate", "PROPAGATE", bool, False,
+      binds=MERGE, round0=False)
+    knee: int = _row(None, 20, "sieving samples every n // knee-th confidence", low=1, round0=False)
+    min_size_px: int = _row(None, 0, "sieving: smallest region sieved; 0: twice the mean base superpixel",
+      low=0, round0=False)
+    propagate: bool = _row("PROPAGATE", False,
       "each answer also labels the unasked regions near it that the model finds alike and predicts "
-      "as the answer (from round 1; marked in the source maps, never in the ledger)", round0=False),
-    S("propagate_eps", "PROPAGATE_EPS", float, 0.2,
+      "as the answer (from round 1; marked in the source maps, never in the ledger)", round0=False)
+    propagate_eps: float = _row("PROPAGATE_EPS", 0.2,
       "propagation: Jensen-Shannon distance below which a region counts as alike (chosen on CamVid "
       "train: docs/benchmark_camvid/implied_labels.md)", low=0, high=1,
-      low_open=True, round0=False),
-    S("propagate_hops", "PROPAGATE_HOPS", int, 1,
-      "propagation: how many neighbour steps away from an answered region", low=1, high=100, round0=False),
-    S("self_train", "SELF_TRAIN", bool, False,
+      low_open=True, round0=False)
+    propagate_hops: int = _row("PROPAGATE_HOPS", 1,
+      "propagation: how many neighbour steps away from an answered region", low=1, high=100, round0=False)
+    self_train: bool = _row("SELF_TRAIN", False,
       "the previous round's most confident pixels, class by class, join the labels outside every "
-      "answered region (from round 1)", round0=False),
-    S("self_train_share", "SELF_TRAIN_SHARE", float, 0.2,
+      "answered region (from round 1)", round0=False)
+    self_train_share: float = _row("SELF_TRAIN_SHARE", 0.2,
       "self-training: the share of each class's predicted pixels taken, the most confident first",
-      low=0, high=1, low_open=True, round0=False),
-    S("seed", "SEED", int, 0, "the job's seed: selection, initialisation, augmentation", low=0, high=2**32 - 1),
-    S("model_variant", "MODEL_VARIANT", str, "xception_light", "the backbone (xception_65 for the paper)",
-      choices=MODEL_VARIANTS),
-    S("train_steps", "TRAIN_STEPS", int, 300, "training steps per round", low=1),
-    S("train_crop_size", "TRAIN_CROP_SIZE", int, 129, "training crop (square; 4k+1 keeps strides aligned)",
-      low=17),
-    S("train_batch_size", "TRAIN_BATCH_SIZE", int, 8, "training batch (over all replicas)", low=1),
-    S("base_learning_rate", "BASE_LEARNING_RATE", float, 0.07,
-      "poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights", low=0, high=10, low_open=True),
-    S("batch_norm_decay", "BATCH_NORM_DECAY", float, 0.9,
-      "batch norm's moving-average decay (0.9997 from ImageNet weights)", low=0, high=1, low_open=True),
-    S("min_scale_factor", "MIN_SCALE_FACTOR", float, 0.5, "training augmentation: smallest random image scale",
-      low=0, high=4, low_open=True),
-    S("max_scale_factor", "MAX_SCALE_FACTOR", float, 2.0, "training augmentation: largest random image scale",
-      low=0, high=4, low_open=True),
-    S("class_weights", "CLASS_WEIGHTS", str, "none",
+      low=0, high=1, low_open=True, round0=False)
+    seed: int = _row("SEED", 0, "the job's seed: selection, initialisation, augmentation", low=0, high=2**32 - 1)
+    model_variant: str = _row("MODEL_VARIANT", "xception_light", "the backbone (xception_65 for the paper)",
+      choices=MODEL_VARIANTS)
+    train_steps: int = _row("TRAIN_STEPS", 300, "training steps per round", low=1)
+    train_crop_size: int = _row("TRAIN_CROP_SIZE", 129, "training crop (square; 4k+1 keeps strides aligned)",
+      low=17)
+    train_batch_size: int = _row("TRAIN_BATCH_SIZE", 8, "training batch (over all replicas)", low=1)
+    base_learning_rate: float = _row("BASE_LEARNING_RATE", 0.07,
+      "poly schedule's start: 0.07 from scratch, 0.007 from ImageNet weights", low=0, high=10, low_open=True)
+    batch_norm_decay: float = _row("BATCH_NORM_DECAY", 0.9,
+      "batch norm's moving-average decay (0.9997 from ImageNet weights)", low=0, high=1, low_open=True)
+    min_scale_factor: float = _row("MIN_SCALE_FACTOR", 0.5, "training augmentation: smallest random image scale",
+      low=0, high=4, low_open=True)
+    max_scale_factor: float = _row("MAX_SCALE_FACTOR", 2.0, "training augmentation: largest random image scale",
+      low=0, high=4, low_open=True)
+    class_weights: str = _row("CLASS_WEIGHTS", "none",
       "per-class loss weights from the round's training labels (median_frequency: SegNet's for CamVid; sqrt_median_frequency: its square root, milder)",
-      choices=("none", "median_frequency", "sqrt_median_frequency")),
-    S("init_checkpoint", "INIT_CHECKPOINT", str, "", "initial weights: converted ImageNet weights (.npz) or a TF1 checkpoint"),
-    S("initialize_last_layer", None, bool, False, "restore the logits layer from INIT_CHECKPOINT too"),
-    S("warm_start", "WARM_START", bool, False, "each round starts from the previous round's weights",
-      round0=False),
-    S("fine_tune_batch_norm", "FINE_TUNE_BATCH_NORM", bool, True, "0: freeze batch norm's statistics (small batches)"),
-    S("inference_scale", "INFERENCE_SCALE", float, 1.0, "image scale of acquisition-time inference (paper: 0.5)",
-      low=0, high=4, low_open=True),
-    S("num_workers", "NUM_WORKERS", int, 2, "processes for the per-image stages (or Ray CPUs)", low=1, binds=RUN),
-    S("executor", "EXECUTOR", str, "local", "where the per-image stages run (ray: RAY_ADDRESS for a cluster)",
-      choices=parallel.EXECUTORS, binds=RUN),
-    S("cache_dir", "CACHE_DIR", str, "", "superpixel maps and val TFRecords, shared by jobs (empty: $WORK_DIR/cache)",
-      binds=RUN),
-    S("save_interval_secs", "SAVE_INTERVAL_SECS", float, 1200.0, "a checkpoint at least this often while training",
-      low=0, low_open=True, binds=RUN),
-    S("deterministic", "DETERMINISTIC", bool, True, "deterministic kernels: a seed repeats a run bit for bit"),
-    S("annotator", "ANNOTATOR", str, "oracle", "who answers (oracle: reads the ground truth; human: people on the web page; label_studio: people in Label Studio)",
-      choices=ANNOTATORS),
-    S("annotate_host", "ANNOTATE_HOST", str, "127.0.0.1", "the page's address; another than 127.0.0.1 needs the printed token",
-      binds=RUN),
-    S("annotate_port", "ANNOTATE_PORT", int, 8765, "the page's port; 0: any free port", low=0, high=65535, binds=RUN),
-    S("preselect", "PRESELECT", bool, False, "the page pre-selects the model's dominant class", binds=RUN),
-    S("lease_secs", "LEASE_SECS", float, 300.0, "a region handed to one person is held for them this long",
-      low=0, low_open=True, binds=RUN),
-    S("label_studio_url", "LABEL_STUDIO_URL", str, "http://localhost:8080",
-      "ANNOTATOR=label_studio: the Label Studio server the queries go to", binds=RUN),
-    S("label_studio_key_file", "LABEL_STUDIO_KEY_FILE", str, "",
+      choices=("none", "median_frequency", "sqrt_median_frequency"))
+    init_checkpoint: str = _row("INIT_CHECKPOINT", "", "initial weights: converted ImageNet weights (.npz) or a TF1 checkpoint")
+    initialize_last_layer: bool = _row(None, False, "restore the logits layer from INIT_CHECKPOINT too")
+    warm_start: bool = _row("WARM_START", False, "each round starts from the previous round's weights",
+      round0=False)
+    fine_tune_batch_norm: bool = _row("FINE_TUNE_BATCH_NORM", True, "0: freeze batch norm's statistics (small batches)")
+    inference_scale: float = _row("INFERENCE_SCALE", 1.0, "image scale of acquisition-time inference (paper: 0.5)",
+      low=0, high=4, low_open=True)
+    num_workers: int = _row("NUM_WORKERS", 2, "processes for the per-image stages (or Ray CPUs)", low=1, binds=RUN)
+    executor: str = _row("EXECUTOR", "local", "where the per-image stages run (ray: RAY_ADDRESS for a cluster)",
+      choices=parallel.EXECUTORS, binds=RUN)
+    cache_dir: str = _row("CACHE_DIR", "", "superpixel maps and val TFRecords, shared by jobs (empty: $WORK_DIR/cache)",
+      binds=RUN)
+    save_interval_secs: float = _row("SAVE_INTERVAL_SECS", 1200.0, "a checkpoint at least this often while training",
+      low=0, low_open=True, binds=RUN)
+    deterministic: bool = _row("DETERMINISTIC", True, "deterministic kernels: a seed repeats a run bit for bit")
+    annotator: str = _row("ANNOTATOR", "oracle", "who answers (oracle: reads the ground truth; human: people on the web page; label_studio: people in Label Studio)",
+      choices=ANNOTATORS)
+    annotate_host: str = _row("ANNOTATE_HOST", "127.0.0.1", "the page's address; another than 127.0.0.1 needs the printed token",
+      binds=RUN)
+    annotate_port: int = _row("ANNOTATE_PORT", 8765, "the page's port; 0: any free port", low=0, high=65535, binds=RUN)
+    preselect: bool = _row("PRESELECT", False, "the page pre-selects the model's dominant class", binds=RUN)
+    lease_secs: float = _row("LEASE_SECS", 300.0, "a region handed to one person is held for them this long",
+      low=0, low_open=True, binds=RUN)
+    label_studio_url: str = _row("LABEL_STUDIO_URL", "http://localhost:8080",
+      "ANNOTATOR=label_studio: the Label Studio server the queries go to", binds=RUN)
+    label_studio_key_file: str = _row("LABEL_STUDIO_KEY_FILE", "",
       "a file holding Label Studio's API key (empty: the LABEL_STUDIO_API_KEY variable; the key is never saved)",
-      binds=RUN),
-    S("label_studio_python", "LABEL_STUDIO_PYTHON", str, "",
+      binds=RUN)
+    label_studio_python: str = _row("LABEL_STUDIO_PYTHON", "",
       "the Python of Label Studio's own environment, which runs its client (empty: the one scripts/label_studio.py installs)",
-      binds=RUN),
-    S("label_studio_root", "LABEL_STUDIO_ROOT", str, "/",
-      "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: image URLs are paths below it", binds=RUN),
-    S("label_studio_poll_secs", "LABEL_STUDIO_POLL_SECS", float, 5.0,
-      "how often the answers stage asks Label Studio for new answers", low=0, low_open=True, binds=RUN),
-    S("drop_missing_answered", "DROP_MISSING_ANSWERED", bool, False,
-      "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN),
-    S(None, "STANDIN", bool, True,
+      binds=RUN)
+    label_studio_root: str = _row("LABEL_STUDIO_ROOT", "/",
+      "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: image URLs are paths below it", binds=RUN)
+    label_studio_poll_secs: float = _row("LABEL_STUDIO_POLL_SECS", 5.0,
+      "how often the answers stage asks Label Studio for new answers", low=0, low_open=True, binds=RUN)
+    drop_missing_answered: bool = _row("DROP_MISSING_ANSWERED", False,
+      "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN)
+
+
+# The drivers' own variables (no field: they choose where a job lives and how the drivers run).
+_DRIVER_HEAD = (
+    Setting(None, "WORK_DIR", str, "work_dirs", "where jobs and the cache live"),
+    Setting(None, "JOB_NAME", str, "demo", "the job's folder under WORK_DIR"),
+)
+_DRIVER_TAIL = (
+    Setting(None, "STANDIN", bool, True,
       "compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)"),
-    S(None, "PYTHON", str, "python", "the interpreter the drivers run"),
-    S(None, "LOCK_WAIT_SECS", int, 120,
+    Setting(None, "PYTHON", str, "python", "the interpreter the drivers run"),
+    Setting(None, "LOCK_WAIT_SECS", int, 120,
       "a driver started while its job's last driver, killed, still has a stage ending waits this long for it",
       low=0),
 )
-del S
+
+
+def _table() -> tuple[Setting, ...]:
+    import typing
+
+    kinds = typing.get_type_hints(ExperimentConfig)
+    rows = tuple(Setting(f.name, f.metadata["env"], kinds[f.name], f.default, f.metadata["help"],
+                         **{k: v for k, v in f.metadata.items() if k not in ("env", "help")})
+                 for f in dataclasses.fields(ExperimentConfig) if f.name != "job_dir")
+    return _DRIVER_HEAD + rows + _DRIVER_TAIL
+
+
+TABLE: tuple[Setting, ...] = _table()
 
 BY_ENV = {s.env: s for s in TABLE if s.env}
 # The resume rules, derived: what may change on a running job, what only the merge reads, and
@@ -332,7 +450,7 @@ def profile_bash(profile: str) -> str:
 
 # ---------------------------------------------------------------------------- generated files
 BEGIN = ("# >>> generated from the table in deeplab/experiment/settings.py by "
-         "`python -m deeplab.experiment.config --write`: change a default there, not here")
+         "`python -m deeplab.experiment.settings --write`: change a default there, not here")
 END = "# <<< end of the generated block"
 
 
@@ -341,7 +459,7 @@ def bash_block() -> str:
     (SETTINGS, which compare.sh exports) and init_experiment(), which passes them all on."""
     lines = [BEGIN,
              'if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.md, "Profiles")',
-             '  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.config --profile "$SETTINGS_PROFILE" --bash)"',
+             '  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --bash)"',
              '  eval "$profile_values"',
              "fi"]
     for s in TABLE:
@@ -375,7 +493,7 @@ def reference_markdown() -> str:
     resume = {JOB: "refused", RUN: "allowed", MERGE: "refused on adaptive regions"}
     lines = ["# Settings reference", "",
              "Generated from the table in `deeplab/experiment/settings.py` (`python -m "
-             "deeplab.experiment.config --write`); `python -m deeplab.experiment.config` prints it "
+             "deeplab.experiment.settings --write`); `python -m deeplab.experiment.settings` prints it "
              "as TSV. Every variable is read by `bash_files/warm_up.sh`, `adaptive_superpixel.sh` "
              "and `compare.sh` from the environment; a setting without a variable is a field of "
              "`ExperimentConfig` only. *Running job*: what changing it on a job that has started "
@@ -411,3 +529,38 @@ def replace_block(text: str) -> str:
         raise BadInput("bash_files/settings.sh has no generated block (its markers are missing)")
     head, rest = text.split(BEGIN, 1)
     return head + bash_block() + rest.split(END + "\n", 1)[1]
+
+
+def _same_setting(name: str, old, new) -> bool:
+    """Equal settings; a data root given once relative and once absolute is the same root."""
+    if name == "dataset_dir" and old and new:
+        return Path(old).resolve() == Path(new).resolve()
+    return old == new
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="The experiment's settings as TSV (name, default, help).")
+    p.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)}")
+    p.add_argument("--bash", action="store_true", help="the profile's values as bash lines for a driver")
+    p.add_argument("--write", action="store_true",
+                   help="regenerate the block of bash_files/settings.sh and docs/settings.md")
+    args = p.parse_args(argv)
+    try:
+        if args.write:
+            root = Path(__file__).resolve().parents[2]
+            sh = root / "bash_files" / "settings.sh"
+            io_utils.write_text(sh, replace_block(sh.read_text()))
+            io_utils.write_text(root / "docs" / "settings.md", reference_markdown())
+            print(f"wrote {sh} and {root / 'docs' / 'settings.md'}")
+        elif args.bash:
+            sys.stdout.write(profile_bash(args.profile))
+        else:
+            sys.stdout.write(tsv(args.profile))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
