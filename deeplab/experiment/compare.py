@@ -521,7 +521,7 @@ def frequent_property(rows: list[dict], class_names: list[str], frequent: list[i
     return ("P9", what, f"{100 * share:.1f} % ({per})", bool(share >= P9_SHARE))
 
 
-def _p1_p2(ref, w) -> list[tuple]:
+def _cold_start_and_label_value(ref, w) -> list[tuple]:
     """P1 (past the cold start) and P2 (labels still matter) from the reference and warm-up."""
     if not ref or w is None:
         return [("P1", "past the cold start", "needs the reference and a warm-up round", None),
@@ -533,7 +533,7 @@ def _p1_p2(ref, w) -> list[tuple]:
              gap >= P2_GAP)]
 
 
-def _p3(rows: list[dict], pool_base: int | None) -> tuple:
+def _budget_share(rows: list[dict], pool_base: int | None) -> tuple:
     """P3: the largest clicks of one round against the pool's base superpixels."""
     per_round, by_job = [], {}
     for r in rows:
@@ -550,7 +550,7 @@ def _p3(rows: list[dict], pool_base: int | None) -> tuple:
             share <= P3_ROUND_SHARE + 1e-12)
 
 
-def _p4(summary: dict) -> tuple:
+def _rounds_improve(summary: dict) -> tuple:
     """P4: every arm's round mean against the previous round's mean minus its s.e."""
     worst = None
     for arm, by_round in summary.items():
@@ -569,7 +569,7 @@ def _p4(summary: dict) -> tuple:
             f"tightest: {arm} round {t}: {m1:.2f} vs {m0:.2f} - {se0:.2f}", margin >= 0)
 
 
-def _p6(summary: dict, gap: float | None) -> tuple:
+def _seed_noise_below_gap(summary: dict, gap: float | None) -> tuple:
     """P6: the largest last-round standard error against (reference - warm-up)."""
     last = [(standard_error(v[2], v[3]), arm) for arm, by_round in summary.items() if arm != REFERENCE
             for t, v in by_round.items() if t == max(by_round)]
@@ -580,7 +580,7 @@ def _p6(summary: dict, gap: float | None) -> tuple:
             f"largest: {arm} {se:.2f} vs {P6_SHARE * gap:.2f}", se <= P6_SHARE * gap)
 
 
-def _p7(rows: list[dict], class_names: list[str]) -> tuple:
+def _classes_learnt(rows: list[dict], class_names: list[str]) -> tuple:
     """P7: the classes the reference learns above 1 % IoU."""
     ref_rows = [r for r in rows if r["arm"] == REFERENCE]
     if not ref_rows or not class_names:
@@ -594,7 +594,7 @@ def _p7(rows: list[dict], class_names: list[str]) -> tuple:
             f"{len(learned)} of {len(class_names)}", len(learned) >= P7_CLASSES)
 
 
-def _p8(wall: tuple[float, int] | None) -> tuple:
+def _wall_time(wall: tuple[float, int] | None) -> tuple:
     """P8: the comparison's wall time over its runs."""
     if not wall:
         return ("P8", "wall time", "not recorded", None)
@@ -612,10 +612,10 @@ def properties(rows: list[dict], summary: dict, class_names: list[str], pool_bas
     w = float(np.mean(list(warm.values()))) if warm else None
     gap = ref[1] - w if ref and w is not None else None
     p5 = numerics_property(rows, numerics, onednn_main) if numerics else None
-    found = [*_p1_p2(ref, w), _p3(rows, pool_base), _p4(summary),
+    found = [*_cold_start_and_label_value(ref, w), _budget_share(rows, pool_base), _rounds_improve(summary),
              p5 or ("P5", "robust to numerics",
                     "not run (NUMERICS_CHECK=0, or the check jobs did not finish)", None),
-             _p6(summary, gap), _p7(rows, class_names), _p8(wall),
+             _seed_noise_below_gap(summary, gap), _classes_learnt(rows, class_names), _wall_time(wall),
              frequent_property(rows, class_names, frequent or [])]
     return [{"id": pid, "what": what, "figure": figure, "pass": ok} for pid, what, figure, ok in found]
 
