@@ -11,3 +11,4 @@ prepare_job
 for ((t = 1; t < ROUNDS; t++)); do
   run_round_stages "$t" regions  # the round's adaptive (or base, oracle) maps first
 done
+print_results

@@ -142,13 +142,16 @@ prepare_job() {
   py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
   py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 }
-# A round's stages after its region maps (and, given "regions", those first), then the results
-# table (scripts/record_results.py's), in one process: scripts/run_round.py, each stage as its
-# own script would run it.
+# A round's stages after its region maps (and, given "regions", those first), then results.csv
+# and al_curve.png, in one process: scripts/run_round.py, each stage as its own script would run it.
 run_round_stages() {
   local t="$1" first="${2:+$2,}"
   py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" --stages "${first}select,annotate,data,train,eval" \
     --record_results
+}
+# The results table, once, at the end of a driver (a resumed run prints it once too).
+print_results() {
+  py scripts/record_results.py --job_dir "$JOB_DIR" "$@"
 }
 
 # TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA

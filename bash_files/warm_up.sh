@@ -8,3 +8,4 @@ source bash_files/settings.sh
 
 prepare_job
 run_round_stages 0
+print_results --unless_started 1  # past the warm-up: adaptive_superpixel.sh prints it

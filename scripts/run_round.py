@@ -2,9 +2,10 @@
 TensorFlow start per round instead of one per stage), stopping at the first that fails. Each
 stage is the same as its own script's (scripts/gen_adaptive_spx.py, select_regions.py,
 annotate_regions.py, build_round_data.py, train_round.py, eval_round.py), skipped when its
-manifest says it is complete. With --record_results, the job's results table afterwards, as
-scripts/record_results.py writes and prints it (the drivers: one process less per round). With
-STAGE_LOG set, every stage (and the results) gets its own record in that log.
+manifest says it is complete. With --record_results, the job's results.csv and al_curve.png
+afterwards (written when they changed, as scripts/record_results.py writes them, without printing
+the table: each driver prints it once, at its end). With STAGE_LOG set, every stage (and the
+results) gets its own record in that log.
 
   python scripts/run_round.py --job_dir work_dirs/demo --round 1 --stages regions,select,annotate,data,train,eval
 """
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--stages", default="select,annotate,data,train,eval",
                    help=f"comma-separated, in order; of {','.join(cli.STAGES)}")
     p.add_argument("--record_results", action="store_true",
-                   help="then write and print the results table (scripts/record_results.py)")
+                   help="then write results.csv and al_curve.png (scripts/record_results.py also prints the table)")
     args = p.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
     log = os.environ.get("STAGE_LOG") or None
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     from deeplab.experiment.results import record
 
     return cli.logged(log, "record_results", ["--job_dir", str(args.job_dir)],
-                      lambda: cli.guarded(record, args.job_dir, what="results"))
+                      lambda: cli.guarded(record, args.job_dir, False, what="results"))
 
 
 if __name__ == "__main__":

@@ -44,10 +44,21 @@ def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     # CACHE_DIR moved between the drivers (allowed): the second builds its val TFRecords again
     # (it used to train, then stop in evaluation: "val TFRecords carry no count").
     moved = dict(env, CACHE_DIR=str(tmp_path / "moved_cache"))
+    tables = {}
     for script, script_env in (("warm_up.sh", env), ("adaptive_superpixel.sh", moved)):
         out = subprocess.run(["bash", f"bash_files/{script}"], cwd=ROOT, env=script_env,
                              capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        tables[script] = [line for line in out.stdout.splitlines() if line.startswith("round  clicks")]
+    # each driver prints the results table once, at its end
+    assert len(tables["warm_up.sh"]) == len(tables["adaptive_superpixel.sh"]) == 1
+    # run again on the finished job: everything is skipped, and the table comes once, not per driver
+    again = subprocess.run(["bash", "-c", "bash bash_files/warm_up.sh && bash bash_files/adaptive_superpixel.sh"],
+                           cwd=ROOT, env=moved, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "round 1: train already complete, skipped" in again.stdout
+    assert [line for line in again.stdout.splitlines() if line.startswith("round  clicks")] == tables[
+        "adaptive_superpixel.sh"]
     assert list((tmp_path / "moved_cache").rglob("val.meta.json"))
     job = tmp_path / "work" / "mine"
     rows = (job / "results.csv").read_text().splitlines()

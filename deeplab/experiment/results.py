@@ -207,11 +207,15 @@ def format_results(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in table)
 
 
-def record(job_dir) -> int:
-    """Writes a job's results.csv and al_curve.png (when they changed) and prints the table:
-    scripts/record_results.py, and run_round.py --record_results after a driver's round."""
+def record(job_dir, show: bool = True, unless_started: int | None = None) -> int:
+    """Writes a job's results.csv and al_curve.png (when they changed) and, with `show`, prints the
+    table, unless round `unless_started` has begun: scripts/record_results.py (at the end of each
+    driver; warm_up.sh's prints nothing once round 1 has begun, as adaptive_superpixel.sh prints
+    it at its end), and run_round.py --record_results after a driver's round (without printing)."""
     exp = Experiment.open(job_dir)
     rows = write_results(exp)
+    if not show or (unless_started is not None and exp.manifest(unless_started)):
+        return 0
     if not rows:
         print("no evaluated round yet")
         return 0
