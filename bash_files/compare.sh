@@ -81,8 +81,9 @@ export $SETTINGS TF_CPP_MIN_LOG_LEVEL
 # The reference reads no budget: with BUDGETS it runs once per seed (at CLICKS_PER_ROUND) and
 # every budget's report compares against it.
 run_reference() {
-  local seed="$1"
-  eval "$(py scripts/compare.py arm --name full)"
+  local seed="$1" values
+  values="$(py scripts/compare.py arm --name full)"
+  read_settings <<< "$values"
   SEED="$seed" JOB_NAME="$COMPARE_NAME/full_s${seed}"
   JOB_DIR="$WORK_DIR/$JOB_NAME"
   echo "=== $COMPARE_NAME: reference, seed $seed ($JOB_DIR)"
@@ -95,12 +96,13 @@ run_reference() {
 # The arms of ARMS (but the reference) for every seed, under $COMPARE_NAME/$1 ("": the
 # comparison's own folder) at CLICKS_PER_ROUND.
 run_arms() {
-  local sub="$1" seed arm first
+  local sub="$1" seed arm first values
   for seed in $SEEDS; do
     first=""  # the first arm of this seed: the others share its warm-up round
     for arm in $ARMS; do
       [ "$arm" = full ] && continue
-      eval "$(py scripts/compare.py arm --name "$arm" --reference_dir "$COMPARE_DIR/full_s$seed")"
+      values="$(py scripts/compare.py arm --name "$arm" --reference_dir "$COMPARE_DIR/full_s$seed")"
+      read_settings <<< "$values"
       SEED="$seed" JOB_NAME="$COMPARE_NAME/${sub:+$sub/}${arm}_s${seed}"
       JOB_DIR="$WORK_DIR/$JOB_NAME"
       echo "=== $COMPARE_NAME: ${sub:+$sub, }arm $arm, seed $seed ($JOB_DIR)"

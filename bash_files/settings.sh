@@ -3,9 +3,19 @@
 # The defaults run the embedded synthetic street scenes with the light backbone on a CPU; every
 # setting, its allowed values and what it does on a running job: docs/settings.md.
 # >>> generated from the table in deeplab/experiment/settings.py by `python -m deeplab.experiment.settings --write`: change a default there, not here
+# NAME=value lines (data, never run as code) into the variables of those NAMEs that the
+# environment leaves unset or empty (only_unset) or into all of them
+read_settings() {
+  local name value
+  while IFS='=' read -r name value; do
+    if [ -n "$name" ] && { [ "${1:-}" != only_unset ] || [ -z "${!name:-}" ]; }; then
+      printf -v "$name" '%s' "$value"
+    fi
+  done
+}
 if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.md, "Profiles")
-  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --bash)"
-  eval "$profile_values"
+  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --values)"
+  read_settings only_unset <<< "$profile_values"
 fi
 WORK_DIR="${WORK_DIR:-work_dirs}"  # where jobs and the cache live
 JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR

@@ -1,7 +1,7 @@
 """Helpers of bash_files/compare.sh: arm settings, the shared warm-up round, the report.
 
   python scripts/compare.py check --arms "random paper full" --seeds "0 1"
-  python scripts/compare.py arm --name paper          # prints REGIONS=... ACQUISITION=... SIEVE=... ANNOTATOR=oracle
+  python scripts/compare.py arm --name paper          # prints REGIONS=..., ACQUISITION=..., ... one per line
   python scripts/compare.py share --source work_dirs/compare/random_s0 --job_dir work_dirs/compare/paper_s0
   python scripts/compare.py report --compare_dir work_dirs/compare --arms "random paper full" --seeds "0 1"
 """

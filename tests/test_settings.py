@@ -4,6 +4,7 @@ written a second time in a driver fails here; bad values get one line naming the
 
 import dataclasses
 import math
+import os
 import re
 import subprocess
 import sys
@@ -80,12 +81,41 @@ def test_the_module_prints_the_table_as_tsv():
 
 
 def test_profile_fills_only_what_the_environment_leaves_unset():
-    lines = settings.profile_bash("benchmark")
-    out = subprocess.run(["bash", "-c", lines + 'echo "$TRAIN_STEPS $BASE_LEARNING_RATE"'],
-                         env={"PATH": "/usr/bin:/bin", "TRAIN_STEPS": "7"}, capture_output=True, text=True)
-    assert out.stdout.split() == ["7", "0.02"]
+    """A driver with SETTINGS_PROFILE reads the profile's NAME=value lines into the variables the
+    environment leaves unset or empty; the others keep the environment's value."""
+    assert settings.profile_lines("benchmark").splitlines()[:2] == ["JOB_NAME=compare", "CLICKS_PER_ROUND=0.3%"]
+    env = {k: v for k, v in os.environ.items() if k not in {s.env for s in settings.TABLE if s.env}}
+    env.update(SETTINGS_PROFILE="benchmark", TRAIN_STEPS="7", JOB_NAME="", PYTHON=sys.executable,
+               PYTHONPATH=str(ROOT))
+    out = subprocess.run(["bash", "-c", 'set -euo pipefail; source bash_files/settings.sh; '
+                          'echo "$TRAIN_STEPS $BASE_LEARNING_RATE $JOB_NAME $ROUNDS"'],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["7", "0.02", "compare", "3"]
+    bad = subprocess.run(["bash", "-c", "set -euo pipefail; source bash_files/settings.sh; echo reached"],
+                         cwd=ROOT, env=dict(env, SETTINGS_PROFILE="nope"), capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode != 0 and "reached" not in bad.stdout and "unknown profile 'nope'" in bad.stderr
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
         settings.profile_values("nope")
+
+
+def test_settings_lines_are_read_as_data_never_run():
+    """read_settings (bash_files/settings.sh) sets the variables named in NAME=value lines to the
+    values as written: a value holding shell syntax is a string, never run; compare.sh reads an
+    arm's settings that way."""
+    from deeplab.experiment import compare
+
+    weird = "/tmp/x y/$(touch SHOULD_NOT_EXIST)/`touch ALSO_NOT`;a=b"
+    lines = compare.arm_settings("merge_bound", weird)
+    assert lines.splitlines()[0] == "REGIONS=adaptive" and "PROPAGATE=0" in lines.splitlines()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable)
+    out = subprocess.run(["bash", "-c", 'set -euo pipefail; source bash_files/settings.sh; REGIONS=base; '
+                          'read_settings <<< "$LINES"; printf "%s\n" "$REGIONS" "$SIEVE" "$MERGE_MODEL"'],
+                         cwd=ROOT, env=dict(env, LINES=lines), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["adaptive", "1", weird + "/round_00/train"]
+    assert not (ROOT / "SHOULD_NOT_EXIST").exists() and not (ROOT / "ALSO_NOT").exists()
 
 
 def test_profiles_name_only_settings_and_hold_valid_values():

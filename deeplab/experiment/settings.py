@@ -440,12 +440,13 @@ def tsv(profile: str = "demo") -> str:
     return "\n".join(rows) + "\n"
 
 
-def profile_bash(profile: str) -> str:
-    """Lines that give every variable the environment leaves unset the profile's value (only
-    those the profile sets; bash_files/settings.sh gives the rest the table's defaults). A
-    driver runs a profile by setting SETTINGS_PROFILE before it sources settings.sh."""
+def profile_lines(profile: str) -> str:
+    """The values a profile sets, one `NAME=value` line each (data, not shell code):
+    bash_files/settings.sh reads them into every variable the environment leaves unset or empty,
+    and gives the rest the table's defaults. A driver runs a profile by setting SETTINGS_PROFILE
+    before it sources settings.sh."""
     profile_values(profile)  # known profile
-    return "".join(f': "${{{name}:={bash_value(v)}}}"\n' for name, v in PROFILES[profile].items())
+    return "".join(f"{name}={bash_value(v)}\n" for name, v in PROFILES[profile].items())
 
 
 # ---------------------------------------------------------------------------- generated files
@@ -458,9 +459,19 @@ def bash_block() -> str:
     """bash_files/settings.sh's block: every variable's default with its help, the list of them
     (SETTINGS, which compare.sh exports) and init_experiment(), which passes them all on."""
     lines = [BEGIN,
+             "# NAME=value lines (data, never run as code) into the variables of those NAMEs that the",
+             "# environment leaves unset or empty (only_unset) or into all of them",
+             "read_settings() {",
+             "  local name value",
+             "  while IFS='=' read -r name value; do",
+             '    if [ -n "$name" ] && { [ "${1:-}" != only_unset ] || [ -z "${!name:-}" ]; }; then',
+             "      printf -v \"$name\" '%s' \"$value\"",
+             "    fi",
+             "  done",
+             "}",
              'if [ -n "${SETTINGS_PROFILE:-}" ]; then  # a named profile first (docs/settings.md, "Profiles")',
-             '  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --bash)"',
-             '  eval "$profile_values"',
+             '  profile_values="$("${PYTHON:-python}" -m deeplab.experiment.settings --profile "$SETTINGS_PROFILE" --values)"',
+             '  read_settings only_unset <<< "$profile_values"',
              "fi"]
     for s in TABLE:
         if s.env:
@@ -541,7 +552,8 @@ def _same_setting(name: str, old, new) -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="The experiment's settings as TSV (name, default, help).")
     p.add_argument("--profile", default="demo", help=f"one of {', '.join(PROFILES)}")
-    p.add_argument("--bash", action="store_true", help="the profile's values as bash lines for a driver")
+    p.add_argument("--values", action="store_true",
+                   help="the values the profile sets, NAME=value lines (bash_files/settings.sh reads them)")
     p.add_argument("--write", action="store_true",
                    help="regenerate the block of bash_files/settings.sh and docs/settings.md")
     args = p.parse_args(argv)
@@ -552,8 +564,8 @@ def main(argv=None) -> int:
             io_utils.write_text(sh, replace_block(sh.read_text()))
             io_utils.write_text(root / "docs" / "settings.md", reference_markdown())
             print(f"wrote {sh} and {root / 'docs' / 'settings.md'}")
-        elif args.bash:
-            sys.stdout.write(profile_bash(args.profile))
+        elif args.values:
+            sys.stdout.write(profile_lines(args.profile))
         else:
             sys.stdout.write(tsv(args.profile))
     except UserError as e:
