@@ -212,8 +212,6 @@ def user_error(e: BaseException) -> UserError | None:
     return None
 
 
-
-
 def follow_driver() -> None:
     """A script that a driver started (its parent is the shell named by AL_DRIVER_PID, or the
     STAGE_LOG wrapper, which names itself there for its child) ends with it: Linux sends it
@@ -441,7 +439,6 @@ def check_tfrecord_flags(p: argparse.ArgumentParser, args) -> None:
 
 def dataset_for_tfrecords(p: argparse.ArgumentParser, args):
     """The descriptor of --dataset (a folder data set: from --classes)."""
-    from deeplab.datasets import get_dataset
     from deeplab.datasets.descriptors import FolderDataset
 
     if args.dataset == "folder":

@@ -63,9 +63,10 @@ def measure(job_dir: str, t: int, eps_list, hops_list, shares, progress: bool = 
                                  ignore_label=d.ignore_label)
         answered[0] += int((base.labels != d.ignore_label).sum())
         answered[1] += int(metrics.label_errors(base.labels, gt, d.ignore_label)[0])
+        graph = propagation.region_graph(maps[t], probs)  # once per image, for every setting
         for eps, hops in settings:
-            ids, cls = propagation.propagate(maps[t], probs, *answers[t], eps=eps, hops=hops,
-                                             ignore_label=d.ignore_label)
+            ids, cls = propagation.propagate_on(graph, *answers[t], eps=eps, hops=hops,
+                                                ignore_label=d.ignore_label)
             if not len(ids):
                 continue
             res = L.training_labels(maps, answers, sieve, knee=c.knee, min_size_px=exp.min_size_px(),

@@ -36,12 +36,7 @@ def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarra
     painted, owner = paint(maps, answers, ignore_label)
     if probs is None:
         return painted, painted
-    keep = np.zeros(painted.shape, bool)
-    for t, (ids, ans) in answers.items():
-        sieved = sieving.sieve_labels(maps[t], ids, ans, probs, knee=knee, min_size_px=min_size_px,
-                                      ignore_label=ignore_label, owned=owner == t)
-        # A pixel is judged by the answer it carries: the one of the round that owns it.
-        keep |= (owner == t) & (sieved != ignore_label)
+    keep = _sieved(maps, answers, owner, probs, knee, min_size_px, ignore_label)
     return painted, np.where(keep, painted, np.uint8(ignore_label)).astype(np.uint8)
 
 
@@ -106,7 +101,6 @@ def covered(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np
 
 # Where a training label comes from (the source map beside each round's label PNG).
 SOURCE_NONE, SOURCE_ANSWER, SOURCE_PROPAGATED, SOURCE_SELF_TRAINED = 0, 1, 2, 3
-SOURCES = {SOURCE_ANSWER: "answered", SOURCE_PROPAGATED: "propagated", SOURCE_SELF_TRAINED: "self_trained"}
 
 
 @dataclasses.dataclass
@@ -127,8 +121,8 @@ class TrainingLabels:
 
 
 def _sieved(maps, rows, owner, probs, knee, min_size_px, ignore_label) -> np.ndarray:
-    """bool [H, W]: the pixels of `rows` (round -> (ids, classes)) that sieving keeps, each judged
-    in the map of the round that owns it."""
+    """bool [H, W]: the pixels of `rows` (round -> (ids, classes)) that sieving keeps. A pixel is
+    judged by the label it carries: that of the round that owns it, in that round's map."""
     keep = np.zeros(owner.shape, bool)
     for t, (ids, ans) in rows.items():
         sieved = sieving.sieve_labels(maps[t], ids, ans, probs, knee=knee, min_size_px=min_size_px,
@@ -158,16 +152,14 @@ def training_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.nda
         the model's own most confident predictions).
     """
     if maps:
-        painted, owner = paint(maps, answers, ignore_label)
+        painted, labels = round_labels(maps, answers, probs, knee=knee, min_size_px=min_size_px,
+                                       ignore_label=ignore_label)
     elif confident is not None:  # an image no answer reached: only the model's labels
-        painted = np.full(confident.shape, ignore_label, np.uint8)
-        owner = np.full(confident.shape, -1, np.int8)
+        painted = labels = np.full(confident.shape, ignore_label, np.uint8)
     else:
         raise BadInput("training_labels needs region maps or confident labels")
     source = np.where(painted != ignore_label, SOURCE_ANSWER, SOURCE_NONE).astype(np.uint8)
-    keep = painted != ignore_label
-    if probs is not None:
-        keep = _sieved(maps, answers, owner, probs, knee, min_size_px, ignore_label)
+    keep = labels != ignore_label
     free = ~covered(maps, answers) if answers else np.ones(painted.shape, bool)
     if propagated:
         prop, prop_owner = paint(maps, propagated, ignore_label)

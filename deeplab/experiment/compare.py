@@ -345,14 +345,13 @@ def _pixels_per_click(rows: list[dict], arms: list[str]) -> list[str]:
         px = np.mean([float(r["labelled_px"]) / float(r["clicks"]) for r in rs])
         cells = [a, str(last), f"{px:.1f}"]
         for key in ["label_noise_after_sieve"] + [f"{k}_{what}" for k, _ in implied for what in ("px", "wrong_share")]:
-            vals = [number(r.get(key)) for r in rs]
-            vals = [v for v in vals if v is not None]
-            if not vals:
+            known = [r for r in rs if number(r.get(key)) is not None]
+            if not known:
                 cells.append("n/a")
-            elif key.endswith("_px"):
-                cells.append(f"{np.mean([float(r[key]) / float(r['clicks']) for r in rs if number(r.get(key)) is not None]):.1f}")
+            elif key.endswith("_px"):  # per click
+                cells.append(f"{np.mean([number(r[key]) / float(r['clicks']) for r in known]):.1f}")
             else:
-                cells.append(f"{np.mean(vals):.4f}")
+                cells.append(f"{np.mean([number(r[key]) for r in known]):.4f}")
         out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []

@@ -103,88 +103,14 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
-
-
 def read_cost_model(path) -> "acq.MeasuredCost":
     """The measured cost model in CLICK_COST_MODEL, or a BadInput naming the file and the fix."""
     return acq.MeasuredCost.from_json(
         io_utils.read_json_object(path, "fit it again (scripts/fit_cost_model.py)"))
 
 
-class _ConfigMethods:
-    """The methods of ExperimentConfig (below), apart from its fields."""
-
-    # ------------------------------------------------------------------ checks
-    def validate(self) -> "ExperimentConfig":
-        """Every setting within its table row (type, range, choices; NaN and infinity refused),
-        then what the table cannot say: the data set, files named, settings that go together."""
-        if self.cost_model == "clicks":
-            self.cost_model = "click"
-        for s in TABLE:
-            if s.field and not (s.field == "clicks_per_round" and self.clicks_percent):
-                s.check(getattr(self, s.field))
-        if self.min_scale_factor > self.max_scale_factor:
-            raise BadInput(f"MIN_SCALE_FACTOR {self.min_scale_factor:g} is above MAX_SCALE_FACTOR "
-                           f"{self.max_scale_factor:g}: give the smaller value first")
-        get_dataset(self.dataset, self.dataset_dir or None)
-        if self.init_checkpoint:
-            require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
-        if self.merge_model:
-            if self.regions != "adaptive":
-                raise BadInput(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
-                               "adaptive regions are merged")
-            weights = Path(self.merge_model) / "final_weights.npz"
-            if not weights.is_file():
-                raise MissingFile(f"MERGE_MODEL {self.merge_model} holds no finished training "
-                                  f"({weights} does not exist): train it first")
-        if self.cost_model == acq.MEASURED:
-            if not self.click_cost_model or not Path(self.click_cost_model).is_file():
-                raise MissingFile(
-                    f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
-                    f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
-            read_cost_model(self.click_cost_model)
-        return self
-
-    # ------------------------------------------------------------------ persistence
-    @property
-    def path(self) -> Path:
-        return Path(self.job_dir) / "config.json"
-
-    def save_or_check(self) -> None:
-        """Writes config.json, or checks that a resumed job keeps its settings."""
-        if self.path.is_file():
-            old = io_utils.read_json_object(self.path, _DAMAGED_CONFIG)
-            new = dataclasses.asdict(self)
-            # A setting the job's config predates counts as its default.
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            ignored = MUTABLE + (MERGE_ONLY if new["regions"] != "adaptive" else ())
-            changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
-                       if k not in ignored and not _same_setting(k, old.get(k, defaults[k]), v)}
-            if changed:
-                raise BadInput(
-                    f"job {self.job_dir} was started with other settings "
-                    f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
-                    "use a new JOB_NAME or restore the settings")
-        io_utils.write_json(self.path, dataclasses.asdict(self))
-
-    @classmethod
-    def load(cls, job_dir: str | Path) -> "ExperimentConfig":
-        path = Path(job_dir) / "config.json"
-        if not path.is_file():
-            raise MissingFile(f"{path} does not exist: start the job with bash_files/warm_up.sh "
-                              "(scripts/init_experiment.py)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
-                    if k in known}
-        settings["job_dir"] = str(job_dir)  # the folder it is, not the one it was made in
-        return cls(**settings)
-
-
-
 _DAMAGED_CONFIG = ("the job's settings are damaged; restore the file (the settings it was started "
                    "with), or start a new JOB_NAME")
-
-
 
 
 def _row(env: str | None, default, help: str, **facts) -> dataclasses.Field:
@@ -195,7 +121,7 @@ def _row(env: str | None, default, help: str, **facts) -> dataclasses.Field:
 
 
 @dataclasses.dataclass
-class ExperimentConfig(_ConfigMethods):
+class ExperimentConfig:
     """Every setting of an experiment: the drivers' variables, validated once, kept in the job's
     config.json and checked on every resume. Each field's metadata is its row of the table."""
 
@@ -306,6 +232,72 @@ class ExperimentConfig(_ConfigMethods):
       "how often the answers stage asks Label Studio for new answers", low=0, low_open=True, binds=RUN)
     drop_missing_answered: bool = _row("DROP_MISSING_ANSWERED", False,
       "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN)
+
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "ExperimentConfig":
+        """Every setting within its table row (type, range, choices; NaN and infinity refused),
+        then what the table cannot say: the data set, files named, settings that go together."""
+        if self.cost_model == "clicks":
+            self.cost_model = "click"
+        for s in TABLE:
+            if s.field and not (s.field == "clicks_per_round" and self.clicks_percent):
+                s.check(getattr(self, s.field))
+        if self.min_scale_factor > self.max_scale_factor:
+            raise BadInput(f"MIN_SCALE_FACTOR {self.min_scale_factor:g} is above MAX_SCALE_FACTOR "
+                           f"{self.max_scale_factor:g}: give the smaller value first")
+        get_dataset(self.dataset, self.dataset_dir or None)
+        if self.init_checkpoint:
+            require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
+        if self.merge_model:
+            if self.regions != "adaptive":
+                raise BadInput(f"MERGE_MODEL is set but REGIONS is '{self.regions}': only "
+                               "adaptive regions are merged")
+            weights = Path(self.merge_model) / "final_weights.npz"
+            if not weights.is_file():
+                raise MissingFile(f"MERGE_MODEL {self.merge_model} holds no finished training "
+                                  f"({weights} does not exist): train it first")
+        if self.cost_model == acq.MEASURED:
+            if not self.click_cost_model or not Path(self.click_cost_model).is_file():
+                raise MissingFile(
+                    f"COST_MODEL=measured needs CLICK_COST_MODEL, a fit of measured times "
+                    f"(scripts/fit_cost_model.py writes one); got '{self.click_cost_model}'")
+            read_cost_model(self.click_cost_model)
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def path(self) -> Path:
+        return Path(self.job_dir) / "config.json"
+
+    def save_or_check(self) -> None:
+        """Writes config.json, or checks that a resumed job keeps its settings."""
+        if self.path.is_file():
+            old = io_utils.read_json_object(self.path, _DAMAGED_CONFIG)
+            new = dataclasses.asdict(self)
+            # A setting the job's config predates counts as its default.
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            ignored = MUTABLE + (MERGE_ONLY if new["regions"] != "adaptive" else ())
+            changed = {k: (old.get(k, defaults[k]), v) for k, v in new.items()
+                       if k not in ignored and not _same_setting(k, old.get(k, defaults[k]), v)}
+            if changed:
+                raise BadInput(
+                    f"job {self.job_dir} was started with other settings "
+                    f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
+                    "use a new JOB_NAME or restore the settings")
+        io_utils.write_json(self.path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, job_dir: str | Path) -> "ExperimentConfig":
+        path = Path(job_dir) / "config.json"
+        if not path.is_file():
+            raise MissingFile(f"{path} does not exist: start the job with bash_files/warm_up.sh "
+                              "(scripts/init_experiment.py)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
+                    if k in known}
+        settings["job_dir"] = str(job_dir)  # the folder it is, not the one it was made in
+        return cls(**settings)
 
 
 # The drivers' own variables (no field: they choose where a job lives and how the drivers run).

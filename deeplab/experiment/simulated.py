@@ -8,7 +8,7 @@ import numpy as np
 
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, tasks
-from deeplab.experiment.answers import answers_summary, read_selection, review_summary, round_answers
+from deeplab.experiment.answers import read_selection, round_answers, stage_summary
 from deeplab.experiment.job import Experiment
 
 
@@ -22,12 +22,10 @@ def oracle_round(exp: Experiment, t: int, progress: bool = True) -> dict:
                        "from people (scripts/annotate_regions.py serves the page or asks Label "
                        "Studio), not the oracle")
     sel = read_selection(exp, t)
-    summary = _oracle_first_answers(exp, t, sel, progress)
+    _oracle_first_answers(exp, t, sel, progress)
     if exp.config.review_share > 0:
         _oracle_reviews(exp, t, sel, progress)
-        summary = answers_summary(exp, t, sel)  # the labels in force after the review
-        summary["review"] = review_summary(exp, t, sel)
-    return summary
+    return stage_summary(exp, t, sel)  # the answers in force (after the review, if any)
 
 
 def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
@@ -70,7 +68,7 @@ def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int],
             for a, p in zip(answers, positions)]
 
 
-def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> dict:
+def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
     done = round_answers(exp, t, sel)
     todo = [k for k, r in enumerate(sel) if (r["image"], r["region"]) not in done]
     if todo:
@@ -82,7 +80,6 @@ def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bo
         rows = [ledger.make_row(t, q, a, size=n) for q, a, n in zip(queries, answers, sizes)]
         rows = [rows[k] for k in sorted(range(len(rows)), key=lambda k: (order[rows[k]["image"]], k))]
         exp.ledger.append(rows)
-    return answers_summary(exp, t, sel)
 
 
 def _oracle_reviews(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:

@@ -256,18 +256,14 @@ def propagation_path(exp: Experiment, t: int) -> Path:
 
 def earlier_propagation(exp: Experiment, t: int) -> dict[str, dict[int, tuple]]:
     """image -> round -> (region ids, classes) of the propagation of rounds 1..t-1."""
-    import json
-
     out: dict[str, dict[int, tuple]] = {}
     for r in range(1, t):
         path = propagation_path(exp, r)
-        try:
-            rows = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise CannotContinue(f"round {r}'s propagated regions {path} cannot be read ({e}): run round "
-                                 f"{r}'s data stage again (delete 'data' and later stages from "
-                                 f"{exp.round_dir(r).name}/manifest.json)") from None
-        for name, row in rows.items():
+        fix = (f"run round {r}'s data stage again (delete 'data' and later stages from "
+               f"{exp.round_dir(r).name}/manifest.json)")
+        if not path.is_file():
+            raise CannotContinue(f"round {r}'s propagated regions {path} are missing: {fix}")
+        for name, row in io_utils.read_json_object(path, fix).items():
             out.setdefault(name, {})[r] = (np.asarray(row["regions"], np.int64),
                                            np.asarray(row["classes"], np.uint8))
     return out

@@ -16,10 +16,11 @@ from deeplab.viz.plots import pyplot, save_figure
 KEPT_WRONG = (255, 140, 0)
 SIEVED_WRONG = (230, 0, 0)
 SIEVED_RIGHT = (0, 120, 255)
-# Hatching of the labels the answers imply (labels.SOURCE_*): propagated regions in white
-# rising lines, the model's confident pixels in black falling lines.
-PROPAGATED_HATCH = ((255, 255, 255), "//")
-SELF_TRAINED_HATCH = ((0, 0, 0), "\\\\")
+# Hatching of the labels the answers imply (labels.SOURCE_*): (colour, matplotlib's hatch for the
+# legend, rising lines): propagated regions in white rising lines, the model's confident pixels in
+# black falling lines.
+PROPAGATED_HATCH = ((255, 255, 255), "//", True)
+SELF_TRAINED_HATCH = ((0, 0, 0), "\\\\", False)
 
 
 def hatch(panel_up: np.ndarray, mask_up: np.ndarray, colour, rising: bool, period: int = 6) -> np.ndarray:
@@ -115,12 +116,12 @@ def answers_figure(path: Path | str, image: np.ndarray, queried: np.ndarray, pai
     drawn = _boundaries(_up(drawn, k), _up(lab.astype(np.int32), k), (0, 0, 0))
     n_asked = len(np.unique(queried[queried > 0]))
     implied = []
-    for given, (colour, pattern), name in ((propagated, PROPAGATED_HATCH, "propagated"),
-                                           (self_trained, SELF_TRAINED_HATCH, "self-trained")):
+    for given, (colour, pattern, rising), name in ((propagated, PROPAGATED_HATCH, "propagated"),
+                                                   (self_trained, SELF_TRAINED_HATCH, "self-trained")):
         if given is not None:
             mask = lab & given
             if mask.any():
-                drawn = hatch(drawn, _up(mask, k), colour, rising=pattern == "//")
+                drawn = hatch(drawn, _up(mask, k), colour, rising=rising)
                 implied.append((f"{name}: {int(mask.sum())} px", (200, 200, 200), pattern))
     panels = [asked, drawn]
     titles = [f"asked this round: {n_asked} region(s) (yellow)",
