@@ -1,9 +1,9 @@
-"""Helpers of bash_files/compare.sh: arm settings, the shared warm-up round, the report.
+"""The comparison of acquisition methods, and its reports drawn again by hand.
 
-  python scripts/compare.py check --arms "random paper full" --seeds "0 1"
-  python scripts/compare.py arm --name paper          # prints REGIONS=..., ACQUISITION=..., ... one per line
-  python scripts/compare.py share --source work_dirs/compare/random_s0 --job_dir work_dirs/compare/paper_s0
+  python scripts/compare.py run        # what bash_files/compare.sh runs: settings from the environment
   python scripts/compare.py report --compare_dir work_dirs/compare --arms "random paper full" --seeds "0 1"
+  python scripts/compare.py budget_map --compare_dir work_dirs/budget_map --budgets "1% 3%" --arms "full random paper"
+  python scripts/compare.py budget_seeds --compare_dir work_dirs/budget_map/budget_3pct --arms "random paper"
 """
 
 import argparse
@@ -15,18 +15,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("check", help="validate ARMS and SEEDS")
-    c.add_argument("--arms", required=True, help="ARMS, space-separated")
-    c.add_argument("--seeds", required=True, help="SEEDS, space-separated")
-    c.add_argument("--budgets", default="", help="BUDGETS (the budget map), space-separated")
-    b = sub.add_parser("budget_folder", help="print the folder of one budget's arms")
-    b.add_argument("--budget", required=True, help="one budget in the CLICKS_PER_ROUND form (3%% or 1000)")
-    a = sub.add_parser("arm", help="print an arm's settings as shell assignments")
-    a.add_argument("--name", required=True, help="the arm")
-    a.add_argument("--reference_dir", default="", help="the seed's reference job (merge_bound)")
-    s = sub.add_parser("share", help="give a job the finished warm-up round of another")
-    s.add_argument("--source", required=True, help="the job whose finished warm-up round is copied")
-    s.add_argument("--job_dir", required=True, help="the job that receives it")
+    sub.add_parser("run", help="run the comparison (bash_files/compare.sh): ARMS x SEEDS (x BUDGETS) and "
+                   "the reference, then the report; its settings come from the environment")
     r = sub.add_parser("report", help="write comparison.csv, .png and .md")
     r.add_argument("--compare_dir", required=True, help="the comparison's folder")
     r.add_argument("--arms", required=True, help="ARMS, space-separated")
@@ -49,16 +39,10 @@ def main(argv=None) -> int:
     m.add_argument("--running_since", type=int, default=None,
                    help="the running driver's start (seconds since the epoch), for the wall time")
     args = p.parse_args(argv)
-    if args.command == "check":
-        compare.check_arms(args.arms.split())
-        compare.check_seeds(args.seeds.split())
-        compare.check_budgets(args.budgets.split())
-    elif args.command == "budget_folder":
-        print(compare.budget_folder(args.budget))
-    elif args.command == "arm":
-        print(compare.arm_settings(args.name, args.reference_dir))
-    elif args.command == "share":
-        print(compare.share_warm_up(args.source, args.job_dir))
+    if args.command == "run":
+        from deeplab.experiment import compare_driver
+
+        return compare_driver.main()
     elif args.command == "budget_seeds":
         from pathlib import Path
 

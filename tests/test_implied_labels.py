@@ -284,8 +284,8 @@ def test_the_comparison_reports_implied_labels_per_click():
     assert plain[0] == "| arm | round | labelled px / click | label noise |"
     assert plain[2] == "| paper | 2 | 20.0 | 0.1000 |"
     # the arms exist and carry their mechanisms to the drivers
-    assert {"PROPAGATE=1", "SELF_TRAIN=1", "SIEVE=1"} <= set(compare.arm_settings("paper_both").splitlines())
-    assert {"PROPAGATE=0", "SELF_TRAIN=0"} <= set(compare.arm_settings("paper").splitlines())
+    assert {("PROPAGATE", "1"), ("SELF_TRAIN", "1"), ("SIEVE", "1")} <= set(compare.arm_values("paper_both").items())
+    assert {("PROPAGATE", "0"), ("SELF_TRAIN", "0")} <= set(compare.arm_values("paper").items())
     assert ("paper_both", "paper") in compare.PAIRS
 
 

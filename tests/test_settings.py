@@ -101,21 +101,39 @@ def test_profile_fills_only_what_the_environment_leaves_unset():
 
 
 def test_settings_lines_are_read_as_data_never_run():
-    """read_settings (bash_files/settings.sh) sets the variables named in NAME=value lines to the
-    values as written: a value holding shell syntax is a string, never run; compare.sh reads an
-    arm's settings that way."""
-    from deeplab.experiment import compare
-
+    """read_settings (bash_files/settings.sh, which reads a profile's NAME=value lines with it) sets
+    the variables named in the lines to the values as written: a value holding shell syntax is a
+    string, never run."""
     weird = "/tmp/x y/$(touch SHOULD_NOT_EXIST)/`touch ALSO_NOT`;a=b"
-    lines = compare.arm_settings("merge_bound", weird)
-    assert lines.splitlines()[0] == "REGIONS=adaptive" and "PROPAGATE=0" in lines.splitlines()
+    lines = f"REGIONS=adaptive\nSIEVE=1\nMERGE_MODEL={weird}\n"
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable)
     out = subprocess.run(["bash", "-c", 'set -euo pipefail; source bash_files/settings.sh; REGIONS=base; '
                           'read_settings <<< "$LINES"; printf "%s\n" "$REGIONS" "$SIEVE" "$MERGE_MODEL"'],
                          cwd=ROOT, env=dict(env, LINES=lines), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["adaptive", "1", weird + "/round_00/train"]
+    assert out.stdout.splitlines() == ["adaptive", "1", weird]
     assert not (ROOT / "SHOULD_NOT_EXIST").exists() and not (ROOT / "ALSO_NOT").exists()
+
+
+def test_the_comparison_resolves_settings_as_settings_sh_does(tmp_path):
+    """compare.sh's Python driver gives the round drivers the values settings.sh would: the
+    environment's where set and not empty, else the profile's, else the table's default."""
+    from deeplab.experiment import compare_driver
+
+    environ = {"SETTINGS_PROFILE": "benchmark", "TRAIN_STEPS": "7", "EPS": "", "WORK_DIR": str(tmp_path)}
+    c = compare_driver.Comparison(environ)
+    script = ('source bash_files/settings.sh; for n in $SETTINGS; do printf "%s=%s\n" "$n" "${!n}"; done')
+    out = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHON=sys.executable, **environ))
+    assert out.returncode == 0, out.stderr
+    from_bash = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    from_bash["PYTHON"] = "python"  # set for this test's bash only
+    assert c.values == from_bash
+    assert c.values["TRAIN_STEPS"] == "7" and c.values["JOB_NAME"] == "compare" and c.values["EPS"] == "0.1"
+    env, job_dir = c.arm_env("merge_bound", 3, "budget_1pct")
+    assert env["JOB_NAME"] == "compare/budget_1pct/merge_bound_s3" and env["SEED"] == "3"
+    assert env["MERGE_MODEL"] == str(tmp_path / "compare" / "full_s3" / "round_00" / "train")
+    assert "SETTINGS_PROFILE" not in env and job_dir == tmp_path / "compare" / "budget_1pct" / "merge_bound_s3"
 
 
 def test_profiles_name_only_settings_and_hold_valid_values():

@@ -106,25 +106,22 @@ def budget_folder(budget: str) -> str:
     return f"budget_{clicks}" if clicks else f"budget_{percent:g}pct"
 
 
-def arm_settings(name: str, reference_dir: str = "") -> str:
-    """An arm's settings as `NAME=value` lines (data: the driver reads them, it runs nothing of
-    them). A comparison is a simulation: its arms are answered by the oracle whatever ANNOTATOR
-    says. `merge_bound` merges with the model of `reference_dir` (the seed's `full` job)."""
+def arm_values(name: str, reference_dir: str = "") -> dict[str, str]:
+    """An arm's settings, by driver variable. A comparison is a simulation: its arms are answered
+    by the oracle whatever ANNOTATOR says. `merge_bound` merges with the model of `reference_dir`
+    (the seed's `full` job)."""
     if name == REFERENCE:
-        values = {"REGIONS": "base", "ACQUISITION": "random", "SIEVE": 0, "PROPAGATE": 0, "SELF_TRAIN": 0,
-                  "ANNOTATOR": "oracle", "MERGE_MODEL": ""}
+        regions, acq, sieve, propagate, self_train = "base", "random", 0, 0, 0
     else:
         regions, acq, sieve, propagate, self_train = ARMS[name] if name in ARMS else ARMS[check_arms([name])[0]]
-        merge = ""
-        if name == "merge_bound":
-            if not reference_dir:
-                raise BadInput("merge_bound needs the reference job's folder (--reference_dir)")
-            merge = str(Path(reference_dir) / "round_00" / "train")
-            if "\n" in merge:
-                raise BadInput(f"the reference's folder {merge!r} holds a line break: move it")
-        values = {"REGIONS": regions, "ACQUISITION": acq, "SIEVE": sieve, "PROPAGATE": propagate,
-                  "SELF_TRAIN": self_train, "ANNOTATOR": "oracle", "MERGE_MODEL": merge}
-    return "".join(f"{k}={v}\n" for k, v in values.items())
+    merge = ""
+    if name == "merge_bound":
+        if not reference_dir:
+            raise BadInput("merge_bound needs the reference job's folder")
+        merge = str(Path(reference_dir) / "round_00" / "train")
+    values = {"REGIONS": regions, "ACQUISITION": acq, "SIEVE": sieve, "PROPAGATE": propagate,
+              "SELF_TRAIN": self_train, "ANNOTATOR": "oracle", "MERGE_MODEL": merge}
+    return {k: str(v) for k, v in values.items()}
 
 
 def job_name(arm: str, seed: int) -> str:

@@ -417,6 +417,20 @@ def profile_values(profile: str) -> dict[str, object]:
     return values
 
 
+def resolve(environ, profile: str = "") -> dict[str, str]:
+    """Every driver variable's value as bash_files/settings.sh gives it: the environment's where
+    set and not empty, else the profile's (when one is named), else the table's default."""
+    defaults = profile_values(profile) if profile else {s.env: s.default for s in TABLE if s.env}
+    return {s.env: environ.get(s.env) or bash_value(defaults[s.env]) for s in TABLE if s.env}
+
+
+def init_flags(values: dict[str, str]) -> list[str]:
+    """scripts/init_experiment.py's flags for a job of these driver values (what settings.sh's
+    init_experiment passes; `=` so that a value may start with '-')."""
+    return [f"--job_dir={values['WORK_DIR']}/{values['JOB_NAME']}", f"--work_dir={values['WORK_DIR']}"] + \
+        [f"--{s.field}={values[s.env]}" for s in TABLE if s.env and s.field]
+
+
 def bash_value(value) -> str:
     """A value as the drivers write it (booleans as 0/1)."""
     if isinstance(value, bool):
