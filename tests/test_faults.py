@@ -593,3 +593,53 @@ def test_a_script_under_the_stage_log_wrapper_ends_with_its_driver(tmp_path):
         time.sleep(0.05)
     time.sleep(0.5)
     assert not finished.exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below `pid` now (from /proc's children lists)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with __import__("contextlib").suppress(OSError):
+                kids = {int(k) for k in task.read_text().split()}
+                todo += list(kids - out)
+                out |= kids
+    return out
+
+
+def test_a_stopped_comparison_ends_its_arms_and_records_its_time(tmp_path, data_root):
+    """SIGTERM to compare.sh while two arms run side by side in the background: every round
+    driver and script below it ends, the run ends with status 130 and one 'stopped' line, and
+    its wall time is in wall_clock.txt (P8 counts stopped runs too)."""
+    import os
+    import signal
+    import time
+
+    from helpers import TINY_COMPARE
+
+    env = {**os.environ, **TINY_COMPARE, "WORK_DIR": str(tmp_path), "DATA_DIR": str(data_root),
+           "JOB_NAME": "cmp", "SEEDS": "0", "ARMS": "random paper", "PARALLEL_ARMS": "2",
+           "STANDIN": "0", "NUMERICS_CHECK": "0", "PYTHONPATH": str(ROOT), "ROUNDS": "4"}
+    proc = subprocess.Popen(["bash", "bash_files/compare.sh"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        log = tmp_path / "cmp" / "logs" / "paper_s0.log"
+        deadline = time.monotonic() + 300
+        while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # the arms' drivers start their scripts
+        below = _descendants(proc.pid)
+        assert proc.poll() is None and len(below) >= 4, proc.communicate()  # 2 drivers, 2 scripts
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped: what is saved stays saved" in err and "Traceback" not in err
+    # at once (each arm has three rounds to go): the driver waited for its round drivers, and
+    # their scripts end with them
+    assert all(_gone(p, 5) for p in below), "a round driver or script outlived the comparison"
+    start, end = map(int, (tmp_path / "cmp" / "wall_clock.txt").read_text().split())
+    assert 0 < end - start < 600
