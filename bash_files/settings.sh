@@ -110,38 +110,16 @@ init_experiment() {
 # <<< end of the generated block
 JOB_DIR="$WORK_DIR/$JOB_NAME"
 # One driver per job (after init_experiment has checked JOB_NAME): a second driver started on the
-# same job stops at once. The lock is flock(1) on an open file that this shell and the scripts
-# it starts hold, so a killed driver leaves none behind, and an orphaned script keeps it until it
-# has ended (scripts end with their driver: deeplab.cli.follow_driver). A driver started while the
-# holder named in the file is a driver of this machine that no longer runs (killed, its stage still
+# same job stops at once. The lock is an flock on driver.lock, opened here on descriptor 9, which
+# this shell and the scripts it starts hold, so a killed driver leaves none behind, and an orphaned
+# script keeps it until it has ended (scripts end with their driver: deeplab.cli.follow_driver).
+# deeplab/experiment/locks.py takes it (the same module takes the job's stage lock): a driver
+# started while the holder is a driver of this machine that no longer runs (killed, its stage still
 # shutting down) waits for the lock, up to LOCK_WAIT_SECS, instead of refusing.
 lock_job() {
-  if ! command -v flock > /dev/null; then
-    echo "note: flock(1) (util-linux) is missing: two drivers on one job are not kept apart" >&2
-    return 0
-  fi
   exec 9>> "$JOB_DIR/driver.lock"
-  if ! flock -n 9; then
-    local holder pid host
-    holder="$(cat "$JOB_DIR/driver.lock")"
-    pid="$(sed -n 's/^pid \([0-9][0-9]*\) on .* since .*/\1/p' <<< "$holder")"
-    host="$(sed -n 's/^pid [0-9][0-9]* on \(.*\) since .*/\1/p' <<< "$holder")"
-    if [ -n "$pid" ] && [ "$host" = "${HOSTNAME:-this machine}" ] && [ ! -d "/proc/$pid" ]; then
-      echo "job $JOB_DIR: its last driver (pid $pid) is gone; waiting up to $LOCK_WAIT_SECS s" \
-        "for its stage to end" >&2
-      if ! flock -w "$LOCK_WAIT_SECS" 9; then
-        echo "error: job $JOB_DIR is still locked $LOCK_WAIT_SECS s after its driver (pid $pid)" \
-          "ended: a process it started still runs ('fuser $JOB_DIR/driver.lock' names it); stop it," \
-          "then run again" >&2
-        exit 2
-      fi
-    else
-      echo "error: job $JOB_DIR is being run by another driver ($holder):" \
-        "wait for it to finish or stop it, then run again" >&2
-      exit 2
-    fi
-  fi
-  echo "pid $$ on ${HOSTNAME:-this machine} since $(date '+%F %T')" > "$JOB_DIR/driver.lock"
+  "$PYTHON" -m deeplab.experiment.locks --driver_fd 9 --job_dir "$JOB_DIR" --driver_pid $$ \
+    --wait_secs "$LOCK_WAIT_SECS"
 }
 # What both round drivers do before their rounds: the job checked (or made), its lock taken, the
 # val TFRecords (rebuilt if CACHE_DIR changed or a shard was damaged) and the base maps (they live

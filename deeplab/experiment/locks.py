@@ -1,17 +1,31 @@
-"""Locks in the job folder: one process runs a job's stages at a time, one serves a round's
-answers. Each is an `flock` on a file, held by the open file itself: a process that dies, however
-it dies, leaves nothing stuck (the kernel drops the lock with the process)."""
+"""Locks in the job folder: one driver runs a job at a time, one process runs its stages, one
+serves a round's answers. Each is an `flock` on a file, held by the open file itself: a process
+that dies, however it dies, leaves nothing stuck (the kernel drops the lock with the last process
+holding the file open).
+
+The driver's lock (`driver.lock`) is held by the driver's shell for all of its run: the shell opens
+the file on a descriptor that every script it starts inherits, and this module takes the lock on
+that descriptor (`python -m deeplab.experiment.locks --driver_fd 9 ...`, bash_files/settings.sh's
+lock_job). An flock belongs to the open file, not to the process that took it, so the lock stays
+with the shell after the helper exits, and with a script the shell started until that ends."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import re
 import socket
+import sys
 import time
 from pathlib import Path
 
 from deeplab.errors import CannotContinue
+
+
+def _write_holder(fd: int, pid: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {pid} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
 
 
 @contextlib.contextmanager
@@ -27,9 +41,7 @@ def hold(path: Path | str, busy):
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise CannotContinue(busy(holder)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _write_holder(fd, os.getpid())
         yield
     finally:
         os.close(fd)
@@ -40,3 +52,59 @@ def job_lock(job_dir: Path | str):
     return hold(Path(job_dir) / "job.lock", lambda holder: (
         f"job {job_dir} is being run by another process ({holder}): wait for it to finish or "
         "stop it, then run again (a stopped process leaves no lock behind)"))
+
+
+DRIVER_LOCK = "driver.lock"
+
+
+def lock_driver(fd: int, job_dir: Path | str, driver_pid: int, wait_secs: float) -> None:
+    """Takes the driver's lock of `job_dir` on `fd` (the driver's own open `driver.lock`) for the
+    driver `driver_pid`. Another driver holding it stops this one. A holder named in the file that
+    was a driver of this machine and no longer runs (killed, a stage it started still ending)
+    is waited for, up to `wait_secs`, and then named as the cause."""
+    path = Path(job_dir) / DRIVER_LOCK
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = path.read_text(errors="replace").strip() or "another driver"
+        m = re.fullmatch(r"pid (\d+) on (.*) since .*", holder)
+        if not (m and m[2] == socket.gethostname() and not Path(f"/proc/{m[1]}").exists()):
+            raise CannotContinue(f"job {job_dir} is being run by another driver ({holder}): wait "
+                                 "for it to finish or stop it, then run again") from None
+        print(f"job {job_dir}: its last driver (pid {m[1]}) is gone; waiting up to {wait_secs:g} s "
+              "for its stage to end", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + wait_secs
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CannotContinue(
+                        f"job {job_dir} is still locked {wait_secs:g} s after its driver (pid {m[1]}) "
+                        f"ended: a process it started still runs ('fuser {path}' names it); stop it, "
+                        "then run again") from None
+                time.sleep(0.2)
+    _write_holder(fd, driver_pid)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from deeplab.cli import one_line_errors
+
+    p = one_line_errors(argparse.ArgumentParser(description="Takes a driver's lock on its job "
+                                                "(bash_files/settings.sh, lock_job)."))
+    p.add_argument("--driver_fd", type=int, required=True, help="the driver's open driver.lock")
+    p.add_argument("--job_dir", required=True, help="the job folder")
+    p.add_argument("--driver_pid", type=int, required=True, help="the driver's pid, written as the holder")
+    p.add_argument("--wait_secs", type=float, default=120.0, help="LOCK_WAIT_SECS")
+    args = p.parse_args(argv)
+    lock_driver(args.driver_fd, args.job_dir, args.driver_pid, args.wait_secs)
+    return 0
+
+
+if __name__ == "__main__":
+    from deeplab.cli import guarded
+
+    sys.exit(guarded(main))
