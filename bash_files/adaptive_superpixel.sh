@@ -7,8 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bash_files/settings.sh
 
-prepare_job
-for ((t = 1; t < ROUNDS; t++)); do
-  run_round_stages "$t" regions  # the round's adaptive (or base, oracle) maps first
-done
-print_results
+run_rounds 1 "$ROUNDS"

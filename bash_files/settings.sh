@@ -130,16 +130,24 @@ prepare_job() {
   py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
   py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 }
-# A round's stages after its region maps (and, given "regions", those first), then results.csv
-# and al_curve.png, in one process: scripts/run_round.py, each stage as its own script would run it.
-run_round_stages() {
-  local t="$1" first="${2:+$2,}"
-  py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" --stages "${first}select,annotate,data,train,eval" \
-    --record_results
-}
-# The results table, once, at the end of a driver (a resumed run prints it once too).
-print_results() {
-  py scripts/record_results.py --job_dir "$JOB_DIR" "$@"
+# The round drivers (warm_up.sh: round 0; adaptive_superpixel.sh: rounds 1..ROUNDS-1): rounds
+# $1..$2-1, each round's stages in one process (scripts/run_round.py, each stage as its own script
+# would run it; from round 1 the round's adaptive, base or oracle maps first), its results.csv and
+# al_curve.png written; then the results table, once (the warm-up's only while round 1 has not
+# started: past it, adaptive_superpixel.sh prints it, and a resumed run prints it once too).
+run_rounds() {
+  local first="$1" last="$2" t regions
+  prepare_job
+  for ((t = first; t < last; t++)); do
+    regions="$([ "$t" = 0 ] || echo regions,)"
+    py scripts/run_round.py --job_dir "$JOB_DIR" --round "$t" \
+      --stages "${regions}select,annotate,data,train,eval" --record_results
+  done
+  if [ "$last" -lt "$ROUNDS" ]; then
+    py scripts/record_results.py --job_dir "$JOB_DIR" --unless_started "$last"
+  else
+    py scripts/record_results.py --job_dir "$JOB_DIR"
+  fi
 }
 
 # TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA

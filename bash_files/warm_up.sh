@@ -6,6 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bash_files/settings.sh
 
-prepare_job
-run_round_stages 0
-print_results --unless_started 1  # past the warm-up: adaptive_superpixel.sh prints it
+run_rounds 0 1
