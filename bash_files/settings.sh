@@ -113,12 +113,12 @@ JOB_DIR="$WORK_DIR/$JOB_NAME"
 # same job stops at once. The lock is an flock on driver.lock, opened here on descriptor 9, which
 # this shell and the scripts it starts hold, so a killed driver leaves none behind, and an orphaned
 # script keeps it until it has ended (scripts end with their driver: deeplab.cli.follow_driver).
-# deeplab/experiment/locks.py takes it (the same module takes the job's stage lock): a driver
+# scripts/lock_driver.py takes it (deeplab/experiment/locks.py, beside the job's stage lock): a driver
 # started while the holder is a driver of this machine that no longer runs (killed, its stage still
 # shutting down) waits for the lock, up to LOCK_WAIT_SECS, instead of refusing.
 lock_job() {
   exec 9>> "$JOB_DIR/driver.lock"
-  "$PYTHON" -m deeplab.experiment.locks --driver_fd 9 --job_dir "$JOB_DIR" --driver_pid $$ \
+  "$PYTHON" scripts/lock_driver.py --driver_fd 9 --job_dir "$JOB_DIR" --driver_pid $$ \
     --wait_secs "$LOCK_WAIT_SECS"
 }
 # What both round drivers do before their rounds: the job checked (or made), its lock taken, the

@@ -32,7 +32,7 @@ class ModelOptions:
     aspp_depth: int | None = None  # default 256 (64 for xception_light)
     decoder_depth: int | None = None  # default 256 (64 for xception_light)
     low_level_depth: int | None = None  # default 48 (16 for xception_light)
-    bn_momentum: float = 0.9997
+    batch_norm_decay: float = 0.9997  # batch norm's moving-average decay (Keras: momentum)
     fine_tune_batch_norm: bool = True
     dropout_keep_prob: float = 0.9
 
@@ -54,6 +54,8 @@ class ModelOptions:
     @classmethod
     def from_json(cls, text: str) -> "ModelOptions":
         d = json.loads(text)
+        if "bn_momentum" in d:  # the field's name in files written before it was renamed
+            d.setdefault("batch_norm_decay", d.pop("bn_momentum"))
         for k in ("atrous_rates", "multi_grid"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
@@ -77,10 +79,10 @@ def build_model(options: ModelOptions, input_shape=(None, None, 3)) -> keras.Mod
         raise BadInput("decoder_output_stride must be 4 (or None for no decoder)")
     images = keras.Input(input_shape, name="images")
     x = L.ScaleInput(name="preprocess")(images)
-    feats = xception.xception(x, o.model_variant, o.output_stride, o.multi_grid, o.bn_momentum,
+    feats = xception.xception(x, o.model_variant, o.output_stride, o.multi_grid, o.batch_norm_decay,
                               o.fine_tune_batch_norm)
     net = feats["out"]
-    b = L.Builder(1e-5, o.bn_momentum, o.fine_tune_batch_norm)
+    b = L.Builder(1e-5, o.batch_norm_decay, o.fine_tune_batch_norm)
     glorot = keras.initializers.GlorotUniform()
 
     # ASPP: image pooling, 1x1, three atrous separable convs; concat order as DeepLab.

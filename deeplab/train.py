@@ -18,15 +18,14 @@ from deeplab.model import ModelOptions
 from deeplab.training.trainer import STRATEGIES, TrainConfig, train
 
 
-# ModelOptions' fields under DeepLab's flag names (`--batch_norm_decay` is bn_momentum).
+# ModelOptions' fields given as flags (DeepLab's flag names).
 MODEL_FLAGS = ("model_variant", "output_stride", "decoder_output_stride", "fine_tune_batch_norm",
-               "bn_momentum")
-MODEL_FLAG_NAMES = {"bn_momentum": "batch_norm_decay"}
+               "batch_norm_decay")
 
 
 def add_model_flags(p: argparse.ArgumentParser):
     """The network's flags, from ModelOptions (its defaults, its types)."""
-    add_dataclass_flags(p, ModelOptions, only=MODEL_FLAGS, names=MODEL_FLAG_NAMES)
+    add_dataclass_flags(p, ModelOptions, only=MODEL_FLAGS)
     p.add_argument("--atrous_rates", type=int, action="append", default=None,
                    help="repeat per rate (DeepLab style) or leave out for the default")
 

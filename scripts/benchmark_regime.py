@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         train_logdir=str(logdir), tfrecord_dir=str(records), num_classes=descriptor.num_classes,
         ignore_label=descriptor.ignore_label, class_weights=weights,
         model=ModelOptions(num_classes=descriptor.num_classes, model_variant=values["model_variant"],
-                           bn_momentum=values["batch_norm_decay"]),
+                           batch_norm_decay=values["batch_norm_decay"]),
         training_number_of_steps=values["train_steps"], base_learning_rate=values["base_learning_rate"],
         train_crop_size=(values["train_crop_size"],) * 2, train_batch_size=values["train_batch_size"],
         min_scale_factor=values["min_scale_factor"], max_scale_factor=values["max_scale_factor"],

@@ -59,7 +59,7 @@ def measure(job_dir: str, t: int, eps_list, hops_list, shares, progress: bool = 
         maps = {r: region_maps.load(exp.map_path(r, s.name)) for r in answers}
         gt = d.read_label(s)
         sieve = probs if c.sieve else None
-        base = L.training_labels(maps, answers, sieve, knee=c.knee, min_size_px=exp.min_size_px(),
+        base = L.training_labels(maps, answers, sieve, curve_points=c.curve_points, min_size_px=exp.min_size_px(),
                                  ignore_label=d.ignore_label)
         answered[0] += int((base.labels != d.ignore_label).sum())
         answered[1] += int(metrics.label_errors(base.labels, gt, d.ignore_label)[0])
@@ -69,7 +69,7 @@ def measure(job_dir: str, t: int, eps_list, hops_list, shares, progress: bool = 
                                                 ignore_label=d.ignore_label)
             if not len(ids):
                 continue
-            res = L.training_labels(maps, answers, sieve, knee=c.knee, min_size_px=exp.min_size_px(),
+            res = L.training_labels(maps, answers, sieve, curve_points=c.curve_points, min_size_px=exp.min_size_px(),
                                     ignore_label=d.ignore_label, propagated={t: (ids, cls)})
             px = np.where(res.source == L.SOURCE_PROPAGATED, res.labels, d.ignore_label)
             prop[eps, hops][0] += int((px != d.ignore_label).sum())

@@ -159,7 +159,7 @@ def test_sieve_knee_ignores_pixels_owned_by_earlier_answers():
     assert (everything == 0).all()
     dropped = own[owned] == 255
     assert 0.1 < dropped.mean() < 0.6  # over its own pixels the knee drops the unlikely ones
-    slow = slow_sieve(regions, [0], [0], probs, knee=20, min_size=100, owned=owned)
+    slow = slow_sieve(regions, [0], [0], probs, curve_points=20, min_size=100, owned=owned)
     np.testing.assert_array_equal(own[owned], slow[owned])
     # the owned part (960 px) is what min_size is compared with
     small = sieving.sieve_labels(regions, [0], [0], probs, min_size_px=1000, owned=owned)
@@ -203,7 +203,7 @@ def test_ledger_is_append_only(tmp_path):
 
 
 # ------------------------------------------------------------------ sieving
-def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512, owned=None):
+def slow_sieve(regions, ids, answers, probs, curve_points=20, min_size=512, owned=None):
     """Section 8 region by region; with `owned`, each region's curve over its owned pixels."""
     out = np.full(regions.shape, 255, np.uint8)
     for rid, lab in zip(ids, answers):
@@ -215,7 +215,7 @@ def slow_sieve(regions, ids, answers, probs, knee=20, min_size=512, owned=None):
         if n < min_size:
             continue
         conf = probs[ys, xs, lab]
-        y = np.sort(conf)[::max(1, n // knee)]
+        y = np.sort(conf)[::max(1, n // curve_points)]
         t = y[0]
         if len(y) >= 3 and y[-1] > y[0]:
             with warnings.catch_warnings():
@@ -268,10 +268,15 @@ def test_sieve_matches_kneed_reference(seed):
     ids = rng.choice(16, size=8, replace=False)
     answers = rng.choice([0, 1, 1, 2, 255], size=8).astype(np.uint8)
     min_size = int(rng.choice([0, 100, 301]))
-    knee = int(rng.choice([5, 20, 50]))
-    got = sieving.sieve_labels(regions, ids, answers, probs, knee=knee, min_size_px=min_size)
-    expected = slow_sieve(regions, ids, answers, probs, knee=knee, min_size=min_size)
+    points = int(rng.choice([5, 20, 50]))
+    got = sieving.sieve_labels(regions, ids, answers, probs, curve_points=points, min_size_px=min_size)
+    expected = slow_sieve(regions, ids, answers, probs, curve_points=points, min_size=min_size)
     np.testing.assert_array_equal(got, expected)
+    if seed == 0:  # the former name of curve_points, relied on outside the repository, still works
+        five = slow_sieve(regions, ids, answers, probs, curve_points=5, min_size=min_size)
+        assert not np.array_equal(five, slow_sieve(regions, ids, answers, probs, min_size=min_size))
+        np.testing.assert_array_equal(
+            sieving.sieve_labels(regions, ids, answers, probs, knee=5, min_size_px=min_size), five)
 
 
 def test_sieve_drops_the_wrong_part_of_a_region():
@@ -300,7 +305,7 @@ def test_sieve_rejects_bad_input():
         sieving.sieve_labels(np.zeros((4, 5), np.int32), [0], [1], probs)
 
 
-def slow_round_labels(maps, answers, probs, knee, min_size):
+def slow_round_labels(maps, answers, probs, curve_points, min_size):
     """Sections 7-8 pixel by pixel: the first answer (oldest round) a pixel's regions got, kept
     only if sieving that round's answers in that round's map keeps the pixel."""
     h, w = next(iter(maps.values())).shape
@@ -318,7 +323,7 @@ def slow_round_labels(maps, answers, probs, knee, min_size):
         return painted, painted.copy()
     # Each round's answers are sieved over the pixels they own (the knee of a region is never
     # computed over pixels that carry an earlier answer).
-    sieved = {t: slow_sieve(maps[t], ids, ans, probs, knee=knee, min_size=min_size, owned=owner == t)
+    sieved = {t: slow_sieve(maps[t], ids, ans, probs, curve_points=curve_points, min_size=min_size, owned=owner == t)
               for t, (ids, ans) in answers.items()}
     labels = painted.copy()
     for y in range(h):
@@ -347,8 +352,8 @@ def test_round_labels_equal_per_pixel_reference(seed, sieve):
         probs = rng.dirichlet(np.ones(c), size=(h, w)).astype(np.float32)
         probs[rng.random((h, w)) < 0.7, 1] += 3
         probs /= probs.sum(-1, keepdims=True)
-    got = L.round_labels(maps, answers, probs, knee=10, min_size_px=150)
-    expected = slow_round_labels(maps, answers, probs, knee=10, min_size=150)
+    got = L.round_labels(maps, answers, probs, curve_points=10, min_size_px=150)
+    expected = slow_round_labels(maps, answers, probs, curve_points=10, min_size=150)
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
     if sieve:

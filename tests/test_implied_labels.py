@@ -190,8 +190,8 @@ def test_training_labels_without_mechanisms_equal_round_labels():
     maps = {0: regions, 1: regions[::-1].copy()}
     answers = {0: (np.array([1, 4]), np.array([2, 255], np.uint8)), 1: (np.array([3, 9]), np.array([0, 1], np.uint8))}
     for p in (None, probs):
-        painted, labels = L.round_labels(maps, answers, p, knee=5, min_size_px=10)
-        res = L.training_labels(maps, answers, p, knee=5, min_size_px=10)
+        painted, labels = L.round_labels(maps, answers, p, curve_points=5, min_size_px=10)
+        res = L.training_labels(maps, answers, p, curve_points=5, min_size_px=10)
         np.testing.assert_array_equal(res.painted, painted)
         np.testing.assert_array_equal(res.labels, labels)
         assert set(np.unique(res.source)) <= {L.SOURCE_NONE, L.SOURCE_ANSWER}
@@ -209,8 +209,8 @@ def test_implied_labels_never_override_an_answer(seed):
     hist = self_training.confidence_histogram(probs)
     confident = self_training.confident_labels(probs, self_training.class_thresholds(hist, 0.5))
     for p in (None, probs):
-        base = L.training_labels(maps, answers, p, knee=5, min_size_px=10)
-        res = L.training_labels(maps, answers, p, knee=5, min_size_px=10, propagated=prop, confident=confident)
+        base = L.training_labels(maps, answers, p, curve_points=5, min_size_px=10)
+        res = L.training_labels(maps, answers, p, curve_points=5, min_size_px=10, propagated=prop, confident=confident)
         footprint = L.covered(maps, answers)
         # inside every answered region (255 answers included), labels are the answers' alone
         np.testing.assert_array_equal(res.labels[footprint], base.labels[footprint])
@@ -245,9 +245,9 @@ def test_propagated_regions_are_sieved_like_answers():
     maps = {1: regions}
     answers = {1: (np.array([0]), np.array([1], np.uint8))}
     prop = {1: (np.array([1]), np.array([1], np.uint8))}
-    res = L.training_labels(maps, answers, probs, knee=20, min_size_px=10, propagated=prop)
+    res = L.training_labels(maps, answers, probs, curve_points=20, min_size_px=10, propagated=prop)
     assert (res.source[:, 20:] == L.SOURCE_PROPAGATED).all()
-    as_answer = sieving.sieve_labels(regions, [1], [1], probs, knee=20, min_size_px=10)
+    as_answer = sieving.sieve_labels(regions, [1], [1], probs, curve_points=20, min_size_px=10)
     np.testing.assert_array_equal(res.labels[:, 20:], as_answer[:, 20:])
     assert 0 < (res.labels[:, 20:] == 255).sum() < 400
 

@@ -20,7 +20,7 @@ from deeplab.training import trainer
 from deeplab.training.trainer import TrainConfig, masked_cross_entropy_sum, train
 
 TSV = Path(__file__).parent / "data" / "xception65_checkpoint_variables.tsv"
-LIGHT = dict(model_variant="xception_light", bn_momentum=0.9)
+LIGHT = dict(model_variant="xception_light", batch_norm_decay=0.9)
 
 
 # Both strides on Xception-65 (the paper's) and the light one; 41 and 71 differ only in their
@@ -325,7 +325,7 @@ import sys, json
 from deeplab.model import ModelOptions
 from deeplab.training.trainer import TrainConfig, train
 info = train(TrainConfig(train_logdir=sys.argv[1], tfrecord_dir=sys.argv[2],
-    model=ModelOptions(model_variant="xception_light", bn_momentum=0.9),
+    model=ModelOptions(model_variant="xception_light", batch_norm_decay=0.9),
     training_number_of_steps=int(sys.argv[3]), save_interval_steps=2, base_learning_rate=0.05,
     train_crop_size=(33, 33), train_batch_size=4, seed=0, deterministic=True,
     strategy="multi_worker", progress=False))

@@ -199,7 +199,7 @@ def test_train_eval_and_export_flags_come_from_their_dataclasses(capsys):
     assert train.model_options_from(args, 19) == ModelOptions(num_classes=19)
     args = p.parse_args(["--train_logdir", "x", "--tfrecord_dir", "y", "--train_crop_size", "513,257",
                          "--batch_norm_decay", "0.9", "--seed", "none", "--deterministic", "1"])
-    assert args.train_crop_size == (513, 257) and args.bn_momentum == 0.9 and args.seed is None
+    assert args.train_crop_size == (513, 257) and args.batch_norm_decay == 0.9 and args.seed is None
     assert args.deterministic is True
     for bad in (["--base_learning_rate", "nan"], ["--train_batch_size", "4.5"], ["--deterministic", "maybe"]):
         with pytest.raises(SystemExit) as e:
@@ -247,3 +247,34 @@ def test_the_config_is_a_typed_dataclass_that_editors_can_read():
     assert rows["rounds"].low == 1 and rows["propagate_eps"].default == 0.2
     assert rows["eps"].binds == settings.MERGE and rows["num_workers"].binds == settings.RUN
     assert [s.name for s in settings.TABLE[:2]] == ["WORK_DIR", "JOB_NAME"]
+
+
+def test_a_job_written_under_a_renamed_field_reads_and_resumes(tmp_path):
+    """A config.json from before a rename (sieving's `knee`, now `curve_points`) loads with its
+    value under the new name, and resuming it with the same settings is not refused."""
+    import json
+
+    config = ExperimentConfig(job_dir=str(tmp_path), dataset_dir=str(tmp_path), curve_points=7)
+    config.save_or_check()
+    old = json.loads(config.path.read_text())
+    old["knee"] = old.pop("curve_points")
+    config.path.write_text(json.dumps(old))
+    assert ExperimentConfig.load(tmp_path).curve_points == 7
+    config.save_or_check()  # the same settings: accepted, and written under the new name
+    assert json.loads(config.path.read_text())["curve_points"] == 7
+    with pytest.raises(settings.BadInput, match="curve_points: 7 -> 20"):
+        ExperimentConfig(job_dir=str(tmp_path), dataset_dir=str(tmp_path)).save_or_check()
+
+
+def test_model_options_written_before_the_rename_load():
+    """model_options.json next to a model trained before `bn_momentum` became `batch_norm_decay`
+    (the drivers' and DeepLab's name for it) loads with its value."""
+    import json
+
+    from deeplab.model import ModelOptions
+
+    text = ModelOptions(model_variant="xception_light", batch_norm_decay=0.9).to_json()
+    old = json.loads(text)
+    old["bn_momentum"] = old.pop("batch_norm_decay")
+    assert ModelOptions.from_json(json.dumps(old)).batch_norm_decay == 0.9
+    assert ModelOptions.from_json(text) == ModelOptions.from_json(json.dumps(old))

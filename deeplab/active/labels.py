@@ -19,7 +19,7 @@ from deeplab.errors import BadInput
 
 
 def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]],
-                 probs: np.ndarray | None = None, *, knee: int = 20, min_size_px: int = 512,
+                 probs: np.ndarray | None = None, *, curve_points: int = 20, min_size_px: int = 512,
                  ignore_label: int = 255) -> tuple[np.ndarray, np.ndarray]:
     """(painted, labels) uint8 [H, W] of one image.
 
@@ -27,7 +27,7 @@ def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarra
       maps: round -> int [H, W] region map that round asked in.
       answers: round -> (region ids, answers) of that round for this image.
       probs: float [H, W, C] softmax of the previous round's model; None: no sieving.
-      knee, min_size_px: sieving's settings (section 8).
+      curve_points, min_size_px: sieving's settings (section 8).
 
     Returns:
       painted: every answer painted (section 7); labels: `painted` with the pixels that sieving
@@ -36,7 +36,7 @@ def round_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarra
     painted, owner = paint(maps, answers, ignore_label)
     if probs is None:
         return painted, painted
-    keep = _sieved(maps, answers, owner, probs, knee, min_size_px, ignore_label)
+    keep = _sieved(maps, answers, owner, probs, curve_points, min_size_px, ignore_label)
     return painted, np.where(keep, painted, np.uint8(ignore_label)).astype(np.uint8)
 
 
@@ -120,19 +120,19 @@ class TrainingLabels:
     source: np.ndarray
 
 
-def _sieved(maps, rows, owner, probs, knee, min_size_px, ignore_label) -> np.ndarray:
+def _sieved(maps, rows, owner, probs, curve_points, min_size_px, ignore_label) -> np.ndarray:
     """bool [H, W]: the pixels of `rows` (round -> (ids, classes)) that sieving keeps. A pixel is
     judged by the label it carries: that of the round that owns it, in that round's map."""
     keep = np.zeros(owner.shape, bool)
     for t, (ids, ans) in rows.items():
-        sieved = sieving.sieve_labels(maps[t], ids, ans, probs, knee=knee, min_size_px=min_size_px,
+        sieved = sieving.sieve_labels(maps[t], ids, ans, probs, curve_points=curve_points, min_size_px=min_size_px,
                                       ignore_label=ignore_label, owned=owner == t)
         keep |= (owner == t) & (sieved != ignore_label)
     return keep
 
 
 def training_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.ndarray, np.ndarray]],
-                    probs: np.ndarray | None = None, *, knee: int = 20, min_size_px: int = 512,
+                    probs: np.ndarray | None = None, *, curve_points: int = 20, min_size_px: int = 512,
                     ignore_label: int = 255,
                     propagated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
                     confident: np.ndarray | None = None) -> TrainingLabels:
@@ -152,7 +152,7 @@ def training_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.nda
         the model's own most confident predictions).
     """
     if maps:
-        painted, labels = round_labels(maps, answers, probs, knee=knee, min_size_px=min_size_px,
+        painted, labels = round_labels(maps, answers, probs, curve_points=curve_points, min_size_px=min_size_px,
                                        ignore_label=ignore_label)
     elif confident is not None:  # an image no answer reached: only the model's labels
         painted = labels = np.full(confident.shape, ignore_label, np.uint8)
@@ -168,7 +168,7 @@ def training_labels(maps: dict[int, np.ndarray], answers: dict[int, tuple[np.nda
         source[take] = SOURCE_PROPAGATED
         prop_owner = np.where(take, prop_owner, -1).astype(np.int8)
         if probs is not None:
-            keep |= _sieved(maps, propagated, prop_owner, probs, knee, min_size_px, ignore_label)
+            keep |= _sieved(maps, propagated, prop_owner, probs, curve_points, min_size_px, ignore_label)
         else:
             keep |= take
         free &= ~covered(maps, propagated)

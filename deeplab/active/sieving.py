@@ -1,11 +1,11 @@
 """Sieving (docs/method.md section 8): drop the pixels of a large answered region that the
 previous round's model finds unlikely under the answer.
 
-Per region: confidences `probs[x, L]` sorted ascending, every `max(1, n // knee)`-th value
+Per region: confidences `probs[x, L]` sorted ascending, every `max(1, n // curve_points)`-th value
 kept (points y_0..y_k at x = 0..k), knee by Kneedle (S=1, concave, increasing: exactly
 `kneed.KneeLocator`), threshold `t = y_knee` (no knee: `t = y_0`, keep all); pixels with
 `conf < t` become 255. Gathering, sorting and sub-sampling are vectorised over all answered
-regions of an image at once; only the knee search on the ~`knee` points of each large region
+regions of an image at once; only the knee search on the ~`curve_points` points of each large region
 runs per region, through kneed itself.
 """
 
@@ -33,8 +33,8 @@ def knee_threshold(y: np.ndarray) -> float:
 
 
 def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarray, probs: np.ndarray, *,
-                 knee: int = 20, min_size_px: int = 512, ignore_label: int = 255,
-                 owned: np.ndarray | None = None) -> np.ndarray:
+                 curve_points: int = 20, min_size_px: int = 512, ignore_label: int = 255,
+                 owned: np.ndarray | None = None, knee: int | None = None) -> np.ndarray:
     """Labels of the answered regions of one map after sieving.
 
     Args:
@@ -42,12 +42,14 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
       region_ids: int [K] answered regions.
       answers: uint8 [K] their answers (255 labels nothing).
       probs: float [H, W, C] softmax of the previous round's model at the map's size.
-      knee: sub-sampling divisor (every `max(1, n // knee)`-th sorted value is kept).
+      curve_points: the points a region's sorted confidences are sub-sampled to, about (every
+        `max(1, n // curve_points)`-th value is kept), on which the knee is searched.
       min_size_px: regions smaller than this keep all their pixels.
       ignore_label: the "unlabelled" value.
       owned: bool [H, W] the pixels these answers label (None: every pixel of the regions).
         A region's curve, its size against `min_size_px` and its threshold are taken over its
         owned pixels only: pixels an earlier answer labels carry that answer and its threshold.
+      knee: the former name of `curve_points`, still accepted.
 
     Returns:
       uint8 [H, W]: the answer on kept pixels of answered regions, `ignore_label` elsewhere.
@@ -58,8 +60,10 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
     answers = np.asarray(answers).ravel()
     if len(region_ids) != len(answers):
         raise BadInput(f"{len(region_ids)} region ids but {len(answers)} answers")
-    if knee < 1 or min_size_px < 0:
-        raise BadInput(f"knee must be >= 1 and min_size_px >= 0, got {knee}, {min_size_px}")
+    if knee is not None:
+        curve_points = knee
+    if curve_points < 1 or min_size_px < 0:
+        raise BadInput(f"curve_points must be >= 1 and min_size_px >= 0, got {curve_points}, {min_size_px}")
     n = R.num_slots(regions)
     if len(region_ids) and (region_ids.min() < 0 or region_ids.max() >= n):
         raise BadInput(f"region ids outside 0..{n - 1}")
@@ -93,9 +97,9 @@ def sieve_labels(regions: np.ndarray, region_ids: np.ndarray, answers: np.ndarra
     order = np.lexsort((conf, reg))
     conf_sorted, reg_sorted, pix_sorted = conf[order], reg[order], pix[order]
     ids, start, counts = np.unique(reg_sorted, return_index=True, return_counts=True)
-    step = np.maximum(1, counts // knee)
+    step = np.maximum(1, counts // curve_points)
     thresholds = np.empty(len(ids))
-    for j in range(len(ids)):  # the knee search itself, on ~knee points per region
+    for j in range(len(ids)):  # the knee search itself, on ~curve_points points per region
         curve = conf_sorted[start[j]:start[j] + counts[j]:step[j]]
         thresholds[j] = knee_threshold(curve)
     t_pix = np.repeat(thresholds, counts)

@@ -76,13 +76,13 @@ class ScaleInput(keras.layers.Layer):
 class Builder:
     """Creates named layers with DeepLab's initialisers, epsilons and BN settings."""
 
-    def __init__(self, bn_epsilon: float, bn_momentum: float, update_stats: bool):
+    def __init__(self, bn_epsilon: float, batch_norm_decay: float, update_stats: bool):
         self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
+        self.batch_norm_decay = batch_norm_decay
         self.update_stats = update_stats
 
     def bn(self, x, scope, epsilon=None):
-        return BatchNorm(update_stats=self.update_stats, momentum=self.bn_momentum,
+        return BatchNorm(update_stats=self.update_stats, momentum=self.batch_norm_decay,
                          epsilon=self.bn_epsilon if epsilon is None else epsilon,
                          name=scope_to_layer(scope + "/BatchNorm"))(x)
 

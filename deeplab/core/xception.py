@@ -62,7 +62,7 @@ def backbone_config(variant: str):
 
 
 def xception(inputs, variant: str, output_stride: int = 16, multi_grid=(1, 1, 1),
-             bn_momentum: float = 0.9997, fine_tune_batch_norm: bool = True,
+             batch_norm_decay: float = 0.9997, fine_tune_batch_norm: bool = True,
              width_multiplier: float | None = None):
     """Builds the backbone on a [-1, 1]-scaled image tensor.
 
@@ -76,7 +76,7 @@ def xception(inputs, variant: str, output_stride: int = 16, multi_grid=(1, 1, 1)
     prefix, entry, middle_units, width, low_level = backbone_config(variant)
     if width_multiplier is not None:
         width = width_multiplier
-    b = L.Builder(1e-3, bn_momentum, fine_tune_batch_norm)
+    b = L.Builder(1e-3, batch_norm_decay, fine_tune_batch_norm)
     feats = {}
 
     def d(v):

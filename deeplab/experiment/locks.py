@@ -5,8 +5,7 @@ holding the file open).
 
 The driver's lock (`driver.lock`) is held by the driver's shell for all of its run: the shell opens
 the file on a descriptor that every script it starts inherits, and this module takes the lock on
-that descriptor (`python -m deeplab.experiment.locks --driver_fd 9 ...`, bash_files/settings.sh's
-lock_job). An flock belongs to the open file, not to the process that took it, so the lock stays
+that descriptor (scripts/lock_driver.py, which bash_files/settings.sh's lock_job runs). An flock belongs to the open file, not to the process that took it, so the lock stays
 with the shell after the helper exits, and with a script the shell started until that ends."""
 
 from __future__ import annotations
@@ -87,24 +86,3 @@ def lock_driver(fd: int, job_dir: Path | str, driver_pid: int, wait_secs: float)
                 time.sleep(0.2)
     _write_holder(fd, driver_pid)
 
-
-def main(argv=None) -> int:
-    import argparse
-
-    from deeplab.cli import one_line_errors
-
-    p = one_line_errors(argparse.ArgumentParser(description="Takes a driver's lock on its job "
-                                                "(bash_files/settings.sh, lock_job)."))
-    p.add_argument("--driver_fd", type=int, required=True, help="the driver's open driver.lock")
-    p.add_argument("--job_dir", required=True, help="the job folder")
-    p.add_argument("--driver_pid", type=int, required=True, help="the driver's pid, written as the holder")
-    p.add_argument("--wait_secs", type=float, default=120.0, help="LOCK_WAIT_SECS")
-    args = p.parse_args(argv)
-    lock_driver(args.driver_fd, args.job_dir, args.driver_pid, args.wait_secs)
-    return 0
-
-
-if __name__ == "__main__":
-    from deeplab.cli import guarded
-
-    sys.exit(guarded(main))

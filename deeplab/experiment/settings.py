@@ -159,7 +159,8 @@ class ExperimentConfig:
     merge_model: str = _row("MERGE_MODEL", "",
       "a finished training folder whose model merges instead of the previous round's (a bound)",
       binds=MERGE, round0=False)
-    knee: int = _row(None, 20, "sieving samples every n // knee-th confidence", low=1, round0=False)
+    curve_points: int = _row(None, 20, "sieving: the points a region's sorted confidences are sub-sampled to, "
+                             "about, before the knee is searched", low=1, round0=False)
     min_size_px: int = _row(None, 0, "sieving: smallest region sieved; 0: twice the mean base superpixel",
       low=0, round0=False)
     propagate: bool = _row("PROPAGATE", False,
@@ -273,7 +274,7 @@ class ExperimentConfig:
     def save_or_check(self) -> None:
         """Writes config.json, or checks that a resumed job keeps its settings."""
         if self.path.is_file():
-            old = io_utils.read_json_object(self.path, _DAMAGED_CONFIG)
+            old = _renamed(io_utils.read_json_object(self.path, _DAMAGED_CONFIG))
             new = dataclasses.asdict(self)
             # A setting the job's config predates counts as its default.
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -294,7 +295,7 @@ class ExperimentConfig:
             raise MissingFile(f"{path} does not exist: start the job with bash_files/warm_up.sh "
                               "(scripts/init_experiment.py)")
         known = {f.name for f in dataclasses.fields(cls)}
-        settings = {k: v for k, v in io_utils.read_json_object(path, _DAMAGED_CONFIG).items()
+        settings = {k: v for k, v in _renamed(io_utils.read_json_object(path, _DAMAGED_CONFIG)).items()
                     if k in known}
         settings["job_dir"] = str(job_dir)  # the folder it is, not the one it was made in
         return cls(**settings)
@@ -546,6 +547,14 @@ def replace_block(text: str) -> str:
         raise BadInput("bash_files/settings.sh has no generated block (its markers are missing)")
     head, rest = text.split(BEGIN, 1)
     return head + bash_block() + rest.split(END + "\n", 1)[1]
+
+
+# Fields renamed since jobs were first written: a job's config.json under the old name reads as the new.
+RENAMED = {"knee": "curve_points"}
+
+
+def _renamed(config: dict) -> dict:
+    return {RENAMED.get(k, k): v for k, v in config.items()}
 
 
 def _same_setting(name: str, old, new) -> bool:

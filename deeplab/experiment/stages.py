@@ -310,7 +310,7 @@ def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = 
             before = earlier.get(s.name, {})
             yield tasks.LabelsTask(
                 exp.descriptor, s, p, {r: exp.map_path(r, s.name) for r in {*answers, *before}},
-                answers, c.knee, min_size, build_data.label_png_path(label_dir, s.name), overlay,
+                answers, c.curve_points, min_size, build_data.label_png_path(label_dir, s.name), overlay,
                 sieve=sieve, propagate=(t, c.propagate_eps, c.propagate_hops) if propagate else None,
                 propagated=before, thresholds=thresholds,
                 source_png=build_data.label_png_path(source_dir, s.name) if source_dir else None)
@@ -458,7 +458,7 @@ def train_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
         train_logdir=str(exp.round_dir(t) / "train"), tfrecord_dir=str(exp.round_dir(t) / "tfrecord"),
         num_classes=d.num_classes, ignore_label=d.ignore_label, class_weights=weights,
         model=ModelOptions(num_classes=d.num_classes, model_variant=c.model_variant,
-                           bn_momentum=c.batch_norm_decay,
+                           batch_norm_decay=c.batch_norm_decay,
                            fine_tune_batch_norm=c.fine_tune_batch_norm),
         training_number_of_steps=c.train_steps, base_learning_rate=c.base_learning_rate,
         train_crop_size=(c.train_crop_size, c.train_crop_size), train_batch_size=c.train_batch_size,

@@ -92,7 +92,7 @@ class LabelsTask:
     probs: np.ndarray | None  # the previous round's probabilities: sieving (None: no sieving)
     maps: dict  # round -> its map file, for every round with answers on this image
     answers: dict  # round -> (region ids, answers): labels.answer_luts
-    knee: str
+    curve_points: int
     min_size_px: int
     label_png: Path
     overlay: AnswersOverlay | None = None
@@ -323,7 +323,7 @@ def labels_task(task: LabelsTask) -> LabelFigures:
     confident = None
     if task.thresholds is not None:
         confident = self_training.confident_labels(task.probs, task.thresholds, ignore)
-    res = L.training_labels(maps, answers, task.probs if task.sieve else None, knee=task.knee,
+    res = L.training_labels(maps, answers, task.probs if task.sieve else None, curve_points=task.curve_points,
                             min_size_px=task.min_size_px, ignore_label=ignore,
                             propagated=propagated, confident=confident)
     painted, labels = res.painted, res.labels

@@ -144,7 +144,7 @@ def build(config: StandinConfig = StandinConfig(), work_dir: Path | str = "work_
     t_data = time.perf_counter() - t0
     n = len(CATEGORY_NAMES)
     options = ModelOptions(num_classes=n, model_variant=config.model_variant,
-                           bn_momentum=config.batch_norm_decay)
+                           batch_norm_decay=config.batch_norm_decay)
     info = train(TrainConfig(
         train_logdir=str(base / "train"), tfrecord_dir=str(base / "tfrecord"), num_classes=n,
         model=options, training_number_of_steps=config.steps,
