@@ -82,6 +82,7 @@ SETTINGS="WORK_DIR JOB_NAME DATASET DATA_DIR IMAGE_SCALE ROUNDS CLICKS_PER_ROUND
   SAVE_INTERVAL_SECS DETERMINISTIC ANNOTATOR ANNOTATE_HOST ANNOTATE_PORT PRESELECT LEASE_SECS
   LABEL_STUDIO_URL LABEL_STUDIO_KEY_FILE LABEL_STUDIO_PYTHON LABEL_STUDIO_ROOT
   LABEL_STUDIO_POLL_SECS DROP_MISSING_ANSWERED STANDIN PYTHON LOCK_WAIT_SECS"
+TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on'  # TensorFlow's start-up notices (deeplab/parallel.py)
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
     --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
@@ -152,9 +153,9 @@ run_rounds() {
 
 # TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA
 # stub, "failed call to cuInit", the oneDNN banner) are kept out of the drivers' output; every
-# other line of stderr passes. TF_CPP_MIN_LOG_LEVEL=0 shows TensorFlow's own logging again.
+# other line of stderr passes (TF_NOISE, in the generated block above). TF_CPP_MIN_LOG_LEVEL=0
+# shows TensorFlow's own logging again.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
-TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on'
 # STAGE_LOG (a file): every script's wall time, CPU time and peak memory appended to it
 # (deeplab/experiment/stage_log.py; bash_files/paper_check.sh reads it).
 py() {

@@ -324,6 +324,11 @@ def prefetch(fn: Callable, items: Iterable, threads: int = 4) -> Iterator:
 
 
 DRIVER_ENV = "AL_DRIVER_PID"  # the driver shell's pid: a script it starts ends with it
+# TensorFlow's start-up notices on a machine without a GPU (the absl pre-init line, the CUDA stub,
+# "failed call to cuInit", the oneDNN banner), kept out of the drivers' output (an extended regular
+# expression: grep -E in bash_files/settings.sh, which is generated with it, and Python's re).
+TF_NOISE = (r"All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|"
+            r"cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on")
 
 
 def end_with_parent(parent_pid) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deeplab.errors import BadInput
+from deeplab import parallel
 from deeplab.experiment import budget_map, compare, settings
 from deeplab.parallel import DRIVER_ENV
 
@@ -49,11 +50,7 @@ DRIVER = {
     "PARALLEL_ARMS": ("1", "arms of a seed run at once after their shared warm-up, each into "
                       "logs/{job}.log (same results: docs/measured.md)"),
 }
-# TensorFlow's start-up notices on a machine without a GPU, kept out of the output of the scripts
-# this driver runs itself (bash_files/settings.sh keeps them out of the round drivers' output).
-TF_NOISE = re.compile(r"All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find "
-                      r"cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom "
-                      r"operations are on")
+TF_NOISE = re.compile(parallel.TF_NOISE)  # kept out of the output of the scripts run here
 ROUND_DRIVERS = ("bash_files/warm_up.sh", "bash_files/adaptive_superpixel.sh")
 STOP_WAIT_SECS = 60  # how long a stopped comparison waits for the drivers it stops
 

@@ -486,6 +486,10 @@ def bash_block() -> str:
             lines.append(f'{s.env}="${{{s.env}:-{bash_value(s.default)}}}"  # {allowed}{s.help}')
     envs = [s.env for s in TABLE if s.env]
     lines.append("SETTINGS=\"" + _wrap(envs, 96, "  ") + "\"")
+    from deeplab.parallel import TF_NOISE
+
+    assert "'" not in TF_NOISE
+    lines.append(f"TF_NOISE='{TF_NOISE}'  # TensorFlow's start-up notices (deeplab/parallel.py)")
     lines.append("init_experiment() {")
     flags = ['--job_dir "$JOB_DIR"', '--work_dir "$WORK_DIR"']
     flags += [f'--{s.field}="${s.env}"' for s in TABLE if s.env and s.field]  # "=": a value may start with -
