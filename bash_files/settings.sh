@@ -111,14 +111,16 @@ init_experiment() {
 # <<< end of the generated block
 JOB_DIR="$WORK_DIR/$JOB_NAME"
 # One driver per job (after init_experiment has checked JOB_NAME): a second driver started on the
-# same job stops at once. The lock is an flock on driver.lock, opened here on descriptor 9, which
-# this shell and the scripts it starts hold, so a killed driver leaves none behind, and an orphaned
-# script keeps it until it has ended (scripts end with their driver: deeplab.cli.follow_driver).
-# scripts/lock_driver.py takes it (deeplab/experiment/locks.py, beside the job's stage lock): a driver
-# started while the holder is a driver of this machine that no longer runs (killed, its stage still
-# shutting down) waits for the lock, up to LOCK_WAIT_SECS, instead of refusing.
+# same job stops at once. The lock is the job's one lock (job.lock, which a script run by hand takes
+# too), opened here on descriptor 9, which this shell and the scripts it starts hold (AL_JOB_LOCK_FD
+# names it to them), so a killed driver leaves none behind, and an orphaned script keeps it until it
+# has ended (scripts end with their driver: deeplab.cli.follow_driver). scripts/lock_driver.py takes
+# it (deeplab/experiment/locks.py): a driver started while the holder is a driver of this machine
+# that no longer runs (killed, its stage still shutting down) waits for the lock, up to
+# LOCK_WAIT_SECS, instead of refusing.
 lock_job() {
-  exec 9>> "$JOB_DIR/driver.lock"
+  exec 9>> "$JOB_DIR/job.lock"
+  export AL_JOB_LOCK_FD=9
   "$PYTHON" scripts/lock_driver.py --driver_fd 9 --job_dir "$JOB_DIR" --driver_pid $$ \
     --wait_secs "$LOCK_WAIT_SECS"
 }

@@ -137,10 +137,25 @@ def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_roo
         assert first.stdout.readline().strip() == "locked"
         out = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "locked" not in out.stdout
-        assert f"job {exp.job_dir} is being run by another driver (pid {first.pid}" in out.stderr
+        assert f"job {exp.job_dir} is being run by another driver or script (pid {first.pid}" in out.stderr
+        # one lock per job: a stage run by hand meanwhile is refused too, naming the driver ...
+        out = subprocess.run([sys.executable, "scripts/annotate_regions.py", "--job_dir", str(exp.job_dir),
+                              "--round", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and f"is being run by another process (pid {first.pid}" in out.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+    # ... while a stage the driver starts, directly or under the STAGE_LOG wrapper, runs under the
+    # lock its driver holds, which still names the driver
+    take = (f"from deeplab.experiment.locks import job_lock\nwith job_lock({str(exp.job_dir)!r}):\n"
+            "    print('stage ran')")
+    for run in ('"$PYTHON" -c "$TAKE"', f'"$PYTHON" -m deeplab.experiment.stage_log --log {tmp_path}/s.jsonl -- -c "$TAKE"'):
+        inside = script.replace("echo locked; sleep 60", f'echo locked; {run}; echo $$; cat "$JOB_DIR/job.lock"')
+        out = subprocess.run(["bash", "-c", inside], cwd=ROOT, env=dict(os.environ, TAKE=take),
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:2] == ["locked", "stage ran"] and lines[3].startswith(f"pid {lines[2]} on ")
     out = subprocess.run(["bash", "-c", script.replace("sleep 60", "true")], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "locked"

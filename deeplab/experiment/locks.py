@@ -1,12 +1,15 @@
-"""Locks in the job folder: one driver runs a job at a time, one process runs its stages, one
-serves a round's answers. Each is an `flock` on a file, held by the open file itself: a process
-that dies, however it dies, leaves nothing stuck (the kernel drops the lock with the last process
-holding the file open).
+"""Locks in the job folder: one lock per job (`job.lock`: one driver runs the job, one process its
+stages) and one per round's answers (one process serves them). Each is an `flock` on a file, held
+by the open file itself: a process that dies, however it dies, leaves nothing stuck (the kernel
+drops the lock with the last process holding the file open).
 
-The driver's lock (`driver.lock`) is held by the driver's shell for all of its run: the shell opens
-the file on a descriptor that every script it starts inherits, and this module takes the lock on
-that descriptor (scripts/lock_driver.py, which bash_files/settings.sh's lock_job runs). An flock belongs to the open file, not to the process that took it, so the lock stays
-with the shell after the helper exits, and with a script the shell started until that ends."""
+A round driver holds its job's lock for all of its run: its shell opens `job.lock` on a descriptor
+that every script it starts inherits (bash_files/settings.sh's lock_job, naming it in
+AL_JOB_LOCK_FD), and scripts/lock_driver.py takes the lock on that descriptor. An flock belongs to
+the open file, not to the process that took it, so the lock stays with the shell after the helper
+exits, and with a script the shell started until that ends. A script that runs stages takes the
+same lock (job_lock): through the inherited descriptor when its driver holds it, else on its own.
+"""
 
 from __future__ import annotations
 
@@ -46,30 +49,59 @@ def hold(path: Path | str, busy):
         os.close(fd)
 
 
+JOB_LOCK = "job.lock"
+LOCK_FD_ENV = "AL_JOB_LOCK_FD"  # the descriptor on which a round driver holds its job's lock
+
+
+def _inherited(path: Path) -> int | None:
+    """The descriptor, inherited from the driver that started this process, on which that driver
+    holds the lock file `path` (the same file, checked by device and inode); None otherwise."""
+    fd = os.environ.get(LOCK_FD_ENV, "")
+    if not fd.isdigit():
+        return None
+    try:
+        a, b = os.fstat(int(fd)), os.stat(path)
+    except OSError:
+        return None
+    return int(fd) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) else None
+
+
+def _busy(job_dir, holder: str) -> str:
+    return (f"job {job_dir} is being run by another process ({holder}): wait for it to finish or "
+            "stop it, then run again (a stopped process leaves no lock behind)")
+
+
+@contextlib.contextmanager
 def job_lock(job_dir: Path | str):
-    """One process runs stages of a job at a time (two would both append a round's answers)."""
-    return hold(Path(job_dir) / "job.lock", lambda holder: (
-        f"job {job_dir} is being run by another process ({holder}): wait for it to finish or "
-        "stop it, then run again (a stopped process leaves no lock behind)"))
-
-
-DRIVER_LOCK = "driver.lock"
+    """One process runs stages of a job at a time (two would both append a round's answers): the
+    job's lock, held for the block, or already held for it by the driver that started it."""
+    path = Path(job_dir) / JOB_LOCK
+    fd = _inherited(path)
+    if fd is None:
+        with hold(path, lambda holder: _busy(job_dir, holder)):
+            yield
+        return
+    try:  # the driver's own lock (the same open file): taking it again changes nothing
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise CannotContinue(_busy(job_dir, path.read_text(errors="replace").strip())) from None
+    yield
 
 
 def lock_driver(fd: int, job_dir: Path | str, driver_pid: int, wait_secs: float) -> None:
-    """Takes the driver's lock of `job_dir` on `fd` (the driver's own open `driver.lock`) for the
+    """Takes the lock of `job_dir` on `fd` (the driver's own open `job.lock`) for the
     driver `driver_pid`. Another driver holding it stops this one. A holder named in the file that
     was a driver of this machine and no longer runs (killed, a stage it started still ending)
     is waited for, up to `wait_secs`, and then named as the cause."""
-    path = Path(job_dir) / DRIVER_LOCK
+    path = Path(job_dir) / JOB_LOCK
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = path.read_text(errors="replace").strip() or "another driver"
         m = re.fullmatch(r"pid (\d+) on (.*) since .*", holder)
         if not (m and m[2] == socket.gethostname() and not Path(f"/proc/{m[1]}").exists()):
-            raise CannotContinue(f"job {job_dir} is being run by another driver ({holder}): wait "
-                                 "for it to finish or stop it, then run again") from None
+            raise CannotContinue(f"job {job_dir} is being run by another driver or script ({holder}): "
+                                 "wait for it to finish or stop it, then run again") from None
         print(f"job {job_dir}: its last driver (pid {m[1]}) is gone; waiting up to {wait_secs:g} s "
               "for its stage to end", file=sys.stderr, flush=True)
         deadline = time.monotonic() + wait_secs
