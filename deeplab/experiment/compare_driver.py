@@ -138,18 +138,15 @@ class Comparison:
         command = list(args)
         if self.stage_log and command[0] != "scripts/run_round.py":
             command = ["-m", "deeplab.experiment.stage_log", "--log", self.stage_log, "--", *command]
-        proc = subprocess.Popen([env["PYTHON"], *command], cwd=ROOT, env=env, text=True,
+        proc = subprocess.Popen([env["PYTHON"], *command], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
                                 preexec_fn=_end_with_this_process)
-        out: list[str] = []
+        out: list[bytes] = []
         reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True) if capture else None
         if reader:
             reader.start()
         try:
-            for line in proc.stderr:
-                if not TF_NOISE.search(line):
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
+            _pass_stderr(proc.stderr.fileno())
             status = proc.wait()
         except BaseException:
             _end([proc])
@@ -158,7 +155,7 @@ class Comparison:
             reader.join()
         if status:
             raise SystemExit(status)
-        return "".join(out)
+        return b"".join(out).decode(errors="replace")
 
     def init_job(self, env: dict) -> None:
         self.script("scripts/init_experiment.py", *settings.init_flags(env), env=env)
@@ -335,6 +332,25 @@ class Comparison:
         for name in ("budget_map.csv", "budget_map.png", "budget_map.md"):
             print(self.dir / name)
         return 0
+
+
+def _pass_stderr(fd: int) -> None:
+    """Copies a script's stderr to this one's until it closes, line by line, without TensorFlow's
+    start-up notices; a progress bar's redraw (a piece ending in a carriage return) passes at once."""
+    pending = b""
+    while chunk := os.read(fd, 65536):
+        pending += chunk
+        pieces = re.split(rb"(?<=[\r\n])", pending)
+        pending = pieces.pop()  # the unfinished piece (b"" after a line end)
+        _write_stderr(pieces)
+    _write_stderr([pending])
+
+
+def _write_stderr(pieces: list[bytes]) -> None:
+    shown = [p for p in pieces if p and not TF_NOISE.search(p.decode(errors="replace"))]
+    if shown:
+        sys.stderr.buffer.write(b"".join(shown))
+        sys.stderr.buffer.flush()
 
 
 def _results_table(log: str) -> str:
