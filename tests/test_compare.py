@@ -596,3 +596,20 @@ def test_parallel_arms_refuses_a_bad_count(tmp_path, data_root):
                          text=True, timeout=300)
     assert out.returncode == 2 and "PARALLEL_ARMS must be a whole number" in out.stderr
     assert not (tmp_path / "compare").exists()
+
+
+def test_the_drivers_stderr_filter_keeps_progress_redraws_and_drops_tensorflow_notices(capfd):
+    """What the comparison passes of a script's stderr: every byte but TensorFlow's start-up
+    notices, a progress bar's carriage-return redraws as they come (not turned into new lines),
+    a last line without its end too."""
+    import os
+
+    from deeplab.experiment import compare_driver
+
+    r, w = os.pipe()
+    os.write(w, b"train:  10%\rtrain:  20%\r\nE0000 cuda_platform.cc:51] failed call to cuInit: UNKNOWN\n"
+                b"round 0: eval done\nlast")
+    os.close(w)
+    compare_driver._pass_stderr(r)
+    os.close(r)
+    assert capfd.readouterr().err == "train:  10%\rtrain:  20%\r\nround 0: eval done\nlast"
