@@ -305,9 +305,9 @@ def describe_stage(stage: str, info: dict) -> str:
 def run_stage(job_dir, t: int, stage: str, fn=None) -> int:
     """Runs one stage of round t unless its manifest says it is complete; records it. `fn(exp, t)`
     is the stage's work (None: the registry's, imported only when the stage has work to do)."""
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
-    exp = Experiment.open(job_dir)
+    exp = Job.open(job_dir)
     if not 0 <= t < exp.config.rounds:
         print(f"round {t} is outside 0..{exp.config.rounds - 1} (ROUNDS={exp.config.rounds})")
         return 2

@@ -128,7 +128,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
     from deeplab import parallel
     from deeplab.experiment import simulated, stages, tasks
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
     job = work / f"{kind}{workers}" / "job"
     shutil.rmtree(job.parent, ignore_errors=True)
@@ -138,7 +138,7 @@ def run_config(kind: str, workers: int, data: Path, work: Path, args) -> dict:
         num_superpixels=args.num_superpixels, regions="adaptive", acquisition="class_balanced",
         sieve=True, num_workers=workers, executor=kind).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     standin = StandInPredictor(exp.descriptor, exp.samples)
     stages.predictor_for_round = lambda e, t: standin
     decode = DecodeClock.once()

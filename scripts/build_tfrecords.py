@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     out = Path(args.output_dir) if args.output_dir else None
     exp = None
     if args.job_dir:
-        from deeplab.experiment.job import Experiment
+        from deeplab.experiment.job import Job
 
-        exp = Experiment.open(args.job_dir)
+        exp = Job.open(args.job_dir)
         args.dataset, args.dataset_dir = exp.config.dataset, str(exp.data_root)
         args.num_workers, args.executor = exp.config.num_workers, exp.config.executor
         out = out or exp.val_tfrecord_dir

@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     exp = None
     if args.job_dir:
-        from deeplab.experiment.job import Experiment
+        from deeplab.experiment.job import Job
 
-        exp = Experiment.open(args.job_dir)
+        exp = Job.open(args.job_dir)
         c = exp.config
         args.dataset, args.dataset_dir, args.method = c.dataset, str(exp.data_root), c.superpixel_method
         args.num_superpixels = c.num_superpixels or None

@@ -19,10 +19,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from deeplab import io_utils
     from deeplab.active import acquisition
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.answers import timed_answer_features
 
-    exp = Experiment.open(args.job_dir)
+    exp = Job.open(args.job_dir)
     features, seconds = timed_answer_features(exp)
     model = acquisition.fit_cost_model(features, seconds)
     out = Path(args.out) if args.out else exp.job_dir / "cost_model.json"

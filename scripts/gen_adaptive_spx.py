@@ -49,11 +49,11 @@ def main(argv=None) -> int:
         if args.round is None:
             p.error("--job_dir needs --round")
         if args.repair:
-            from deeplab.experiment.job import Experiment
+            from deeplab.experiment.job import Job
             from deeplab.experiment.stages import repair_round_regions
 
             def repair():
-                print(json.dumps(repair_round_regions(Experiment.open(args.job_dir), args.round)))
+                print(json.dumps(repair_round_regions(Job.open(args.job_dir), args.round)))
                 return 0
 
             return cli.guarded(repair, what=f"round {args.round}: repair of the maps")

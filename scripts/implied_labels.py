@@ -24,11 +24,11 @@ def measure(job_dir: str, t: int, eps_list, hops_list, shares, progress: bool = 
     from deeplab.active import metrics, propagation, self_training
     from deeplab.errors import BadInput
     from deeplab.experiment import region_maps
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.stages import predictor_for_round
     from deeplab.parallel import prefetch
 
-    exp = Experiment.open(job_dir)
+    exp = Job.open(job_dir)
     if t < 1:
         raise BadInput("round 0 has no model before it: give --round 1 or later")
     exp.require(t, "annotate")

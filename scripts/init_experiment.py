@@ -46,7 +46,7 @@ WHO = {"oracle": "the oracle", "human": "people in a browser",
 def main(argv=None) -> int:
     from deeplab.experiment import settings as table
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--job_dir", required=True, help="the job folder (WORK_DIR/JOB_NAME)")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     if not settings.get("cache_dir") and work_dir is not None:
         settings["cache_dir"] = str(Path(work_dir) / "cache")
     config = ExperimentConfig(**settings).validate()
-    exp = Experiment(config)
+    exp = Job(config)
     _check_job_dir(Path(config.job_dir), work_dir, exp.data_root)
     from deeplab import cli
 

@@ -58,9 +58,9 @@ def main(argv=None) -> int:
         return cli.guarded(_server, args)
 
     from deeplab.annotate import label_studio
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
-    exp = Experiment.open(args.job_dir)
+    exp = Job.open(args.job_dir)
     if args.command == "export":
         out = args.out or exp.round_dir(args.round) / "label_studio" / "tasks.json"
         info = label_studio.export_round(exp, args.round, out, args.image_url_prefix,

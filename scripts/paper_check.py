@@ -134,14 +134,14 @@ def build_report(check_dir: Path, max_images: int) -> dict:
     import tensorflow as tf
 
     from deeplab.experiment import stage_log
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
     main_dir, repeat_dir = check_dir / "main", check_dir / "repeat"
     for d in (main_dir, repeat_dir):
         if not (d / "config.json").is_file():
             raise MissingFile(f"{d} holds no job: run `bash bash_files/paper_check.sh` (it "
                               "writes the check folder this report reads)")
-    exp = Experiment.open(main_dir)
+    exp = Job.open(main_dir)
     rounds = [t for t in range(exp.config.rounds) if exp.done(t, "train")]
     if not rounds:
         raise CannotContinue(f"{main_dir}: no round finished training; run paper_check.sh again")

@@ -56,7 +56,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
 
     from deeplab.experiment import tasks
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.stages import select_stage
 
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=False, splits=False,
@@ -71,7 +71,7 @@ def human_job(tmp_path, synth_root, clicks=5, class_names=None, **kw):
                               superpixel_size_px=128.0,
                               **{"annotator": "human", "seed": 1, "num_workers": 1, **kw}).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_stage(exp, 0, progress=False))
     return exp
@@ -81,7 +81,7 @@ def human_job_from(exp, tmp_path, clicks=40):
     """A new human job on the data root of `exp` (after its images changed)."""
     from deeplab.experiment import tasks
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.stages import select_stage
 
     config = ExperimentConfig(job_dir=str(tmp_path / "job2"), dataset="folder",
@@ -89,7 +89,7 @@ def human_job_from(exp, tmp_path, clicks=40):
                               superpixel_method="slic", superpixel_size_px=128.0, annotator="human",
                               seed=1, num_workers=1).validate()
     config.save_or_check()
-    new = Experiment(config)
+    new = Job(config)
     tasks.extract_base(new.descriptor, new.samples, new.base_dir, "slic", 128.0, progress=False)
     new.mark(0, "select", select_stage(new, 0, progress=False))
     return new

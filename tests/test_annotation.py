@@ -14,7 +14,7 @@ from helpers import human_job, make_folder_dataset
 
 from deeplab.experiment import ledger
 from deeplab.experiment.settings import ExperimentConfig
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.stages import select_stage
 
 ROOT = Path(__file__).parents[1]
@@ -225,7 +225,7 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
                               seed=4, cost_model="measured", click_cost_model=str(saved),
                               num_workers=1).validate()
     config.save_or_check()
-    priced = Experiment(config)
+    priced = Job(config)
     info = select_stage(priced, 0, progress=False)
     chosen = json.loads((priced.round_dir(0) / "selection.json").read_text())["regions"]
     assert info["spent"] == sum(q["cost"] for q in chosen) <= 40 and info["cost_model"]["file"] == str(saved)

@@ -151,9 +151,9 @@ def test_real_street_scenes_through_warm_up_and_an_adaptive_round(tmp_path):
         if script == "warm_up.sh":
             assert "WARNING" not in out.stderr, out.stderr[-2000:]
             assert "6 maps written, 0 already there; 165.0 regions per image (169.0 asked, 98 %)" in out.stdout
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
-    exp = Experiment.open(tmp_path / "work" / "cv")
+    exp = Job.open(tmp_path / "work" / "cv")
     assert len(exp.samples) == 6 and exp.descriptor.scale == 0.5
     base = exp.load_map(0, exp.samples[0].name)
     assert base.shape == (180, 240)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from deeplab.experiment import budget_map, compare
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.results import iou_column
 from deeplab.active import labels as L
 
@@ -90,7 +90,7 @@ def test_compare_writes_csv_png_md(compared):
     assert "iou_road" in rows[0] and "label_noise_after_sieve" in rows[0]
     full = [r for r in rows if r["arm"] == "full"]
     assert len(full) == 1 and full[0]["round"] == ""
-    base_total = Experiment.open(cmp_dir / "random_s3").base_regions_total()
+    base_total = Job.open(cmp_dir / "random_s3").base_regions_total()
     assert int(full[0]["clicks"]) == base_total  # every base superpixel asked once
     budget = round(0.05 * base_total)
     for arm in AL_ARMS:
@@ -143,7 +143,7 @@ def test_compare_writes_csv_png_md(compared):
     p9 = next(ln for ln in md.splitlines() if ln.startswith("| P9 |"))
     assert "road" in p9 and "% (" in p9  # the frequent classes by the reference's val pixels
     for arm in AL_ARMS:
-        job = Experiment.open(cmp_dir / "numerics_onednn0" / f"{arm}_s3")
+        job = Job.open(cmp_dir / "numerics_onednn0" / f"{arm}_s3")
         assert job.done(1, "eval") and job.config.rounds == 2
     assert not (cmp_dir / "numerics_onednn0" / "full_s3").exists()
     assert "| merge_bound - random |" in md and "of 1)" in md
@@ -162,7 +162,7 @@ def test_every_round_starts_from_the_stand_in_backbone(compared):
     meta = json.loads(built[0].with_suffix(".json").read_text())
     assert meta["categories"][0] == "flat" and len(meta["categories"]) == 7
     for arm in ("full",) + AL_ARMS:
-        exp = Experiment.open(cmp_dir / f"{arm}_s3")
+        exp = Job.open(cmp_dir / f"{arm}_s3")
         assert exp.config.init_checkpoint == str(built[0])
     cfg = json.loads((cmp_dir / "full_s3" / "round_00" / "train" / "train_config.json").read_text())
     assert cfg["tf_initial_checkpoint"] == str(built[0])
@@ -172,7 +172,7 @@ def test_every_round_starts_from_the_stand_in_backbone(compared):
 def test_arms_run_their_modes(compared):
     cmp_dir = compared[0]
     for arm in AL_ARMS:
-        exp = Experiment.open(cmp_dir / f"{arm}_s3")
+        exp = Job.open(cmp_dir / f"{arm}_s3")
         regions, acq, sieve, propagate, self_train = compare.ARMS[arm]
         c = exp.config
         assert (c.regions, c.acquisition, int(c.sieve), c.warm_start) == (regions, acq, sieve, True)
@@ -207,7 +207,7 @@ def test_merge_bound_merges_with_the_reference_model(compared):
     from deeplab.training.inference import Predictor
 
     cmp_dir = compared[0]
-    exp = Experiment.open(cmp_dir / "merge_bound_s3")
+    exp = Job.open(cmp_dir / "merge_bound_s3")
     assert Path(exp.config.merge_model) == cmp_dir / "full_s3" / "round_00" / "train"
     sample = exp.samples[0]
     # the pipeline's first batch (4 images in order), so the floats are computed alike
@@ -227,8 +227,8 @@ def test_identical_labels_give_identical_weights_across_processes(budget_mapped)
     """The warm-up round of random (default mode) and of paper at the same budget (the budget
     map, another process): the same labels, the same weights to the last bit, the same scores."""
     cmp_dir, out, _, _ = budget_mapped
-    ref = Experiment.open(cmp_dir / "random_s3")
-    other = Experiment.open(cmp_dir / "budget_5pct" / "paper_s3")
+    ref = Job.open(cmp_dir / "random_s3")
+    other = Job.open(cmp_dir / "budget_5pct" / "paper_s3")
     assert ref.config.clicks_per_round == other.config.clicks_per_round
     assert "paper_s3: warm-up round shared" not in out.stdout  # trained, not copied
     with np.load(ref.round_dir(0) / "train" / "final_weights.npz") as a, \
@@ -245,7 +245,7 @@ def test_collapse_warning_reaches_the_output(compared):
     """The driver prints the regions stage's collapse warning exactly when its manifest has one
     (when it is given: tests/test_experiment.py)."""
     cmp_dir, out, _, _ = compared
-    m = Experiment.open(cmp_dir / "merge_bound_s3").manifest(1)["regions"]
+    m = Job.open(cmp_dir / "merge_bound_s3").manifest(1)["regions"]
     assert ("warning" in m) == ("WARNING: round 1: the adaptive merge left" in out.stderr)
     assert ("warning" in m) == ("too weak for eps=0.02" in out.stderr)
     # TensorFlow's start-up notices are kept out of the drivers' output
@@ -274,8 +274,8 @@ def test_shared_warm_up_equals_own(budget_mapped, tmp_path):
     budget map (shared from paper) against random in the default mode (trained by its process);
     and share_warm_up leaves alone a job whose source has not finished or which has its own."""
     cmp_dir, out, _, _ = budget_mapped
-    shared = Experiment.open(cmp_dir / "budget_5pct" / "random_s3")
-    own = Experiment.open(cmp_dir / "random_s3")
+    shared = Job.open(cmp_dir / "budget_5pct" / "random_s3")
+    own = Job.open(cmp_dir / "random_s3")
     assert f"{shared.job_dir}: warm-up round shared from {cmp_dir / 'budget_5pct' / 'paper_s3'}" in out.stdout
     ms, mo = shared.manifest(0), own.manifest(0)
     for stage in ("select", "annotate", "data", "eval"):
@@ -397,7 +397,7 @@ def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
     from deeplab.viz.views import render_view
 
     cmp_dir = compared[0]
-    exp = Experiment.open(cmp_dir / "merge_bound_s3")
+    exp = Job.open(cmp_dir / "merge_bound_s3")
     session = RoundSession(exp, 1)
     earlier = exp.ledger.by_image(upto_round=0)
     checked = {"hatched": 0, "beside": 0, "plain": 0}
@@ -512,7 +512,7 @@ def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
         folder = cmp_dir / compare.budget_folder(budget)
         assert (folder / "comparison.md").is_file()
         for arm in ("random", "paper"):
-            exp = Experiment.open(folder / f"{arm}_s3")
+            exp = Job.open(folder / f"{arm}_s3")
             assert exp.config.clicks_percent == pytest.approx(100 * share)
             mine = [r for r in rows if r["budget"] == budget and r["arm"] == arm]
             assert [r["round"] for r in mine] == ["0", "1"]
@@ -522,7 +522,7 @@ def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
                 ev = json.loads((exp.round_dir(int(r["round"])) / "eval.json").read_text())
                 assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
         # the arms of one budget share its warm-up round
-        rows0 = [[r for r in Experiment.open(folder / f"{a}_s3").ledger.read() if r["round"] == 0]
+        rows0 = [[r for r in Job.open(folder / f"{a}_s3").ledger.read() if r["round"] == 0]
                  for a in ("random", "paper")]
         assert rows0[0] == rows0[1]
     ref = [r for r in rows if r["arm"] == "full"]
@@ -586,7 +586,7 @@ def test_parallel_arms_run_in_the_background_after_the_shared_warm_up(budget_map
         assert f"=== cmp: finished, {log}" in out.stdout
         text = log.read_text()
         assert "round 1: train done" in text and "round 0: train done" not in text
-        exp = Experiment.open(cmp_dir / "budget_10pct" / f"{arm}_s3")
+        exp = Job.open(cmp_dir / "budget_10pct" / f"{arm}_s3")
         assert (exp.round_dir(1) / "eval.json").is_file()
 
 

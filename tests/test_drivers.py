@@ -63,9 +63,9 @@ def test_folder_with_labels_through_both_drivers(tmp_path, synth_root):
     job = tmp_path / "work" / "mine"
     rows = (job / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("round,clicks,miou")
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
-    exp = Experiment.open(job)
+    exp = Job.open(job)
     for t, line in enumerate(rows[1:]):  # measured on splits/val.txt: the round's eval.json
         ev = json.loads((exp.round_dir(t) / "eval.json").read_text())
         assert float(line.split(",")[2]) == pytest.approx(100 * ev["miou"], abs=0.006)
@@ -121,9 +121,9 @@ def test_unlabelled_folder_round_answered_through_the_page(tmp_path, synth_root)
     assert proc.returncode == 0, log[-4000:]
     assert len(answers) == 8 and "round 0: every queried region is answered" in log
     job = tmp_path / "work" / "mine"
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
-    rows = Experiment.open(job).ledger.read()
+    rows = Job.open(job).ledger.read()
     assert [(r["image"], r["region"], r["answer"]) for r in rows] == answers
     assert "no val split" in log and "not evaluated" in log
     table = log[log.index("round  clicks"):]

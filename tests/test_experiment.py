@@ -15,7 +15,7 @@ import pytest
 from deeplab import cli
 from deeplab.experiment import simulated, stages, tasks
 from deeplab.experiment.settings import MODEL_VARIANTS, ExperimentConfig
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.stages import select_stage
 from deeplab.active import labels as L
 
@@ -47,7 +47,7 @@ def finished_job(tmp_path_factory, synth_root):
     job = tmp_path_factory.mktemp("job") / "demo"
     config = _config(job, synth_root).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     build_data.build_split(exp.descriptor, exp.descriptor.list_split(synth_root, "val"),
                            exp.val_tfrecord_dir, "val", num_shards=2, progress=False)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
@@ -55,7 +55,7 @@ def finished_job(tmp_path_factory, synth_root):
     _run(job, 1, ("regions",) + ALL)
     from deeplab.experiment.results import write_results
 
-    write_results(Experiment.open(job))
+    write_results(Job.open(job))
     return job
 
 
@@ -95,19 +95,19 @@ def test_results_are_written_again_only_when_they_change(finished_job, tmp_path)
     table, curve = job / "results.csv", job / "al_curve.png"
     before = table.read_bytes()
     curve.write_bytes(b"not drawn again")
-    write_results(Experiment.open(job))
+    write_results(Job.open(job))
     assert table.read_bytes() == before and curve.read_bytes() == b"not drawn again"
     curve.unlink()
-    write_results(Experiment.open(job))
+    write_results(Job.open(job))
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table.write_bytes(before.replace(b"round", b"stale", 1))
     curve.write_bytes(b"stale")
-    write_results(Experiment.open(job))
+    write_results(Job.open(job))
     assert table.read_bytes() == before and curve.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_budget_and_no_region_asked_twice(finished_job):
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     rows = exp.ledger.read()
     for t in (0, 1):
         spent = sum(r["cost"] for r in rows if r["round"] == t)
@@ -139,7 +139,7 @@ def test_budget_and_no_region_asked_twice(finished_job):
 
 
 def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     ledger = exp.ledger.path.read_text()
     sel = (exp.round_dir(1) / "selection.json").read_text()
     labels = {p: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")}
@@ -170,7 +170,7 @@ def test_resume_after_crash_equals_uninterrupted(finished_job, tmp_path):
 
 
 def test_budget_larger_than_pool_takes_the_pool(finished_job, capsys):
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     exp.config.clicks_per_round = 10**6
     info = select_stage(exp, 1)
     assert info["exhausted"] and info["spent"] == info["pool"]
@@ -201,7 +201,7 @@ def test_merge_settings_do_not_bind_a_job_on_other_regions(tmp_path, synth_root)
 
 
 def test_budget_as_a_share_of_base_superpixels(finished_job):
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     total = exp.base_regions_total()
     assert total == sum(exp.load_map(0, s.name).max() + 1 for s in exp.samples)
     exp.config.clicks_percent = 2.5
@@ -259,7 +259,7 @@ def test_superpixel_scripts_standalone(finished_job, synth_root, tmp_path):
                           "--split", "val", "--output_dir", str(tmp_path / "oracle")], **run)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list((tmp_path / "oracle" / "synth").glob("*.npz"))) == 13
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     out = subprocess.run(["python", "scripts/gen_adaptive_spx.py", "--dataset_dir", str(synth_root),
                           "--checkpoint_dir", str(exp.round_dir(0) / "train"), "--base_dir", str(exp.base_dir),
                           "--output_dir", str(tmp_path / "adaptive"), "--eps", "0.02",
@@ -291,7 +291,7 @@ def test_collapse_warning_names_the_cause():
 def test_results_table_is_aligned(finished_job):
     from deeplab.experiment.results import format_results, results_rows
 
-    lines = format_results(results_rows(Experiment.open(finished_job))).splitlines()
+    lines = format_results(results_rows(Job.open(finished_job))).splitlines()
     assert len(lines) == 3 and len({len(line) for line in lines}) == 1
     # cells (separated by two spaces or more) end at the same place in every line
     import re
@@ -316,7 +316,7 @@ def _copy_job(finished_job, dest, drop_round=None, **settings):
     config = json.loads((dest / "config.json").read_text())
     config.update(settings)
     (dest / "config.json").write_text(json.dumps(config))
-    return Experiment.open(dest)
+    return Job.open(dest)
 
 
 def _round_outputs(exp, t):
@@ -334,23 +334,23 @@ def test_round_on_two_workers_equals_serial_round(finished_job, tmp_path):
     run. (On Ray: a two-node cluster below; a local Ray's start in tests/test_executor.py.)"""
     exp = _copy_job(finished_job, tmp_path / "elsewhere" / "renamed", drop_round=1,
                     executor="local", num_workers=2)
-    assert exp.base_dir != Experiment.open(finished_job).base_dir  # its own cache
+    assert exp.base_dir != Job.open(finished_job).base_dir  # its own cache
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0,
                       executor=exp.executor(), progress=False)
     _run(exp.job_dir, 1, ("regions", "select", "annotate", "data"))
     rows, labels, maps = _round_outputs(exp, 1)
-    ref_rows, ref_labels, ref_maps = _round_outputs(Experiment.open(finished_job), 1)
+    ref_rows, ref_labels, ref_maps = _round_outputs(Job.open(finished_job), 1)
     assert rows == ref_rows and labels == ref_labels
     for name in ref_maps:
         np.testing.assert_array_equal(maps[name], ref_maps[name])
-    assert exp.manifest(1)["data"] == Experiment.open(finished_job).manifest(1)["data"]
+    assert exp.manifest(1)["data"] == Job.open(finished_job).manifest(1)["data"]
 
 
 def test_job_reached_by_another_path_keeps_its_settings(finished_job, tmp_path, synth_root):
     rel = os.path.relpath(finished_job)
     _config(rel, synth_root).save_or_check()
     _config(finished_job.resolve(), os.path.relpath(synth_root)).save_or_check()
-    assert Experiment.open(rel).config.job_dir == rel
+    assert Job.open(rel).config.job_dir == rel
 
 
 def test_round_tfrecords_are_deleted_after_eval_and_rebuilt_on_need(finished_job, tmp_path):
@@ -413,7 +413,7 @@ def test_partial_val_tfrecords_are_refused_and_rebuilt(finished_job, tmp_path, s
     assert "partial" in out.stdout
     assert tfrecord.meta_matches(exp.val_tfrecord_dir, "val", [s.name for s in val])
     assert eval_stage(exp, 1, progress=False)["miou"] == pytest.approx(
-        Experiment.open(finished_job).manifest(1)["eval"]["miou"])
+        Job.open(finished_job).manifest(1)["eval"]["miou"])
     # A list that grew: the records no longer cover it.
     with pytest.raises(ValueError, match="hold 13 images.*list has 12"):
         tfrecord.check_meta(exp.val_tfrecord_dir, "val", [s.name for s in val[:12]], fix="rebuild")
@@ -450,7 +450,7 @@ def _folder_job(tmp_path, synth_root, **kw):
                               superpixel_method="slic", superpixel_size_px=128.0,
                               **{"seed": 1, "num_workers": 1, **kw}).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     for stage, fn in (("select", stages.select_stage), ("annotate", simulated.oracle_round)):
         assert cli.run_stage(exp.job_dir, 0, stage, lambda e, t: fn(e, t, progress=False)) == 0
@@ -530,7 +530,7 @@ def test_regions_stage_resumed_after_its_last_map_records_the_same_figures(finis
     of the uninterrupted stage."""
     from deeplab.experiment import stages
 
-    whole = Experiment.open(finished_job).manifest(1)["regions"]
+    whole = Job.open(finished_job).manifest(1)["regions"]
     exp = _copy_job(finished_job, tmp_path / "w" / "job", cache_dir=str(finished_job.parent / "cache"))
     manifest = exp.manifest(1)
     del manifest["regions"]
@@ -601,7 +601,7 @@ def test_oracle_and_base_regions_from_a_trained_model(finished_job, tmp_path):
     from deeplab.experiment import region_maps
     from deeplab.training.inference import Predictor
 
-    exp = Experiment.open(finished_job)
+    exp = Job.open(finished_job)
     samples = exp.samples[:3]
     predictor = Predictor.from_train_dir(exp.round_dir(0) / "train")
     probs = dict(predictor.stream((s.name, exp.descriptor.read_image(s)) for s in samples))
@@ -682,7 +682,7 @@ def test_a_round_on_a_two_node_ray_cluster_equals_the_serial_run_and_survives_a_
         node = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         monkeypatch.setenv("RAY_ADDRESS", cluster.address)
-        ref = Experiment.open(finished_job)
+        ref = Job.open(finished_job)
         ref_rows, ref_labels, ref_maps = _round_outputs(ref, 1)
         ref_selection = (ref.round_dir(1) / "selection.json").read_text()
 
@@ -762,7 +762,7 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     config = _config(job, synth_root, clicks_per_round=40, propagate=True, propagate_eps=0.3,
                      propagate_hops=2, self_train=True, self_train_share=0.3).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
     _run(job, 0, ("select", "annotate", "data"))
     assert not (exp.round_dir(0) / "label_source").exists()  # round 0 has no model: neither mechanism
@@ -814,7 +814,7 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     _run(job, 1, ("data",))
     assert {p.name: p.read_bytes() for p in (exp.round_dir(1) / "labels").rglob("*.png")} == before
     assert (exp.round_dir(1) / "propagated.json").read_bytes() == saved
-    assert Experiment.open(job).manifest(1)["data"] == info
+    assert Job.open(job).manifest(1)["data"] == info
     # scripts/implied_labels.py measures the same propagation at the job's settings
     import importlib.util
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).parents[1]
                                          ("\udcff", "is not")])
 def test_a_damaged_manifest_or_config_is_named_with_the_fix(tmp_path, synth_root, text, words):
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
 
     exp = human_job(tmp_path, synth_root)
     manifest = exp.round_dir(0) / "manifest.json"
@@ -29,7 +29,7 @@ def test_a_damaged_manifest_or_config_is_named_with_the_fix(tmp_path, synth_root
     manifest.write_bytes(kept)
     config = exp.job_dir / "config.json"
     config.write_bytes(text.encode("utf-8", "surrogateescape"))
-    for call in (lambda: ExperimentConfig.load(exp.job_dir), lambda: Experiment.open(exp.job_dir)):
+    for call in (lambda: ExperimentConfig.load(exp.job_dir), lambda: Job.open(exp.job_dir)):
         with pytest.raises(ValueError, match="config.json " + words + r".*new JOB_NAME"):
             call()
 
@@ -52,7 +52,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
     from deeplab import io_utils
     from deeplab.experiment import tasks
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.stages import select_stage
     from helpers import make_folder_dataset
 
@@ -69,7 +69,7 @@ def test_an_image_name_of_250_characters_goes_through_the_cache(tmp_path, synth_
                               clicks_per_round=4, superpixel_method="slic",
                               superpixel_size_px=128.0, seed=1, num_workers=1).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     assert long in {s.name for s in exp.samples}
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_stage(exp, 0, progress=False))

@@ -304,7 +304,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     from deeplab.datasets import synthetic
     from deeplab.experiment import tasks
     from deeplab.experiment.settings import ExperimentConfig
-    from deeplab.experiment.job import Experiment
+    from deeplab.experiment.job import Job
     from deeplab.experiment.stages import select_stage
 
     scenes = synthetic.generate(tmp_path / "scenes", num_train=3, num_val=1, height=256, width=512, seed=3)
@@ -314,7 +314,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
                               superpixel_size_px=1500.0, seed=1, num_workers=1,
                               **label_studio.settings()).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 1500.0, progress=False)
     exp.mark(0, "select", select_stage(exp, 0, progress=False))
     th, out = _stage_thread(exp)

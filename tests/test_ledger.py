@@ -14,7 +14,7 @@ from helpers import ledger_row, make_folder_dataset
 
 from deeplab.experiment import ledger, tasks
 from deeplab.experiment.settings import ExperimentConfig
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.stages import select_stage
 
 ROOT = Path(__file__).parents[1]
@@ -110,7 +110,7 @@ def test_oracle_answers_stage_resumes_after_a_partial_append(tmp_path, synth_roo
                               clicks_per_round=9, superpixel_method="slic", superpixel_size_px=128.0,
                               seed=2, num_workers=1).validate()
     config.save_or_check()
-    exp = Experiment(config)
+    exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 128.0, progress=False)
     exp.mark(0, "select", select_stage(exp, 0, progress=False))
     summary = oracle_round(exp, 0, progress=False)

@@ -33,7 +33,7 @@ from deeplab.annotate.lock import round_lock
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.answers import read_selection, round_answers
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
@@ -111,7 +111,7 @@ def rle_to_mask(rle, height: int, width: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- export
-def label_config(exp: Experiment) -> str:
+def label_config(exp: Job) -> str:
     """The Label Studio labeling interface of this data set's classes."""
     d = exp.descriptor
     if UNCLEAR in d.class_names:
@@ -126,7 +126,7 @@ def label_config(exp: Experiment) -> str:
             f'showInline="true">\n{choices}\n    <Choice value="{UNCLEAR}"/>\n  </Choices>\n</View>\n')
 
 
-def export_round(exp: Experiment, t: int, out: Path | str, image_url_prefix: str = LOCAL_FILES_PREFIX,
+def export_round(exp: Job, t: int, out: Path | str, image_url_prefix: str = LOCAL_FILES_PREFIX,
                  document_root: Path | str | None = None, only_unanswered: bool = True) -> dict:
     """Writes round t's queries as Label Studio tasks (`out`, JSON) and the labeling config
     (`label_config.xml` beside it). Image URLs: `image_url_prefix` + the image's path below
@@ -177,7 +177,7 @@ def not_a_class(name) -> str:
     return f"'{name}' is not a class of this data set (nor '{UNCLEAR}')"
 
 
-def region_task(exp: Experiment, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
+def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
     """One Label Studio task: query i's image and its region as a brush pre-annotation."""
     return {
         "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,
@@ -248,7 +248,7 @@ def annotation_lead_ms(ann: dict) -> tuple[int | None, str]:
     return int(round(lead * 1000)), ""
 
 
-def import_round(exp: Experiment, t: int, export: Path | str) -> dict:
+def import_round(exp: Job, t: int, export: Path | str) -> dict:
     """Validates a Label Studio JSON export of round t's tasks and appends its answers to the
     ledger (all or nothing). Returns counts; raises ImportRefused naming each bad task."""
     export = Path(export)
@@ -288,7 +288,7 @@ def _task_key(task, k: int, t: int, asked: dict) -> tuple[object, tuple | None, 
     return tid, key, ""
 
 
-def _import(exp: Experiment, t: int, export: Path, tasks: list) -> dict:
+def _import(exp: Job, t: int, export: Path, tasks: list) -> dict:
     sel = read_selection(exp, t)
     asked = {(q["image"], q["region"]): q for q in sel}
     answered = round_answers(exp, t, sel)

@@ -39,7 +39,7 @@ from deeplab.annotate import label_studio as ls
 from deeplab.annotate.lock import round_lock
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment import ledger, region_maps
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.answers import read_selection, stage_summary
 
 # Label Studio's environment: the server and the client it ships with, exact (the tests run them).
@@ -105,7 +105,7 @@ class Client:
                                      stdout=subprocess.PIPE, env=env, text=True)
 
     @classmethod
-    def for_job(cls, exp: Experiment) -> "Client":
+    def for_job(cls, exp: Job) -> "Client":
         c = exp.config
         return cls(c.label_studio_url.rstrip("/"), api_key(c.label_studio_key_file),
                    python_of(c.label_studio_python))
@@ -142,17 +142,17 @@ class Client:
 
 
 # ---------------------------------------------------------------------------- project and tasks
-def marker(exp: Experiment) -> str:
+def marker(exp: Job) -> str:
     """What names the job's project in its description: the job folder's path."""
     return f"[adaptive-superpixel-al job {exp.job_dir.resolve()}]"
 
 
-def image_folder(exp: Experiment) -> Path:
+def image_folder(exp: Job) -> Path:
     """The folder that holds every image of the job (the local-files storage's path)."""
     return Path(os.path.commonpath([str(s.image_path.resolve().parent) for s in exp.samples]))
 
 
-def ensure_project(exp: Experiment, client: Client) -> int:
+def ensure_project(exp: Job, client: Client) -> int:
     """The job's project id (found, or created with its storage)."""
     state_file = exp.job_dir / "label_studio.json"
     state = io_utils.read_json_object(state_file, "delete it") if state_file.exists() else {}
@@ -177,11 +177,11 @@ def ensure_project(exp: Experiment, client: Client) -> int:
 MODEL_VERSION = "query"
 
 
-def tasks_path(exp: Experiment, t: int) -> Path:
+def tasks_path(exp: Job, t: int) -> Path:
     return exp.round_dir(t) / "label_studio_tasks.json"
 
 
-def _adopt(exp: Experiment, t: int, remote: list[dict], n: int) -> dict[int, int]:
+def _adopt(exp: Job, t: int, remote: list[dict], n: int) -> dict[int, int]:
     """query -> task id of the project's tasks of round t of this job (the first of each)."""
     out: dict[int, int] = {}
     for task in sorted(remote, key=lambda r: r["id"]):
@@ -192,7 +192,7 @@ def _adopt(exp: Experiment, t: int, remote: list[dict], n: int) -> dict[int, int
     return out
 
 
-def _tasks_json(exp: Experiment, t: int, sel: list[dict], queries: list[int]) -> list[dict]:
+def _tasks_json(exp: Job, t: int, sel: list[dict], queries: list[int]) -> list[dict]:
     """Label Studio tasks of these queries (as the file export writes them; the pre-selected
     class with PRESELECT=1)."""
     root = Path(exp.config.label_studio_root).resolve()
@@ -222,7 +222,7 @@ def _tasks_json(exp: Experiment, t: int, sel: list[dict], queries: list[int]) ->
     return [out[i] for i in queries]
 
 
-def push_round(exp: Experiment, t: int, sel: list[dict], client: Client, project: int,
+def push_round(exp: Job, t: int, sel: list[dict], client: Client, project: int,
                answered: set[tuple[str, int]]) -> dict[int, int]:
     """Pushes round t's unanswered queries that Label Studio does not hold yet; query -> task id."""
     ids = _adopt(exp, t, client.call("tasks", project=project, round=t), len(sel))
@@ -259,7 +259,7 @@ def _answer(codes: dict[str, int], ann: dict) -> tuple[int | None, str, int | No
 class RoundState:
     """What the ledger holds of round t (the truth) and what is still wanted of Label Studio."""
 
-    def __init__(self, exp: Experiment, t: int, sel: list[dict]):
+    def __init__(self, exp: Job, t: int, sel: list[dict]):
         self.exp, self.t, self.sel = exp, t, sel
         self.index = {(q["image"], q["region"]): i for i, q in enumerate(sel)}
         self.codes = ls.answer_codes(exp.descriptor)
@@ -338,7 +338,7 @@ class RoundState:
         return out
 
 
-def deleted_since_import(exp: Experiment, client: Client, project: int) -> dict[int, list[int]]:
+def deleted_since_import(exp: Job, client: Client, project: int) -> dict[int, list[int]]:
     """round -> Label Studio annotation ids the ledger imported that Label Studio no longer has."""
     have = set(client.call("annotation_ids", project=project))
     out: dict[int, list[int]] = {}
@@ -358,7 +358,7 @@ def _say_deleted(deleted: dict[int, list[int]]) -> None:
 
 
 # ---------------------------------------------------------------------------- the stage
-def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) -> dict:
+def label_studio_round(exp: Job, t: int, poll_secs: float | None = None) -> dict:
     """The answers stage with ANNOTATOR=label_studio (see the module's docstring)."""
     poll = float(exp.config.label_studio_poll_secs if poll_secs is None else poll_secs)
     sel = read_selection(exp, t)
@@ -385,7 +385,7 @@ def label_studio_round(exp: Experiment, t: int, poll_secs: float | None = None) 
     return out
 
 
-def _poll(exp: Experiment, t: int, state: RoundState, client: Client, project: int,
+def _poll(exp: Job, t: int, state: RoundState, client: Client, project: int,
           ids: dict[int, int], poll: float) -> None:
     told: set[int] = set()
     down = False

@@ -51,7 +51,7 @@ from deeplab.annotate.lock import round_lock
 from deeplab.annotate.session import Refused, RoundSession, session_digest
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment.answers import stage_summary
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 VIEW_RE = re.compile(r"^/view/(\d{1,9})/(zoom|whole)\.png$")
@@ -404,7 +404,7 @@ def page_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def serve_round(exp: Experiment, t: int, host: str | None = None, port: int | None = None,
+def serve_round(exp: Job, t: int, host: str | None = None, port: int | None = None,
                 token: str | None = None, preselect: bool | None = None,
                 lease_secs: float | None = None, ready=None, linger_secs: float = 1.0) -> dict:
     """Serves round t until every queried region is answered; returns the stage's figures.

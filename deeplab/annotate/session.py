@@ -15,7 +15,7 @@ from deeplab import io_utils
 from deeplab.active import labels as L
 from deeplab.active import review
 from deeplab.experiment import ledger, region_maps
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.answers import read_selection, round_answers
 from deeplab.viz.views import render_view
 
@@ -56,7 +56,7 @@ class RoundSession:
     """One round's answering: the queries, the answers in force (from the ledger) and the
     leases. Thread-safe; the ledger is written only here while the round is served."""
 
-    def __init__(self, exp: Experiment, t: int, lease_secs: float | None = None,
+    def __init__(self, exp: Job, t: int, lease_secs: float | None = None,
                  preselect: bool | None = None, clock=time.monotonic):
         self.exp, self.t = exp, t
         self.queries = read_selection(exp, t)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 
 
-def annotate_stage(exp: Experiment, t: int) -> dict:
+def annotate_stage(exp: Job, t: int) -> dict:
     """Round t's answers from the job's ANNOTATOR; the stage's figures."""
     annotator = exp.config.annotator
     if annotator == "human":

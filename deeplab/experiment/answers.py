@@ -13,16 +13,16 @@ from deeplab.active import acquisition
 from deeplab.active import regions as R
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 
 
-def read_selection(exp: Experiment, t: int) -> list[dict]:
+def read_selection(exp: Job, t: int) -> list[dict]:
     """Round t's chosen regions (selection.json), in the order they were chosen."""
     exp.require(t, "select")
     return json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
 
 
-def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
+def round_answers(exp: Job, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
     """The ledger's answers of round t by (image, region); raises if one was never asked."""
     asked = {(r["image"], r["region"]) for r in selection}
     answered = {(r["image"], r["region"]): r for r in exp.ledger.read() if r["round"] == t}
@@ -35,7 +35,7 @@ def round_answers(exp: Experiment, t: int, selection: list[dict]) -> dict[tuple[
     return answered
 
 
-def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
+def answers_summary(exp: Job, t: int, selection: list[dict]) -> dict:
     """The annotate stage's figures once every region of the selection is answered."""
     from deeplab.active import review
 
@@ -59,7 +59,7 @@ def answers_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
             "rows_sha256": ledger.row_digests(rows)}
 
 
-def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
+def review_summary(exp: Job, t: int, sel: list[dict]) -> dict:
     """The review pass's figures of round t: reviewed, raw agreement, Cohen's kappa, agreement
     per class of the first answer, third answers, and regions left unclear by a disagreement."""
     from deeplab.active import review
@@ -87,7 +87,7 @@ def review_summary(exp: Experiment, t: int, sel: list[dict]) -> dict:
                                         if r == d.ignore_label and first[k]["answer"] != d.ignore_label)}
 
 
-def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
+def timed_answer_features(exp: Job) -> tuple[np.ndarray, np.ndarray]:
     """(features [n, 4], seconds [n]) of the ledger's timed answers: what the selection knew of
     each region before it was asked (`acquisition.region_features`, from its round's map), and
     the measured time of the answer."""
@@ -116,7 +116,7 @@ def timed_answer_features(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(feats), np.array(seconds)
 
 
-def stage_summary(exp: Experiment, t: int, selection: list[dict]) -> dict:
+def stage_summary(exp: Job, t: int, selection: list[dict]) -> dict:
     """The answers stage's figures, whoever answered (the oracle, the page, Label Studio): the
     answers in force, and the review pass's agreement when REVIEW_SHARE is set."""
     out = answers_summary(exp, t, selection)

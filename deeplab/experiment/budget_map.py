@@ -27,7 +27,7 @@ import numpy as np
 from deeplab import io_utils
 from deeplab.errors import BadInput
 from deeplab.experiment import compare, results
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.results import iou_column
 from deeplab.viz import plots
 
@@ -50,13 +50,13 @@ def budget_seeds(folder: Path, arms: list[str]) -> list[int]:
     return sorted(seeds)
 
 
-def _pool(folder: Path, arms: list[str], seeds: list[int]) -> Experiment | None:
+def _pool(folder: Path, arms: list[str], seeds: list[int]) -> Job | None:
     """The first job of the budget that finished its warm-up selection (pool size, images)."""
     for arm in arms:
         for seed in seeds:
             job = folder / compare.job_name(arm, seed)
             if (job / "config.json").is_file():
-                exp = Experiment.open(job)
+                exp = Job.open(job)
                 if exp.done(0, "select"):
                     return exp
     return None
@@ -244,7 +244,7 @@ def selection_table(point: dict, arms: list[str]) -> list[str]:
             exp_dir = point["folder"] / compare.job_name(arm, seed)
             if not (exp_dir / "config.json").is_file():
                 continue
-            exp = Experiment.open(exp_dir)
+            exp = Job.open(exp_dir)
             for t in rounds[1:] or rounds:
                 sel_path = exp.round_dir(t) / "selection.json"
                 if not sel_path.is_file():

@@ -28,7 +28,7 @@ import numpy as np
 from deeplab import io_utils
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import results, settings
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.experiment.results import iou_cells, iou_column, results_rows
 from deeplab.viz import plots
 
@@ -138,7 +138,7 @@ def share_warm_up(source: Path | str, target: Path | str) -> str:
     same (seeded) selection again and finds its answers in the ledger.
     """
     source, target = Path(source), Path(target)
-    src, dst = Experiment.open(source), Experiment.open(target)
+    src, dst = Job.open(source), Job.open(target)
     if not src.done(0, "eval"):
         return f"{source} has not finished its warm-up round: {target} runs its own"
     if dst.round_dir(0).exists():
@@ -181,7 +181,7 @@ def collect(compare_dir: Path | str, arms: list[str], seeds: list[int],
             job = (reference_dir if arm == REFERENCE else compare_dir) / job_name(arm, seed)
             if not (job / "config.json").is_file():
                 continue
-            exp = Experiment.open(job)
+            exp = Job.open(job)
             names = exp.descriptor.class_names
             iou_cols = [iou_column(n) for n in names]
             if arm == REFERENCE:
@@ -656,7 +656,7 @@ def pool_base(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> int
         for seed in seeds:
             job = Path(compare_dir) / job_name(arm, seed)
             if (job / "config.json").is_file():
-                exp = Experiment.open(job)
+                exp = Job.open(job)
                 if exp.done(0, "select"):
                     return exp.base_regions_total()
     return None

@@ -45,7 +45,7 @@ from deeplab.experiment.cache import DataCache
 from deeplab.experiment.settings import ExperimentConfig, read_cost_model
 
 
-class Experiment:
+class Job:
     """Paths and state of one job."""
 
     def __init__(self, config: ExperimentConfig):
@@ -61,7 +61,7 @@ class Experiment:
         self._samples = None
 
     @classmethod
-    def open(cls, job_dir) -> "Experiment":
+    def open(cls, job_dir) -> "Job":
         return cls(ExperimentConfig.load(job_dir))
 
     # ------------------------------------------------------------------ data
@@ -255,3 +255,6 @@ class Experiment:
         if not self.done(t, stage):
             hint = "bash bash_files/warm_up.sh" if t == 0 else "the driver again"
             raise CannotContinue(f"round {t}: stage '{stage}' has not completed; run {hint}")
+
+
+Experiment = Job  # the former name of Job, still importable

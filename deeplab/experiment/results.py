@@ -8,7 +8,7 @@ import io
 import json
 
 from deeplab import io_utils
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.viz import plots
 
 
@@ -108,7 +108,7 @@ def review_cells(rv: dict | None, class_names) -> dict:
     return out
 
 
-def results_rows(exp: Experiment) -> list[dict]:
+def results_rows(exp: Job) -> list[dict]:
     """One row per evaluated round, derived from the manifests (so always consistent)."""
     rows = []
     names = exp.descriptor.class_names
@@ -154,12 +154,12 @@ def results_rows(exp: Experiment) -> list[dict]:
     return rows
 
 
-def output_paths(exp: Experiment):
+def output_paths(exp: Job):
     """(results.csv, al_curve.png) at the job root."""
     return exp.job_dir / "results.csv", exp.job_dir / "al_curve.png"
 
 
-def write_results(exp: Experiment) -> list[dict]:
+def write_results(exp: Job) -> list[dict]:
     """results.csv and al_curve.png at the job root; returns the rows."""
     rows = results_rows(exp)
     if not rows:
@@ -212,7 +212,7 @@ def record(job_dir, show: bool = True, unless_started: int | None = None) -> int
     table, unless round `unless_started` has begun: scripts/record_results.py (at the end of each
     driver; warm_up.sh's prints nothing once round 1 has begun, as adaptive_superpixel.sh prints
     it at its end), and run_round.py --record_results after a driver's round (without printing)."""
-    exp = Experiment.open(job_dir)
+    exp = Job.open(job_dir)
     rows = write_results(exp)
     if not show or (unless_started is not None and exp.manifest(unless_started)):
         return 0

@@ -9,10 +9,10 @@ import numpy as np
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, tasks
 from deeplab.experiment.answers import read_selection, round_answers, stage_summary
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 
 
-def oracle_round(exp: Experiment, t: int, progress: bool = True) -> dict:
+def oracle_round(exp: Job, t: int, progress: bool = True) -> dict:
     """Answers stage with ANNOTATOR=oracle: the simulated annotator answers the selection (per
     image, on the executor) and the driver appends the answers to the ledger; a resumed run asks
     only the regions the ledger does not answer yet. With ANNOTATOR=human or label_studio people
@@ -28,7 +28,7 @@ def oracle_round(exp: Experiment, t: int, progress: bool = True) -> dict:
     return stage_summary(exp, t, sel)  # the answers in force (after the review, if any)
 
 
-def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
+def _oracle(exp: Job, t: int, queries: list[dict], progress: bool,
             what: str) -> tuple[list[int], list[int]]:
     """The simulated annotator's (noise-free) answers to `queries` and the regions' sizes,
     in their order."""
@@ -53,7 +53,7 @@ def _oracle(exp: Experiment, t: int, queries: list[dict], progress: bool,
     return out, sizes
 
 
-def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int], k: int) -> list[int]:
+def _mistakes(exp: Job, t: int, answers: list[int], positions: list[int], k: int) -> list[int]:
     """ORACLE_NOISE applied to answers of the selection's `positions` (draw k: 0 the first
     answer, 1 the review, 2 the third): one seeded draw per region, so a resumed stage draws
     what an uninterrupted one would."""
@@ -68,7 +68,7 @@ def _mistakes(exp: Experiment, t: int, answers: list[int], positions: list[int],
             for a, p in zip(answers, positions)]
 
 
-def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
+def _oracle_first_answers(exp: Job, t: int, sel: list[dict], progress: bool) -> None:
     done = round_answers(exp, t, sel)
     todo = [k for k, r in enumerate(sel) if (r["image"], r["region"]) not in done]
     if todo:
@@ -82,7 +82,7 @@ def _oracle_first_answers(exp: Experiment, t: int, sel: list[dict], progress: bo
         exp.ledger.append(rows)
 
 
-def _oracle_reviews(exp: Experiment, t: int, sel: list[dict], progress: bool) -> None:
+def _oracle_reviews(exp: Job, t: int, sel: list[dict], progress: bool) -> None:
     """The review pass by the simulated annotator: REVIEW_SHARE of the round's answers asked
     again (an independent draw of ORACLE_NOISE), a third answer where the two disagree."""
     from deeplab.active import review

@@ -33,7 +33,7 @@ from deeplab.experiment import region_maps, tasks
 # the answers and the simulated annotator live apart; their names stay importable from here
 from deeplab.experiment.answers import (answers_summary, read_selection, review_summary,  # noqa: F401
                                         round_answers, timed_answer_features)
-from deeplab.experiment.job import Experiment
+from deeplab.experiment.job import Job
 from deeplab.parallel import Executor, LocalExecutor, prefetch
 
 
@@ -104,13 +104,13 @@ def checkpoint_every(train_steps: int) -> int:
     return max(50, train_steps // 5)
 
 
-def predictor_for_round(exp: Experiment, t: int):
+def predictor_for_round(exp: Job, t: int):
     from deeplab.training.inference import Predictor
 
     return Predictor.from_train_dir(exp.round_dir(t) / "train", exp.config.inference_scale)
 
 
-def _round_maps(exp: Experiment, t: int, samples, write_overlays: bool) -> dict:
+def _round_maps(exp: Job, t: int, samples, write_overlays: bool) -> dict:
     """Round t's maps of `samples` (those not written yet), with round t-1's model."""
     if t < 1:
         raise BadInput("round 0 asks the base superpixels; the regions stage starts at round 1")
@@ -127,7 +127,7 @@ def _round_maps(exp: Experiment, t: int, samples, write_overlays: bool) -> dict:
         merge_predictor=merge_predictor)
 
 
-def repair_round_regions(exp: Experiment, t: int) -> dict:
+def repair_round_regions(exp: Job, t: int) -> dict:
     """Reads every map of round t through and computes the damaged or missing ones again with
     round t-1's model (the stage's figures stay those it recorded)."""
     out_dir = exp.round_dir(t) / "regions"
@@ -142,7 +142,7 @@ def repair_round_regions(exp: Experiment, t: int) -> dict:
     return {"checked": len(exp.samples), "rebuilt": len(damaged)}
 
 
-def regions_stage(exp: Experiment, t: int, write_overlays: bool = True) -> dict:
+def regions_stage(exp: Job, t: int, write_overlays: bool = True) -> dict:
     """Regions stage of round t >= 1, with round t-1's model."""
     summary = _round_maps(exp, t, exp.samples, write_overlays)
     warning = collapse_warning(summary, t, exp.config.eps) if exp.config.regions == "adaptive" else None
@@ -170,7 +170,7 @@ def collapse_warning(summary: dict, t: int, eps: float) -> str | None:
             f"Train longer (TRAIN_STEPS), lower EPS, or use REGIONS=base")
 
 
-def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool = False):
+def _round_pool(exp: Job, t: int, progress: bool = True, features: bool = False):
     """Per image, on the job's executor: pool_task's arrays for round t."""
     rows_by_image = exp.ledger.by_image()
     work = []
@@ -184,7 +184,7 @@ def _round_pool(exp: Experiment, t: int, progress: bool = True, features: bool =
         return ex.map(tasks.pool_task, work, f"round {t} pool", progress)
 
 
-def select_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
+def select_stage(exp: Job, t: int, progress: bool = True) -> dict:
     """Selection stage: writes round_XX/selection.json; returns its summary. The per-image pool
     runs on the executor; scoring and ranking the whole pool run here."""
     c = exp.config
@@ -233,7 +233,7 @@ def select_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     return info
 
 
-def self_train_thresholds(exp: Experiment, t: int, predictor, progress: bool = True):
+def self_train_thresholds(exp: Job, t: int, predictor, progress: bool = True):
     """SELF_TRAIN: per-class confidence bins of round t-1's model over every pixel of the pool
     (section 13's first pass)."""
     from tqdm import tqdm
@@ -249,12 +249,12 @@ def self_train_thresholds(exp: Experiment, t: int, predictor, progress: bool = T
     return thresholds, self_training.taken_shares(hist, thresholds)
 
 
-def propagation_path(exp: Experiment, t: int) -> Path:
+def propagation_path(exp: Job, t: int) -> Path:
     """Round t's propagated regions: {image: {"regions": [...], "classes": [...]}} in round t's map."""
     return exp.round_dir(t) / "propagated.json"
 
 
-def earlier_propagation(exp: Experiment, t: int) -> dict[str, dict[int, tuple]]:
+def earlier_propagation(exp: Job, t: int) -> dict[str, dict[int, tuple]]:
     """image -> round -> (region ids, classes) of the propagation of rounds 1..t-1."""
     out: dict[str, dict[int, tuple]] = {}
     for r in range(1, t):
@@ -269,7 +269,7 @@ def earlier_propagation(exp: Experiment, t: int) -> dict[str, dict[int, tuple]]:
     return out
 
 
-def data_stage(exp: Experiment, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
+def data_stage(exp: Job, t: int, max_overlays: int = 4, progress: bool = True) -> dict:
     """Data stage of round t: labels from every answer so far (sieved from round 1 on with
     round t-1's model), with PROPAGATE and SELF_TRAIN what the answers imply beyond their regions
     (from round 1 on), label PNGs, their source maps, TFRecords, and the label report. The
@@ -367,7 +367,7 @@ def round_shards(num_images: int) -> int:
     return max(min(8, num_images), -(-num_images // 100))
 
 
-def ensure_round_tfrecords(exp: Experiment, t: int, progress: bool = True) -> None:
+def ensure_round_tfrecords(exp: Job, t: int, progress: bool = True) -> None:
     """Rebuilds round t's TFRecords from its label PNGs when they were deleted after the
     round's evaluation (or a stage needs them again); a no-op while they are complete."""
     from deeplab.datasets import tfrecord
@@ -394,7 +394,7 @@ def ensure_round_tfrecords(exp: Experiment, t: int, progress: bool = True) -> No
                                label_dir=label_dir, progress=progress, executor=ex)
 
 
-def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
+def full_data(exp: Job, t: int, progress: bool = True) -> dict:
     """Data stage of the fully supervised reference (round 0 of its own job): TFRecords of every
     train image with its whole ground truth. `clicks` is the number of base superpixels of the
     train split, what asking every one of them would cost."""
@@ -413,7 +413,7 @@ def full_data(exp: Experiment, t: int, progress: bool = True) -> dict:
             "clicks": exp.base_regions_total()}
 
 
-def round_class_weights(exp: Experiment, t: int) -> tuple[float, ...] | None:
+def round_class_weights(exp: Job, t: int) -> tuple[float, ...] | None:
     """CLASS_WEIGHTS of round t, from the labels it trains on: the round's label PNGs (answers
     after sieving), or every ground-truth pixel for the fully supervised reference."""
     from deeplab.training import class_weights
@@ -440,7 +440,7 @@ def round_class_weights(exp: Experiment, t: int) -> tuple[float, ...] | None:
     return class_weights.weights(class_px, image_px, mode)
 
 
-def train_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
+def train_stage(exp: Job, t: int, progress: bool = True) -> dict:
     from deeplab.model import ModelOptions
     from deeplab.training.trainer import TrainConfig, train
 
@@ -476,7 +476,7 @@ def train_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
     return out
 
 
-def eval_stage(exp: Experiment, t: int, progress: bool = True) -> dict:
+def eval_stage(exp: Job, t: int, progress: bool = True) -> dict:
     from deeplab.datasets import tfrecord
     from deeplab.training.evaluate import evaluate, format_table
     from deeplab.training.trainer import load_trained
