@@ -259,10 +259,10 @@ def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synt
 
 def test_one_process_serves_a_round(tmp_path, synth_root):
     from deeplab.annotate import label_studio, server
-    from deeplab.annotate.lock import round_lock
+    from deeplab.experiment.locks import round_lock
 
     exp = human_job(tmp_path, synth_root)
-    code = (f"import time\nfrom deeplab.annotate.lock import round_lock\nfrom deeplab.experiment.job import Job\n"
+    code = (f"import time\nfrom deeplab.experiment.locks import round_lock\nfrom deeplab.experiment.job import Job\n"
             f"exp = Job.open({str(exp.job_dir)!r})\n"
             f"with round_lock(exp, 0):\n    print('locked', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

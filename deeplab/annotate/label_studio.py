@@ -29,7 +29,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from deeplab import io_utils
-from deeplab.annotate.lock import round_lock
+from deeplab.experiment.locks import round_lock
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.answers import read_selection, round_answers

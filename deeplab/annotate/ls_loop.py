@@ -36,7 +36,7 @@ from pathlib import Path
 from deeplab import io_utils
 from deeplab.active import review
 from deeplab.annotate import label_studio as ls
-from deeplab.annotate.lock import round_lock
+from deeplab.experiment.locks import round_lock
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Job

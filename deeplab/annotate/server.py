@@ -47,7 +47,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from deeplab.annotate.lock import round_lock
+from deeplab.experiment.locks import round_lock
 from deeplab.annotate.session import Refused, RoundSession, session_digest
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment.answers import stage_summary

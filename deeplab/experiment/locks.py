@@ -49,6 +49,13 @@ def hold(path: Path | str, busy):
         os.close(fd)
 
 
+def round_lock(job, t: int):
+    """Only one process serves a round's answers (the page and a Label Studio import of the same
+    round would hand the same region to two people, or record it twice)."""
+    return hold(job.round_dir(t) / "annotate.lock", lambda holder: (
+        f"round {t} of {job.job_dir} is being served already ({holder}); open that page instead"))
+
+
 JOB_LOCK = "job.lock"
 LOCK_FD_ENV = "AL_JOB_LOCK_FD"  # the descriptor on which a round driver holds its job's lock
 
