@@ -33,17 +33,24 @@ def second_defaults(text: str) -> list[str]:
     return found
 
 
-def test_config_fields_and_defaults_are_the_tables():
-    fields = {f.name: f.default for f in dataclasses.fields(ExperimentConfig) if f.name != "job_dir"}
-    assert fields == {s.field: s.default for s in settings.TABLE if s.field}
-
-
-def test_resume_rules_come_from_the_table():
-    from deeplab.experiment import compare
-
-    assert set(MUTABLE) == {"job_dir"} | {s.field for s in settings.TABLE if s.binds == settings.RUN}
+def test_a_resumed_job_takes_run_settings_and_refuses_what_it_computes(tmp_path):
+    """The resume rules on a saved job: where and how it runs may change (NUM_WORKERS, CACHE_DIR,
+    SAVE_INTERVAL_SECS); what it computes may not (TRAIN_STEPS, SEED); the merge's own settings
+    (EPS) bind a job of adaptive regions only."""
+    adaptive = ExperimentConfig(job_dir=str(tmp_path / "a"), dataset_dir=str(tmp_path))
+    base = dataclasses.replace(adaptive, job_dir=str(tmp_path / "b"), regions="base")
+    for job in (adaptive, base):
+        job.save_or_check()
+        dataclasses.replace(job, num_workers=7, cache_dir=str(tmp_path / "c"), save_interval_secs=5.0).save_or_check()
+        for change, words in (({"train_steps": 301}, "train_steps: 300 -> 301"), ({"seed": 4}, "seed: 0 -> 4")):
+            with pytest.raises(settings.BadInput, match=words):
+                dataclasses.replace(job, **change).save_or_check()
+    dataclasses.replace(base, eps=0.3).save_or_check()
+    with pytest.raises(settings.BadInput, match="eps: 0.1 -> 0.3"):
+        dataclasses.replace(adaptive, eps=0.3).save_or_check()
+    assert {"num_workers", "cache_dir", "executor"} <= set(MUTABLE) and "train_steps" not in MUTABLE
     assert set(MERGE_ONLY) == {"eps", "merge_model"}
-    assert compare.NOT_IN_ROUND_0 is settings.NOT_IN_ROUND_0
+    # what round 0 does not read: arms that differ only there share their warm-up round
     assert {"regions", "acquisition", "sieve", "eps", "warm_start"} <= set(settings.NOT_IN_ROUND_0)
     assert "seed" not in settings.NOT_IN_ROUND_0 and "train_steps" not in settings.NOT_IN_ROUND_0
 

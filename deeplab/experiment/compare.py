@@ -48,8 +48,6 @@ ARMS = {
     "paper_both": ("adaptive", "class_balanced", 1, 1, 1),
 }
 REFERENCE = "full"
-# Settings that round 0 does not read: jobs that differ only in these share their warm-up round.
-NOT_IN_ROUND_0 = settings.NOT_IN_ROUND_0
 
 
 def check_arms(names: list[str]) -> list[str]:
@@ -144,7 +142,7 @@ def share_warm_up(source: Path | str, target: Path | str) -> str:
     if dst.round_dir(0).exists():
         return f"{target} has its own warm-up round"
     a, b = dataclasses.asdict(src.config), dataclasses.asdict(dst.config)
-    differ = [k for k in a if k not in NOT_IN_ROUND_0 and a[k] != b.get(k)]
+    differ = [k for k in a if k not in settings.NOT_IN_ROUND_0 and a[k] != b.get(k)]
     if differ:
         return f"{target} differs from {source} in {', '.join(differ)}: it runs its own warm-up round"
     rows = [r for r in src.ledger.read() if r["round"] == 0]
