@@ -18,13 +18,19 @@ ROOT = Path(__file__).parents[1]
 
 
 # ---------------------------------------------------------------------------- HTTP safety
-def _serve(exp, host, token=None, **kw):
+@contextlib.contextmanager
+def _served(exp, host="127.0.0.1", token=None, **kw):
+    """The page's server for round 0 of `exp`, serving for the block, shut down after it."""
     from deeplab.annotate.server import make_server
     from deeplab.annotate.session import RoundSession
 
     server = make_server(RoundSession(exp, 0), host, 0, token, **kw)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _request(host, port, path, method="GET", body=None, headers=None):
@@ -54,8 +60,7 @@ def test_token_is_required_on_every_request_off_the_loopback(tmp_path, synth_roo
     exp = human_job(tmp_path, synth_root)
     with pytest.raises(ValueError, match="requires a token"):
         make_server(RoundSession(exp, 0), "0.0.0.0", 0, None)
-    server = _serve(exp, "0.0.0.0", token="s3cret-token")
-    try:
+    with _served(exp, "0.0.0.0", token="s3cret-token") as server:
         port, addr = server.server_address[1], _other_address()
         for path in ("/", "/api/next?client=x", "/view/0/zoom.png", "/api/progress"):
             status, body = _request(addr, port, path)
@@ -66,15 +71,11 @@ def test_token_is_required_on_every_request_off_the_loopback(tmp_path, synth_roo
         status, _ = _request(addr, port, "/api/answer", "POST", json.dumps({"client": "x", "index": 0, "answer": 1}),
                              {"Content-Type": "application/json"})
         assert status == 403 and exp.ledger.read() == []
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_no_path_from_the_request_is_served(tmp_path, synth_root):
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1")
-    try:
+    with _served(exp) as server:
         port = server.server_address[1]
         for path in ("/../../../../etc/passwd", "/view/../../../../etc/passwd", "/view/0/../../config.json",
                      "/view/0/..%2f..%2fconfig.json", "/%2e%2e/%2e%2e/etc/passwd", "/config.json",
@@ -92,19 +93,15 @@ def test_no_path_from_the_request_is_served(tmp_path, synth_root):
         assert exp.ledger.read() == []
         assert _request("127.0.0.1", port, "/api/answer", "POST", body, {"Content-Type": "application/json"})[0] == 200
         assert len(exp.ledger.read()) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_no_other_site_frames_drives_or_starves_the_page(tmp_path, synth_root):
     """Every response forbids framing; state changes only by POST; what a browser marks as
     coming from another site is refused (a top-level navigation to the page excepted)."""
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1")
-    port = server.server_address[1]
-    post = {"Content-Type": "application/json"}
-    try:
+    with _served(exp) as server:
+        port = server.server_address[1]
+        post = {"Content-Type": "application/json"}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for path in ("/", "/api/progress", "/view/0/zoom.png", "/nothing"):
             conn.request("GET", path)
@@ -140,16 +137,12 @@ def test_no_other_site_frames_drives_or_starves_the_page(tmp_path, synth_root):
         own = {**post, "Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
         assert _request("127.0.0.1", port, "/api/answer", "POST", answer, own)[0] == 200
         assert len(exp.ledger.read()) == 1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_class_names_cannot_break_the_page(tmp_path, synth_root):
     names = ["<!--<script>", "</script><img src=x onerror=alert(1)>", "a&b \"c\" 'd'"]
     exp = human_job(tmp_path, synth_root, class_names=names)
-    server = _serve(exp, "127.0.0.1")
-    try:
+    with _served(exp) as server:
         status, body = _request("127.0.0.1", server.server_address[1], "/")
         page = body.decode()
         start = page.index('<script id="info" type="application/json">') + 42
@@ -157,16 +150,12 @@ def test_class_names_cannot_break_the_page(tmp_path, synth_root):
         assert "<" not in data and ">" not in data
         assert [c["name"] for c in json.loads(data)["classes"]][:3] == names
         assert page.count("<script") == 2 and page.count("</script>") == 2
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth_root, capfd):
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1", idle_secs=0.5)
-    port = server.server_address[1]
-    try:
+    with _served(exp, idle_secs=0.5) as server:
+        port = server.server_address[1]
         for headers, body in (({"Content-Length": "abc"}, "{}"), ({"Content-Length": "-5"}, "{}"),
                               ({}, "[" * 4000), ({}, '{"client": ' * 1000)):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -201,33 +190,29 @@ def test_malformed_requests_get_a_400_and_idle_connections_close(tmp_path, synth
             assert time.monotonic() - t0 < 5
         assert exp.ledger.read() == []
         assert "Traceback" not in capfd.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synth_root):
     from deeplab.annotate.server import SESSION_COOKIE
 
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1")
-    port = server.server_address[1]
+    with _served(exp) as server:
+        port = server.server_address[1]
 
-    def cookie_of_page():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/")
-        r = conn.getresponse()
-        r.read()
-        set_cookie = r.getheader("Set-Cookie")
-        assert "HttpOnly" in set_cookie and "SameSite" in set_cookie
-        return set_cookie.split(";")[0]
+        def cookie_of_page():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            r.read()
+            set_cookie = r.getheader("Set-Cookie")
+            assert "HttpOnly" in set_cookie and "SameSite" in set_cookie
+            return set_cookie.split(";")[0]
 
-    def post(path, body, cookie=None):
-        headers = {"Content-Type": "application/json", **({"Cookie": cookie} if cookie else {})}
-        status, reply = _request("127.0.0.1", port, path, "POST", json.dumps(body), headers)
-        return status, json.loads(reply)
+        def post(path, body, cookie=None):
+            headers = {"Content-Type": "application/json", **({"Cookie": cookie} if cookie else {})}
+            status, reply = _request("127.0.0.1", port, path, "POST", json.dumps(body), headers)
+            return status, json.loads(reply)
 
-    try:
         mine, theirs = cookie_of_page(), cookie_of_page()
         assert mine != theirs and mine.startswith(SESSION_COOKIE + "=")
         q = post("/api/next", {"client": "me"}, mine)[1]["query"]
@@ -241,9 +226,6 @@ def test_undo_takes_back_only_answers_of_the_same_browser_session(tmp_path, synt
         assert len(exp.ledger.read()) == 1
         status, reply = post("/api/undo", {"client": "me"}, mine)
         assert status == 200 and reply["undone"] == q["index"] and exp.ledger.read() == []
-    finally:
-        server.shutdown()
-        server.server_close()
     # A Label Studio import's answers are on no browser session's stack.
     from deeplab.annotate.session import RoundSession
 
@@ -281,15 +263,6 @@ def test_one_process_serves_a_round(tmp_path, synth_root):
 
 
 # ---------------------------------------------------------------------------- slow and malformed
-@contextlib.contextmanager
-def _served(exp, **kw):
-    """The page's server on the loopback for the block: its port."""
-    server = _serve(exp, "127.0.0.1", **kw)
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _raw(port, data: bytes, timeout=10.0, pause=None) -> bytes:
@@ -321,7 +294,8 @@ def test_content_length_is_ascii_digits_and_slow_requests_are_cut(tmp_path, synt
     request deadline, never a 500 or a connection held open."""
     exp = human_job(tmp_path, synth_root)
     head = b"POST /api/next HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    with _served(exp, request_secs=1.0) as port:
+    with _served(exp, request_secs=1.0) as server:
+        port = server.server_address[1]
         reply = _raw(port, head + "Content-Length: \u00b2\r\n\r\n{}".encode("latin-1"))
         assert _status(reply) == 400 and b"Content-Length" in reply
         t0 = time.monotonic()
@@ -337,10 +311,9 @@ def test_content_length_is_ascii_digits_and_slow_requests_are_cut(tmp_path, synt
 
 def test_connections_beyond_the_cap_get_a_503_and_the_page_goes_on(tmp_path, synth_root):
     exp = human_job(tmp_path, synth_root)
-    server = _serve(exp, "127.0.0.1", max_connections=3, request_secs=30.0)
-    port = server.server_address[1]
-    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
-    try:
+    with _served(exp, max_connections=3, request_secs=30.0) as server:
+        port = server.server_address[1]
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
         time.sleep(0.3)
         reply = _raw(port, b"GET /api/progress HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert _status(reply) == 503 and b"Retry-After" in reply
@@ -351,9 +324,6 @@ def test_connections_beyond_the_cap_get_a_503_and_the_page_goes_on(tmp_path, syn
                                b"Connection: close\r\n\r\n")) != 200:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _fuzz_requests(rng):
@@ -392,7 +362,8 @@ def test_fuzzed_requests_get_a_4xx_and_the_annotator_goes_on(tmp_path, synth_roo
     exp = human_job(tmp_path, synth_root)
     requests = _fuzz_requests(random.Random(0))
     assert len(requests) >= 200
-    with _served(exp, request_secs=1.0) as port:
+    with _served(exp, request_secs=1.0) as server:
+        port = server.server_address[1]
         statuses = {}
         for req in requests:
             status = _status(_raw(port, req, timeout=10))
