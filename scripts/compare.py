@@ -15,8 +15,13 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    from deeplab.experiment.compare_driver import variables_help
+
     sub.add_parser("run", help="run the comparison (bash_files/compare.sh): ARMS x SEEDS (x BUDGETS) and "
-                   "the reference, then the report; its settings come from the environment")
+                   "the reference, then the report; its settings come from the environment",
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   description="The comparison's own variables (every variable of bash_files/settings.sh "
+                               "is a setting too):\n" + variables_help())
     r = sub.add_parser("report", help="write comparison.csv, .png and .md")
     r.add_argument("--compare_dir", required=True, help="the comparison's folder")
     r.add_argument("--arms", required=True, help="ARMS, space-separated")

@@ -285,3 +285,14 @@ def test_model_options_written_before_the_rename_load():
     old["bn_momentum"] = old.pop("batch_norm_decay")
     assert ModelOptions.from_json(json.dumps(old)).batch_norm_decay == 0.9
     assert ModelOptions.from_json(text) == ModelOptions.from_json(json.dumps(old))
+
+
+def test_the_comparisons_own_variables_are_listed_by_its_help():
+    from deeplab.experiment import compare_driver
+
+    out = subprocess.run([sys.executable, "scripts/compare.py", "run", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 0, out.stderr
+    for name, (default, _) in compare_driver.DRIVER.items():
+        assert f"  {name} (default '{default}'): " in out.stdout
+    assert "  PARALLEL_ARMS (default '1'): " in out.stdout

@@ -23,15 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deeplab.errors import BadInput
 from deeplab import parallel
+from deeplab.errors import BadInput
 from deeplab.experiment import budget_map, compare, settings
-from deeplab.parallel import DRIVER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# name -> (default, help): the comparison's own variables (None: unset means the default, set but
-# empty is refused). docs/settings.md lists them under compare.sh.
+# name -> (default, help): the comparison's own variables (`python scripts/compare.py run --help`
+# lists them; docs/benchmark.md describes them). Empty means the default, but for SEEDS and ARMS,
+# which are refused empty.
 DRIVER = {
     "SETTINGS_PROFILE": ("benchmark", "the settings profile: the benchmark past the cold start "
                          "(docs/benchmark.md); camvid_benchmark for real street scenes"),
@@ -53,6 +53,11 @@ DRIVER = {
 TF_NOISE = re.compile(parallel.TF_NOISE)  # kept out of the output of the scripts run here
 ROUND_DRIVERS = ("bash_files/warm_up.sh", "bash_files/adaptive_superpixel.sh")
 STOP_WAIT_SECS = 60  # how long a stopped comparison waits for the drivers it stops
+
+
+def variables_help() -> str:
+    """The comparison's own variables with their defaults, one per line."""
+    return "\n".join(f"  {name} (default '{default}'): {help}" for name, (default, help) in DRIVER.items())
 
 
 def _variable(environ, name: str) -> str:
@@ -123,7 +128,7 @@ class Comparison:
         base = {k: v for k, v in environ.items() if k != "SETTINGS_PROFILE"}
         base.update(self.values)
         base.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        base[DRIVER_ENV] = str(os.getpid())
+        base[parallel.DRIVER_ENV] = str(os.getpid())
         if not sys.stderr.isatty():
             base.setdefault("TQDM_MININTERVAL", "10")
         self.env = base
