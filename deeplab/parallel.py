@@ -331,6 +331,21 @@ TF_NOISE = (r"All log messages before absl::InitializeLog|cudart_stub\.cc.*Could
             r"cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on")
 
 
+def die_with_parent() -> bool:
+    """Have Linux send this process SIGTERM when its parent exits, however the parent ends
+    (PR_SET_PDEATHSIG); False where it cannot (not Linux). Also run in a child before it starts
+    (Popen's preexec_fn), so that a child ends with the process that started it."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def end_with_parent(parent_pid) -> bool:
     """If this process's parent is `parent_pid` (a driver's shell, or the wrapper that stands
     between a driver and a script), have Linux send this process SIGTERM when that parent exits
@@ -342,12 +357,7 @@ def end_with_parent(parent_pid) -> bool:
     pid = str(parent_pid or "")
     if not pid.isascii() or not pid.isdigit() or os.getppid() != int(pid):
         return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the driver's lock still keeps a rerun out
+    if not die_with_parent():  # not Linux: the driver's lock still keeps a rerun out
         return False
     if os.getppid() != int(pid):  # the parent ended before the call above
         os.kill(os.getpid(), signal.SIGTERM)

@@ -81,22 +81,10 @@ def _parallel_arms(environ) -> int:
     return int(value)
 
 
-def _end_with_this_process() -> None:
-    """In a child before it runs: Linux sends it SIGTERM when this driver ends, however it ends
-    (PR_SET_PDEATHSIG), so that no round driver runs on behind a killed comparison."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass
 class Arm:
-    """One job of the comparison: its header line, its environment, the round drivers still to
-    run, and (run in the background) its log."""
-    title: str
+    """One job of the comparison: its environment, the round drivers still to run, and (run in
+    the background) its log."""
     env: dict
     job_dir: Path
     drivers: list = field(default_factory=lambda: list(ROUND_DRIVERS))
@@ -107,8 +95,7 @@ class Arm:
 class Comparison:
     def __init__(self, environ=None):
         environ = dict(os.environ if environ is None else environ)
-        self.profile = _variable(environ, "SETTINGS_PROFILE")
-        self.values = settings.resolve(environ, self.profile)
+        self.values = settings.resolve(environ, _variable(environ, "SETTINGS_PROFILE"))
         self.arms = compare.check_arms(_variable(environ, "ARMS").split())
         self.seeds = compare.check_seeds(_variable(environ, "SEEDS").split())
         self.budgets = compare.check_budgets(_variable(environ, "BUDGETS").split())
@@ -141,11 +128,11 @@ class Comparison:
         script's exit status. Returns its stdout when `capture`."""
         env = self.env if env is None else env
         command = list(args)
-        if self.stage_log and command[0] != "scripts/run_round.py":
+        if self.stage_log:
             command = ["-m", "deeplab.experiment.stage_log", "--log", self.stage_log, "--", *command]
         proc = subprocess.Popen([env["PYTHON"], *command], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
-                                preexec_fn=_end_with_this_process)
+                                preexec_fn=parallel.die_with_parent)
         out: list[bytes] = []
         reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True) if capture else None
         if reader:
@@ -220,14 +207,16 @@ class Comparison:
                     print(compare.share_warm_up(first, job_dir), flush=True)
                 else:
                     first = job_dir
-                job = Arm(f"{arm}, seed {seed}", env, job_dir)
+                job = Arm(env, job_dir)
                 if self.parallel == 1:
                     self.start(job)
                     self.wait_all()
                     continue
                 if first == job_dir and self.share:  # the shared warm-up first: the others copy it
-                    self.start(Arm(job.title, env, job_dir, drivers=[ROUND_DRIVERS[0]]))
+                    job.drivers = [ROUND_DRIVERS[0]]
+                    self.start(job)
                     self.wait_all()
+                    job.drivers = [ROUND_DRIVERS[1]]  # the rest of the arm in the background
                 while len(self.running) >= self.parallel:
                     self.wait_one()
                 job.log = self.dir / "logs" / f"{job_dir.relative_to(self.dir)}.log"
@@ -242,7 +231,7 @@ class Comparison:
         try:
             job.proc = subprocess.Popen(["bash", job.drivers.pop(0)], cwd=ROOT, env=job.env,
                                         stdout=out, stderr=subprocess.STDOUT if out else None,
-                                        preexec_fn=_end_with_this_process)
+                                        preexec_fn=parallel.die_with_parent)
         finally:
             if out:
                 out.close()
@@ -289,6 +278,12 @@ class Comparison:
         self.running.clear()
 
     # ------------------------------------------------------------------ the whole comparison
+    def title(self, clicks: str) -> str:
+        """A report's title: the comparison, its data and model, and the clicks per round."""
+        v = self.values
+        return (f"{self.name}: {v['DATASET']}, {v['MODEL_VARIANT']}, {v['TRAIN_STEPS']} steps/round, "
+                f"{clicks} clicks/round")
+
     def run(self) -> int:
         self.dir.mkdir(parents=True, exist_ok=True)
         start = int(time.time())  # every run's wall time is appended (P8 sums them over resumed runs)
@@ -301,7 +296,6 @@ class Comparison:
 
     def _run(self, start: int) -> int:
         self.prepare()
-        v = self.values
         with_reference = compare.REFERENCE in self.arms
         if not self.budgets:
             for seed in self.seeds:
@@ -316,9 +310,8 @@ class Comparison:
                       flush=True)
                 self.run_arms(f"{compare.NUMERICS_PREFIX}{other}", self.numerics_arms, self.seeds[:1],
                               {"TF_ENABLE_ONEDNN_OPTS": other})
-            title = (f"{self.name}: {v['DATASET']}, {v['MODEL_VARIANT']}, {v['TRAIN_STEPS']} steps/round, "
-                     f"{v['CLICKS_PER_ROUND']} clicks/round")
-            print(compare.write_report(self.dir, self.arms, self.seeds, title, self.onednn, start))
+            print(compare.write_report(self.dir, self.arms, self.seeds, self.title(self.values["CLICKS_PER_ROUND"]),
+                                       self.onednn, start))
             for name in ("comparison.csv", "comparison.png", "comparison.md"):
                 print(self.dir / name)
             return 0
@@ -330,9 +323,8 @@ class Comparison:
             self.run_arms(sub, extra={"CLICKS_PER_ROUND": budget})
             # the report covers every seed of the budget: a seed added later joins the others
             seeds = sorted(set(budget_map.budget_seeds(self.dir / sub, self.arms)) | set(self.seeds))
-            title = (f"{self.name}: {v['DATASET']}, {v['MODEL_VARIANT']}, {v['TRAIN_STEPS']} steps/round, "
-                     f"{budget} clicks/round")
-            compare.write_report(self.dir / sub, self.arms, seeds, title, self.onednn, None, self.dir)
+            compare.write_report(self.dir / sub, self.arms, seeds, self.title(budget), self.onednn, None,
+                                 self.dir)
         print(budget_map.write_budget_map(self.dir, self.budgets, self.arms, start))
         for name in ("budget_map.csv", "budget_map.png", "budget_map.md"):
             print(self.dir / name)

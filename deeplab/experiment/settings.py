@@ -234,7 +234,6 @@ class ExperimentConfig:
     drop_missing_answered: bool = _row("DROP_MISSING_ANSWERED", False,
       "1: go on without answered images removed from DATA_DIR (their clicks stay spent)", binds=RUN)
 
-
     # ------------------------------------------------------------------ checks
     def validate(self) -> "ExperimentConfig":
         """Every setting within its table row (type, range, choices; NaN and infinity refused),
