@@ -137,7 +137,7 @@ def test_one_process_runs_a_jobs_stages_and_one_driver_a_job(tmp_path, synth_roo
         assert first.stdout.readline().strip() == "locked"
         out = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "locked" not in out.stdout
-        assert f"job {exp.job_dir} is being run by another driver or script (pid {first.pid}" in out.stderr
+        assert f"job {exp.job_dir} is being run by another process (pid {first.pid}" in out.stderr
         # one lock per job: a stage run by hand meanwhile is refused too, naming the driver ...
         out = subprocess.run([sys.executable, "scripts/annotate_regions.py", "--job_dir", str(exp.job_dir),
                               "--round", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)

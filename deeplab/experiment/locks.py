@@ -30,19 +30,33 @@ def _write_holder(fd: int, pid: int) -> None:
     os.pwrite(fd, f"pid {pid} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
 
 
+def _holder(path: Path) -> str:
+    """Who holds the lock file `path`, as its holder wrote it."""
+    try:
+        return path.read_text(errors="replace").strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def _take(fd: int) -> bool:
+    """The lock on `fd` taken (or already held through this open file); False: another holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def hold(path: Path | str, busy):
     """Holds an exclusive lock on `path` for the block; when another process holds it, raises
-    RuntimeError(busy(holder)), `holder` being what that process wrote into the file."""
+    CannotContinue(busy(holder)), `holder` being what that process wrote into the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise CannotContinue(busy(holder)) from None
+        if not _take(fd):
+            raise CannotContinue(busy(_holder(path)))
         _write_holder(fd, os.getpid())
         yield
     finally:
@@ -60,17 +74,27 @@ JOB_LOCK = "job.lock"
 LOCK_FD_ENV = "AL_JOB_LOCK_FD"  # the descriptor on which a round driver holds its job's lock
 
 
-def _inherited(path: Path) -> int | None:
-    """The descriptor, inherited from the driver that started this process, on which that driver
-    holds the lock file `path` (the same file, checked by device and inode); None otherwise."""
+def driver_lock_fd() -> int | None:
+    """The descriptor of the job's lock that the driver which started this process holds and
+    named in AL_JOB_LOCK_FD, when it is open here; None otherwise."""
     fd = os.environ.get(LOCK_FD_ENV, "")
     if not fd.isdigit():
         return None
     try:
-        a, b = os.fstat(int(fd)), os.stat(path)
+        os.fstat(int(fd))
     except OSError:
         return None
-    return int(fd) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) else None
+    return int(fd)
+
+
+def _inherited(path: Path) -> int | None:
+    """driver_lock_fd() when it is the lock file `path` itself (the same device and inode)."""
+    fd = driver_lock_fd()
+    try:
+        same = fd is not None and os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return None
+    return fd if same else None
 
 
 def _busy(job_dir, holder: str) -> str:
@@ -88,40 +112,30 @@ def job_lock(job_dir: Path | str):
         with hold(path, lambda holder: _busy(job_dir, holder)):
             yield
         return
-    try:  # the driver's own lock (the same open file): taking it again changes nothing
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise CannotContinue(_busy(job_dir, path.read_text(errors="replace").strip())) from None
+    if not _take(fd):  # the driver's own lock (the same open file): taking it again changes nothing
+        raise CannotContinue(_busy(job_dir, _holder(path)))
     yield
 
 
 def lock_driver(fd: int, job_dir: Path | str, driver_pid: int, wait_secs: float) -> None:
-    """Takes the lock of `job_dir` on `fd` (the driver's own open `job.lock`) for the
-    driver `driver_pid`. Another driver holding it stops this one. A holder named in the file that
+    """Takes the lock of `job_dir` on `fd` (the driver's own open `job.lock`) for the driver
+    `driver_pid`. Another process holding it stops this driver. A holder named in the file that
     was a driver of this machine and no longer runs (killed, a stage it started still ending)
     is waited for, up to `wait_secs`, and then named as the cause."""
     path = Path(job_dir) / JOB_LOCK
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = path.read_text(errors="replace").strip() or "another driver"
+    if not _take(fd):
+        holder = _holder(path)
         m = re.fullmatch(r"pid (\d+) on (.*) since .*", holder)
         if not (m and m[2] == socket.gethostname() and not Path(f"/proc/{m[1]}").exists()):
-            raise CannotContinue(f"job {job_dir} is being run by another driver or script ({holder}): "
-                                 "wait for it to finish or stop it, then run again") from None
+            raise CannotContinue(_busy(job_dir, holder))
         print(f"job {job_dir}: its last driver (pid {m[1]}) is gone; waiting up to {wait_secs:g} s "
               "for its stage to end", file=sys.stderr, flush=True)
         deadline = time.monotonic() + wait_secs
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise CannotContinue(
-                        f"job {job_dir} is still locked {wait_secs:g} s after its driver (pid {m[1]}) "
-                        f"ended: a process it started still runs ('fuser {path}' names it); stop it, "
-                        "then run again") from None
-                time.sleep(0.2)
+        while not _take(fd):
+            if time.monotonic() >= deadline:
+                raise CannotContinue(
+                    f"job {job_dir} is still locked {wait_secs:g} s after its driver (pid {m[1]}) "
+                    f"ended: a process it started still runs ('fuser {path}' names it); stop it, "
+                    "then run again")
+            time.sleep(0.2)
     _write_holder(fd, driver_pid)
-

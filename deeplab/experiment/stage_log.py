@@ -28,16 +28,10 @@ def run_logged(log: Path | str, command: list[str]) -> int:
     env = {**os.environ, DRIVER_ENV: str(os.getpid())}
     t0 = time.perf_counter()
     # the job's lock that the driver holds reaches the script through the wrapper (locks.py)
-    from deeplab.experiment.locks import LOCK_FD_ENV
+    from deeplab.experiment.locks import driver_lock_fd
 
-    fd, keep = os.environ.get(LOCK_FD_ENV, ""), ()
-    if fd.isdigit():
-        try:
-            os.fstat(int(fd))
-            keep = (int(fd),)
-        except OSError:  # named but not open here: nothing to pass on
-            pass
-    proc = subprocess.Popen([sys.executable, *command], env=env, pass_fds=keep)
+    fd = driver_lock_fd()
+    proc = subprocess.Popen([sys.executable, *command], env=env, pass_fds=() if fd is None else (fd,))
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except KeyboardInterrupt:  # the script got the same signal; let it finish first
