@@ -102,6 +102,41 @@ def test_zoom_view_hatches_what_earlier_rounds_labelled():
                                   render_view(image, mask, "whole"))
 
 
+def test_zoom_view_dots_the_labels_an_answer_replaces():
+    """The last round's propagated and confident pixels are dotted inside the region in their
+    colours, where no earlier answer labels them; answered pixels keep their hatching."""
+    from deeplab.annotate.session import implied_dots
+    from deeplab.active import labels as L
+    from deeplab.viz.views import render_view
+
+    image = np.full((40, 60, 3), 100, np.uint8)
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 10:40] = True
+    sources = np.zeros((40, 60), np.uint8)
+    sources[:, 20:30] = L.SOURCE_PROPAGATED  # a band across the region and beyond it
+    sources[:, 30:] = L.SOURCE_SELF_TRAINED  # the region's right part and beyond it
+    sources[:, :5] = L.SOURCE_ANSWER
+    labelled = np.zeros((40, 60), bool)
+    labelled[:, 25:35] = True  # an earlier answer over part of both
+    plain = render_view(image, mask, "zoom", labelled)
+    dotted = render_view(image, mask, "zoom", labelled, implied_dots(sources))
+    changed = (dotted != plain).any(-1)
+    white = (dotted == 255).all(-1) & changed
+    black = (dotted == 0).all(-1) & changed
+    assert white.any() and black.any() and (changed == white | black).all()
+    # the context (2.5 x the region's 30 px) covers the whole image, enlarged 480 // 60 = 8 x
+    assert dotted.shape == (320, 480, 3)
+    ys, xs = np.nonzero(changed)
+    rows, cols = ys // 8, xs // 8
+    assert ((rows >= 10) & (rows < 30)).all()  # inside the region only
+    assert ((cols[white[ys, xs]] >= 20) & (cols[white[ys, xs]] < 25)).all()  # not under the answer
+    assert ((cols[black[ys, xs]] >= 35) & (cols[black[ys, xs]] < 40)).all()
+    assert implied_dots(None) == []
+    np.testing.assert_array_equal(render_view(image, mask, "zoom", labelled, implied_dots(np.zeros_like(sources))), plain)
+    np.testing.assert_array_equal(render_view(image, mask, "whole", labelled, implied_dots(sources)),
+                                  render_view(image, mask, "whole"))
+
+
 def test_expected_errors_of_the_scripts_are_one_line(tmp_path, synth_root):
     """A port in use, a corrupt image and a label out of range: exit status 2, one line naming
     the port or file and the fix, no traceback (AL_DEBUG=1 shows it)."""

@@ -760,7 +760,7 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
 
     job = tmp_path / "job"
     config = _config(job, synth_root, clicks_per_round=40, propagate=True, propagate_eps=0.3,
-                     propagate_hops=2, self_train=True, self_train_share=0.3).validate()
+                     propagate_hops=2, self_train=True, self_train_share=0.3, rounds=3).validate()
     config.save_or_check()
     exp = Job(config)
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
@@ -828,6 +828,51 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     assert by["propagation"]["wrong_share"] == pytest.approx(info["propagated_wrong_share"], abs=1e-5)
     assert by["confident pixels"]["px"] >= info["self_trained_px"]  # not kept out of propagated regions
     assert "propagation" in script.format_rows(rows)
+    # the annotation page of round 2 dots the labels round 1 implied inside each query's region
+    from deeplab import io_utils
+    from deeplab.annotate.session import RoundSession, implied_dots
+    from deeplab.viz.views import render_view
+
+    exp.mark(1, "train", {"steps": 0})
+    _run(job, 2, ("regions", "select"))
+    session = RoundSession(Job.open(job), 2)
+    dotted = 0
+    for i, q in enumerate(session.queries[:8]):
+        image, regions, labelled, implied = session._image_and_map(q["image"])
+        expected = read_label_png(exp.round_dir(1) / "label_source" / f"{q['image']}.png")
+        np.testing.assert_array_equal(implied, expected)
+        view = session.view(i, "zoom")
+        assert view == io_utils.encode_png(render_view(image, regions == q["region"], "zoom", labelled,
+                                                                 implied_dots(implied)))
+        inside = (regions == q["region"]) & np.isin(implied, (L.SOURCE_PROPAGATED, L.SOURCE_SELF_TRAINED))
+        if labelled is not None:
+            inside &= ~labelled
+        if inside.any():
+            dotted += 1
+            assert view != io_utils.encode_png(render_view(image, regions == q["region"], "zoom", labelled))
+    assert dotted  # some query's region holds labels an answer would replace
+    # Label Studio's tasks carry the same pixels as read-only masks beside the query's
+    from deeplab.annotate import label_studio as ls
+
+    ls.export_round(exp, 2, tmp_path / "ls" / "tasks.json", document_root=synth_root)
+    masks = 0
+    for task in json.loads((tmp_path / "ls" / "tasks.json").read_text()):
+        d = task["data"]
+        regions = exp.load_map(2, d["al_image"])
+        sources = read_label_png(exp.round_dir(1) / "label_source" / f"{d['al_image']}.png")
+        query, *implied = task["predictions"][0]["result"]
+        assert query["value"]["brushlabels"] == ["query"] and "readonly" not in query
+        got = {r["value"]["brushlabels"][0]: ls.rle_to_mask(r["value"]["rle"], *regions.shape) for r in implied}
+        for code, label in ((L.SOURCE_PROPAGATED, "propagated"), (L.SOURCE_SELF_TRAINED, "confident")):
+            want = (regions == d["al_region"]) & (sources == code)
+            assert (label in got) == want.any()
+            if want.any():
+                masks += 1
+                np.testing.assert_array_equal(got[label], want)
+        assert all(r["readonly"] for r in implied)
+    assert masks
+    config = (tmp_path / "ls" / "label_config.xml").read_text()
+    assert '<Label value="propagated"' in config and '<Label value="confident"' in config
     (exp.round_dir(1) / "propagated.json").unlink()
     with pytest.raises(CannotContinue, match="propagated.json"):
         stages.earlier_propagation(exp, 2)

@@ -4,9 +4,11 @@ Studio export back into the job's ledger.
 Export (`export_round`): one task per queried region. `data.image` is the image's URL for Label
 Studio (by default its local-files URL, `/data/local-files/?d=<path below DATA_DIR>`), the
 `al_*` fields say which query it is, and the region itself is a pre-annotation (`predictions`):
-a `BrushLabels` mask in Label Studio's brush RLE. `label_config.xml` beside the tasks is the
-labeling interface: the image, the region's brush layer, and one single choice among the classes
-and "unclear".
+a `BrushLabels` mask in Label Studio's brush RLE. From round 1 on, the region's pixels that the
+last round labelled without a click (an earlier answer propagated there, or the model's confident
+pixels; an answer replaces both) are two more read-only masks, `propagated` and `confident`.
+`label_config.xml` beside the tasks is the labeling interface: the image, the brush layer of those
+masks, and one single choice among the classes and "unclear".
 
 Import (`import_round`): a Label Studio JSON export of those tasks. Every answer must belong to a
 queried region of that round, name a known class (or "unclear", answer 255), appear once and not
@@ -29,6 +31,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from deeplab import io_utils
+from deeplab.active import labels as L
 from deeplab.experiment.locks import round_lock
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, region_maps
@@ -37,6 +40,8 @@ from deeplab.experiment.job import Job
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
+# The brush layer's masks of labels an answer replaces: (labels.SOURCE_* code, label, colour)
+IMPLIED_MASKS = ((L.SOURCE_PROPAGATED, "propagated", "#00b4ff"), (L.SOURCE_SELF_TRAINED, "confident", "#5a5a5a"))
 RLE_SIZES = (3, 4, 8, 16)
 WORD_BITS = 8
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -118,10 +123,11 @@ def label_config(exp: Job) -> str:
         raise BadInput(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
     choices = "\n".join(f"    <Choice value={quoteattr(n)} background={quoteattr(colour)}/>"
                         for n, colour in zip(d.class_names, d.hex_colours()))
+    implied = "".join(f'    <Label value="{label}" background="{colour}"/>\n' for _, label, colour in IMPLIED_MASKS)
     return (f'<View>\n  <Header value="Which class covers most of the region?"/>\n'
             f'  <Image name="{TO_IMAGE}" value="$image" zoom="true" zoomControl="true"/>\n'
             f'  <BrushLabels name="{FROM_BRUSH}" toName="{TO_IMAGE}">\n'
-            f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n  </BrushLabels>\n'
+            f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n{implied}  </BrushLabels>\n'
             f'  <Choices name="{FROM_CLASS}" toName="{TO_IMAGE}" choice="single" required="true" '
             f'showInline="true">\n{choices}\n    <Choice value="{UNCLEAR}"/>\n  </Choices>\n</View>\n')
 
@@ -146,9 +152,10 @@ def export_round(exp: Job, t: int, out: Path | str, image_url_prefix: str = LOCA
     for name, queries in by_image.items():
         url = image_url(samples[name], root, image_url_prefix)
         regions = region_maps.load(exp.map_path(t, name))
+        implied = exp.label_sources(t - 1, name)
         h, w = regions.shape
         for i in queries:
-            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
+            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, implied)
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
@@ -177,9 +184,15 @@ def not_a_class(name) -> str:
     return f"'{name}' is not a class of this data set (nor '{UNCLEAR}')"
 
 
-def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int) -> dict:
-    """One Label Studio task: query i's image and its region as a brush pre-annotation."""
-    return {
+def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int,
+                implied: np.ndarray | None = None) -> dict:
+    """One Label Studio task: query i's image and its region as a brush pre-annotation, with the
+    region's pixels that `implied` (the last round's label sources, labels.SOURCE_*) labels
+    without a click as read-only masks."""
+    if implied is not None and implied.shape != mask.shape:
+        raise BadInput(f"round {t - 1}'s label sources of {q['image']} are {implied.shape} but its "
+                       f"region map is {mask.shape}; run round {t - 1}'s data stage again")
+    task = {
         "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,
                  "al_image": q["image"], "al_region": q["region"]},
         "predictions": [{
@@ -190,6 +203,14 @@ def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h
                         "value": {"format": "rle", "rle": mask_to_rle(mask),
                                   "brushlabels": [QUERY_LABEL]}}]}],
     }
+    for code, label, _ in IMPLIED_MASKS if implied is not None else ():
+        part = mask & (implied == code)
+        if part.any():
+            task["predictions"][0]["result"].append({
+                "id": f"{label[0]}{i}", "type": "brushlabels", "from_name": FROM_BRUSH, "to_name": TO_IMAGE,
+                "original_width": w, "original_height": h, "image_rotation": 0, "readonly": True,
+                "value": {"format": "rle", "rle": mask_to_rle(part), "brushlabels": [label]}})
+    return task
 
 
 # ---------------------------------------------------------------------------- import

@@ -209,9 +209,10 @@ def _tasks_json(exp: Job, t: int, sel: list[dict], queries: list[int]) -> list[d
         else:
             regions = region_maps.load(exp.map_path(t, name))
         url = ls.image_url(samples[name], root)
+        implied = exp.label_sources(t - 1, name)
         h, w = regions.shape
         for i in ids:
-            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w)
+            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, implied)
             task["predictions"][0]["model_version"] = MODEL_VERSION
             if preselect:
                 c = int(stats["dominant_class"][sel[i]["region"]])

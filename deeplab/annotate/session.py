@@ -17,6 +17,7 @@ from deeplab.active import review
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Job
 from deeplab.experiment.answers import read_selection, round_answers
+from deeplab.viz.overlays import PROPAGATED_HATCH, SELF_TRAINED_HATCH
 from deeplab.viz.views import render_view
 
 UNCLEAR_KEY = "x"
@@ -50,6 +51,15 @@ class Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def implied_dots(sources) -> list:
+    """The zoom view's dots of the last round's label sources (None: none): propagated pixels
+    and the model's confident pixels, coloured as the answers overlay hatches them."""
+    if sources is None:
+        return []
+    return [(sources == L.SOURCE_PROPAGATED, PROPAGATED_HATCH[0]),
+            (sources == L.SOURCE_SELF_TRAINED, SELF_TRAINED_HATCH[0])]
 
 
 class RoundSession:
@@ -107,7 +117,7 @@ class RoundSession:
         self.last_seen: dict[str, float] = {}
         self.told_done: set[str] = set()
         self._views: collections.OrderedDict = collections.OrderedDict()
-        self._image: tuple | None = None  # (name, image, region map, labelled) of the last view drawn
+        self._image: tuple | None = None  # (name, image, region map, labelled, implied) of the last view
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
         # hatched, since a click names the class of the part it will label (as the oracle does).
         self._earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
@@ -335,8 +345,8 @@ class RoundSession:
         if cached is not None:
             return cached
         q = self.queries[i]
-        image, regions, labelled = self._image_and_map(q["image"])
-        png = io_utils.encode_png(render_view(image, regions == q["region"], kind, labelled))
+        image, regions, labelled, implied = self._image_and_map(q["image"])
+        png = io_utils.encode_png(render_view(image, regions == q["region"], kind, labelled, implied_dots(implied)))
         with self.lock:
             self._views[(i, kind)] = png
             while len(self._views) > 64:
@@ -355,8 +365,13 @@ class RoundSession:
                                f"{image.shape[:2]}")
         labelled = L.labelled_by(self._earlier.get(name), lambda r: self.exp.load_map(r, name),
                                           self.ignore)
-        self._image = (name, image, regions, labelled)
-        return image, regions, labelled
+        # the labels the last round's answers implied (propagated) or its model took (confident)
+        implied = self.exp.label_sources(self.t - 1, name)
+        if implied is not None and implied.shape != regions.shape:
+            raise Refused(500, f"label sources {self.exp.label_source_path(self.t - 1, name)} are "
+                               f"{implied.shape} but the image is {regions.shape}")
+        self._image = (name, image, regions, labelled, implied)
+        return image, regions, labelled, implied
 
     def page_info(self) -> dict:
         d = self.exp.descriptor

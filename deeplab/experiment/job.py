@@ -182,6 +182,19 @@ class Job:
     def load_map(self, t: int, name: str) -> np.ndarray:
         return region_maps.load(self.map_path(t, name))
 
+    def label_source_path(self, t: int, name: str) -> Path:
+        """Where round t's data stage writes what labels image `name`'s pixels (labels.SOURCE_*),
+        when propagation or self-training is on."""
+        return self.round_dir(t) / "label_source" / f"{name}.png"
+
+    def label_sources(self, t: int, name: str) -> np.ndarray | None:
+        """uint8 [H, W]: round t's label sources of image `name`; None where the round wrote
+        none (both mechanisms off, round 0, or no label in the image)."""
+        from deeplab.datasets.descriptors import read_label_png
+
+        path = self.label_source_path(t, name)
+        return read_label_png(path) if t >= 0 and path.is_file() else None
+
     def min_size_px(self) -> int:
         """Sieving's minimum size: the setting, else twice the mean base superpixel size."""
         if self.config.min_size_px:

@@ -284,7 +284,6 @@ def data_stage(exp: Job, t: int, max_overlays: int = 4, progress: bool = True) -
     if not any(s.name in rows_by_image for s in samples):
         raise BadInput(f"round {t}: the ledger holds no answers yet")
     label_dir = exp.round_dir(t) / "labels"
-    source_dir = exp.round_dir(t) / "label_source" if propagate or self_train else None
     sieve = c.sieve and t >= 1
     min_size = exp.min_size_px()
     title = f"{c.regions} regions, {c.acquisition}, sieve={int(sieve)}" + \
@@ -313,7 +312,7 @@ def data_stage(exp: Job, t: int, max_overlays: int = 4, progress: bool = True) -
                 answers, c.curve_points, min_size, build_data.label_png_path(label_dir, s.name), overlay,
                 sieve=sieve, propagate=(t, c.propagate_eps, c.propagate_hops) if propagate else None,
                 propagated=before, thresholds=thresholds,
-                source_png=build_data.label_png_path(source_dir, s.name) if source_dir else None)
+                source_png=exp.label_source_path(t, s.name) if propagate or self_train else None)
 
     with exp.executor() as ex:
         results = list(tqdm(ex.imap(tasks.labels_task, work()), total=len(samples),

@@ -1,5 +1,6 @@
 """The annotation page's views of a queried region: the region outlined on its image, zoomed
-or whole, with the pixels earlier answers label shaded (arrays in, an RGB array out)."""
+or whole, with the pixels earlier answers label shaded and the labels they imply dotted (arrays
+in, an RGB array out)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import numpy as np
 
 
 def render_view(image: np.ndarray, mask: np.ndarray, kind: str,
-                labelled: np.ndarray | None = None) -> np.ndarray:
+                labelled: np.ndarray | None = None, dotted=()) -> np.ndarray:
     """uint8 [h, w, 3]: the region outlined, in its context (`zoom`) or on the whole image.
     `labelled` (bool [H, W]): pixels an earlier answer labels, hatched inside the region in
-    the zoom view."""
+    the zoom view. `dotted`: (bool [H, W], RGB colour) pairs, pixels dotted in that colour inside
+    the region in the zoom view where `labelled` is not (the labels an answer replaces)."""
     import cv2
 
     h, w = mask.shape
@@ -34,6 +36,14 @@ def render_view(image: np.ndarray, mask: np.ndarray, kind: str,
             yy, xx = np.indices(done.shape)
             stripes = done & (((yy + xx) // 3) % 3 == 0)
             out[stripes] = 0.35 * out[stripes] + 0.65 * 255  # hatched: already labelled
+        if len(dotted):
+            yy, xx = np.indices(m.shape)
+            dots = m & (yy % 5 < 2) & (xx % 5 < 2)
+            if labelled is not None:
+                dots &= ~done
+            for where, colour in dotted:
+                out[dots & cv2.resize(where[crop].astype(np.uint8), None, fx=scale, fy=scale,
+                                      interpolation=cv2.INTER_NEAREST).astype(bool)] = colour
         out = out.astype(np.uint8)
         _halo(out, m, 2)
         return out
