@@ -192,8 +192,10 @@ class Job:
         none (both mechanisms off, round 0, or no label in the image)."""
         from deeplab.datasets.descriptors import read_label_png
 
+        if t < 0:
+            return None
         path = self.label_source_path(t, name)
-        return read_label_png(path) if t >= 0 and path.is_file() else None
+        return read_label_png(path) if path.is_file() else None
 
     def min_size_px(self) -> int:
         """Sieving's minimum size: the setting, else twice the mean base superpixel size."""
