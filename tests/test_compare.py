@@ -404,7 +404,7 @@ def test_p9_compares_the_warm_up_with_the_reference_in_the_frequent_classes():
     assert not ok and figure.startswith("70.0 %")
 
 
-def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
+def test_page_views_of_a_later_round_hatch_earlier_answers(compared, tmp_path):
     """The annotation page of round 1 draws each query with what round 0 labelled hatched."""
     from deeplab import io_utils
     from deeplab.annotate.session import RoundSession
@@ -432,6 +432,27 @@ def test_page_views_of_a_later_round_hatch_earlier_answers(compared):
         assert session.view(i, "zoom") == expected, (i, kind)
     # some query's image carries round 0's answers (the hatching itself: test_annotation.py)
     assert checked["hatched"] + checked["beside"], checked
+    # Label Studio's tasks show the same pixels as the read-only mask "answered"
+    from deeplab.annotate import label_studio as ls
+
+    out = tmp_path / "tasks.json"
+    ls.export_round(exp, 1, out, document_root=exp.data_root, only_unanswered=False)
+    answered = 0
+    for task in json.loads(out.read_text()):
+        d = task["data"]
+        regions = exp.load_map(1, d["al_image"])
+        want = np.zeros(regions.shape, bool)
+        if d["al_image"] in earlier:
+            answers = L.answer_luts(earlier[d["al_image"]])
+            want = L.paint({0: exp.load_map(0, d["al_image"])}, answers)[0] != 255
+        want &= regions == d["al_region"]
+        got = [r for r in task["predictions"][0]["result"] if r["value"]["brushlabels"] == ["answered"]]
+        assert len(got) == int(want.any())
+        if got:
+            answered += 1
+            assert got[0]["readonly"]
+            np.testing.assert_array_equal(ls.rle_to_mask(got[0]["value"]["rle"], *regions.shape), want)
+    assert answered >= checked["hatched"] > 0, (answered, checked)  # every hatched view's query among them
 
 
 def test_arms_at_equal_predicted_seconds():

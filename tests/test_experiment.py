@@ -2,6 +2,7 @@
 bad settings."""
 
 import csv
+import collections
 import json
 import os
 import shutil
@@ -855,24 +856,33 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     from deeplab.annotate import label_studio as ls
 
     ls.export_round(exp, 2, tmp_path / "ls" / "tasks.json", document_root=synth_root)
-    masks = 0
+    masks = collections.Counter()
+    earlier = exp.ledger.by_image(upto_round=1)
     for task in json.loads((tmp_path / "ls" / "tasks.json").read_text()):
         d = task["data"]
-        regions = exp.load_map(2, d["al_image"])
-        sources = read_label_png(exp.round_dir(1) / "label_source" / f"{d['al_image']}.png")
-        query, *implied = task["predictions"][0]["result"]
+        name = d["al_image"]
+        regions = exp.load_map(2, name)
+        region = regions == d["al_region"]
+        sources = read_label_png(exp.round_dir(1) / "label_source" / f"{name}.png")
+        labelled = np.zeros(regions.shape, bool)
+        if name in earlier:
+            answers = L.answer_luts(earlier[name])
+            labelled = L.paint({r: exp.load_map(r, name) for r in answers}, answers)[0] != 255
+        query, *shown = task["predictions"][0]["result"]
         assert query["value"]["brushlabels"] == ["query"] and "readonly" not in query
-        got = {r["value"]["brushlabels"][0]: ls.rle_to_mask(r["value"]["rle"], *regions.shape) for r in implied}
-        for code, label in ((L.SOURCE_PROPAGATED, "propagated"), (L.SOURCE_SELF_TRAINED, "confident")):
-            want = (regions == d["al_region"]) & (sources == code)
-            assert (label in got) == want.any()
+        got = {r["value"]["brushlabels"][0]: ls.rle_to_mask(r["value"]["rle"], *regions.shape) for r in shown}
+        assert len(got) == len(shown) and all(r["readonly"] for r in shown)
+        for label, want in (("answered", region & labelled),
+                            ("propagated", region & ~labelled & (sources == L.SOURCE_PROPAGATED)),
+                            ("confident", region & ~labelled & (sources == L.SOURCE_SELF_TRAINED))):
+            assert (label in got) == want.any(), (label, name)
             if want.any():
-                masks += 1
+                masks[label] += 1
                 np.testing.assert_array_equal(got[label], want)
-        assert all(r["readonly"] for r in implied)
-    assert masks
+    assert masks["propagated"] + masks["confident"], masks
     config = (tmp_path / "ls" / "label_config.xml").read_text()
-    assert '<Label value="propagated"' in config and '<Label value="confident"' in config
+    assert all(f'<Label value="{m}"' in config for m in ("answered", "propagated", "confident"))
+    print("Label Studio masks of round 2:", dict(masks))
     (exp.round_dir(1) / "propagated.json").unlink()
     with pytest.raises(CannotContinue, match="propagated.json"):
         stages.earlier_propagation(exp, 2)

@@ -327,7 +327,7 @@ def test_label_studios_labelling_page_shows_the_pushed_region(tmp_path, synth_ro
     _wait(lambda: "/user/login" not in browser.current_url, what="the login")
     browser.get(f"{label_studio.url}/projects/{project}/data?tab=0&task={ids[0]}")
     text = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
-    _wait(lambda: "Which class covers most of the region?" in text() and "unclear" in text(),
+    _wait(lambda: "Which class covers most of the region (outside 'answered')?" in text() and "unclear" in text(),
           what="the labelling page")
     _wait(lambda: "query" in text(), what="the region's pre-annotation")
     assert all(name in text() for name in exp.descriptor.class_names)

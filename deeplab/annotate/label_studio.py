@@ -4,11 +4,13 @@ Studio export back into the job's ledger.
 Export (`export_round`): one task per queried region. `data.image` is the image's URL for Label
 Studio (by default its local-files URL, `/data/local-files/?d=<path below DATA_DIR>`), the
 `al_*` fields say which query it is, and the region itself is a pre-annotation (`predictions`):
-a `BrushLabels` mask in Label Studio's brush RLE. From round 1 on, the region's pixels that the
-last round labelled without a click (an earlier answer propagated there, or the model's confident
-pixels; an answer replaces both) are two more read-only masks, `propagated` and `confident`.
-`label_config.xml` beside the tasks is the labeling interface: the image, the brush layer of those
-masks, and one single choice among the classes and "unclear".
+a `BrushLabels` mask in Label Studio's brush RLE. From round 1 on, read-only masks show what is
+labelled already, as the page shows it: `answered`, the region's pixels an earlier answer labels
+(the question is the class of the rest, the part the click will label), and `propagated` and
+`confident`, those the last round labelled without a click (an earlier answer propagated there,
+or the model's confident pixels; an answer replaces both). `label_config.xml` beside the tasks is
+the labeling interface: the image, the brush layer of those masks, and one single choice among
+the classes and "unclear".
 
 Import (`import_round`): a Label Studio JSON export of those tasks. Every answer must belong to a
 queried region of that round, name a known class (or "unclear", answer 255), appear once and not
@@ -35,13 +37,16 @@ from deeplab.active import labels as L
 from deeplab.experiment.locks import round_lock
 from deeplab.errors import BadInput
 from deeplab.experiment import ledger, region_maps
-from deeplab.experiment.answers import read_selection, round_answers
+from deeplab.experiment.answers import labelled_before, read_selection, round_answers
 from deeplab.experiment.job import Job
 
 UNCLEAR = "unclear"
 FROM_BRUSH, FROM_CLASS, TO_IMAGE, QUERY_LABEL = "region", "class", "image", "query"
-# The brush layer's masks of labels an answer replaces: (labels.SOURCE_* code, label, colour)
+# The brush layer's read-only masks: pixels an earlier answer labels, and labels an answer
+# replaces ((labels.SOURCE_* code, label, colour))
+ANSWERED_LABEL, ANSWERED_COLOUR = "answered", "#9e9e9e"
 IMPLIED_MASKS = ((L.SOURCE_PROPAGATED, "propagated", "#00b4ff"), (L.SOURCE_SELF_TRAINED, "confident", "#5a5a5a"))
+QUESTION = f"Which class covers most of the region (outside '{ANSWERED_LABEL}')?"
 RLE_SIZES = (3, 4, 8, 16)
 WORD_BITS = 8
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -123,8 +128,9 @@ def label_config(exp: Job) -> str:
         raise BadInput(f"a class is named '{UNCLEAR}', the answer that labels nothing; rename it")
     choices = "\n".join(f"    <Choice value={quoteattr(n)} background={quoteattr(colour)}/>"
                         for n, colour in zip(d.class_names, d.hex_colours()))
-    implied = "".join(f'    <Label value="{label}" background="{colour}"/>\n' for _, label, colour in IMPLIED_MASKS)
-    return (f'<View>\n  <Header value="Which class covers most of the region?"/>\n'
+    masks = [(ANSWERED_LABEL, ANSWERED_COLOUR)] + [(label, colour) for _, label, colour in IMPLIED_MASKS]
+    implied = "".join(f'    <Label value="{label}" background="{colour}"/>\n' for label, colour in masks)
+    return (f'<View>\n  <Header value="{QUESTION}"/>\n'
             f'  <Image name="{TO_IMAGE}" value="$image" zoom="true" zoomControl="true"/>\n'
             f'  <BrushLabels name="{FROM_BRUSH}" toName="{TO_IMAGE}">\n'
             f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n{implied}  </BrushLabels>\n'
@@ -149,13 +155,13 @@ def export_round(exp: Job, t: int, out: Path | str, image_url_prefix: str = LOCA
         if (q["image"], q["region"]) not in answered:
             by_image.setdefault(q["image"], []).append(i)
     tasks = {}
+    before = labelled_before(exp, t)
     for name, queries in by_image.items():
         url = image_url(samples[name], root, image_url_prefix)
         regions = region_maps.load(exp.map_path(t, name))
-        implied = exp.label_sources(t - 1, name)
         h, w = regions.shape
         for i in queries:
-            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, implied)
+            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, *before(name))
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
@@ -185,13 +191,14 @@ def not_a_class(name) -> str:
 
 
 def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h: int, w: int,
-                implied: np.ndarray | None = None) -> dict:
+                labelled: np.ndarray | None = None, implied: np.ndarray | None = None) -> dict:
     """One Label Studio task: query i's image and its region as a brush pre-annotation, with the
-    region's pixels that `implied` (the last round's label sources, labels.SOURCE_*) labels
-    without a click as read-only masks."""
+    region's pixels that earlier answers label (`labelled`) and those that the last round's label
+    sources `implied` (labels.SOURCE_*) label without a click as read-only masks."""
     if implied is not None and implied.shape != mask.shape:
         raise BadInput(f"round {t - 1}'s label sources of {q['image']} are {implied.shape} but its "
                        f"region map is {mask.shape}; run round {t - 1}'s data stage again")
+    answered = mask & labelled if labelled is not None else np.zeros_like(mask)
     task = {
         "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,
                  "al_image": q["image"], "al_region": q["region"]},
@@ -203,11 +210,12 @@ def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h
                         "value": {"format": "rle", "rle": mask_to_rle(mask),
                                   "brushlabels": [QUERY_LABEL]}}]}],
     }
-    for code, label, _ in IMPLIED_MASKS if implied is not None else ():
-        part = mask & (implied == code)
+    parts = [(ANSWERED_LABEL, answered)] + [(label, mask & ~answered & (implied == code))
+                                            for code, label, _ in (IMPLIED_MASKS if implied is not None else ())]
+    for label, part in parts:
         if part.any():
             task["predictions"][0]["result"].append({
-                "id": f"{label[0]}{i}", "type": "brushlabels", "from_name": FROM_BRUSH, "to_name": TO_IMAGE,
+                "id": f"{label}{i}", "type": "brushlabels", "from_name": FROM_BRUSH, "to_name": TO_IMAGE,
                 "original_width": w, "original_height": h, "image_rotation": 0, "readonly": True,
                 "value": {"format": "rle", "rle": mask_to_rle(part), "brushlabels": [label]}})
     return task

@@ -40,7 +40,7 @@ from deeplab.experiment.locks import round_lock
 from deeplab.errors import BadInput, Unavailable
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Job
-from deeplab.experiment.answers import read_selection, stage_summary
+from deeplab.experiment.answers import labelled_before, read_selection, stage_summary
 
 # Label Studio's environment: the server and the client it ships with, exact (the tests run them).
 LS_VERSION = "1.23.2"
@@ -202,6 +202,7 @@ def _tasks_json(exp: Job, t: int, sel: list[dict], queries: list[int]) -> list[d
         by_image.setdefault(sel[i]["image"], []).append(i)
     names = exp.descriptor.class_names
     preselect = exp.config.preselect and t > 0  # round 0's base maps have no model statistics
+    before = labelled_before(exp, t)
     out = {}
     for name, ids in by_image.items():
         if preselect:
@@ -209,10 +210,9 @@ def _tasks_json(exp: Job, t: int, sel: list[dict], queries: list[int]) -> list[d
         else:
             regions = region_maps.load(exp.map_path(t, name))
         url = ls.image_url(samples[name], root)
-        implied = exp.label_sources(t - 1, name)
         h, w = regions.shape
         for i in ids:
-            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, implied)
+            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, *before(name))
             task["predictions"][0]["model_version"] = MODEL_VERSION
             if preselect:
                 c = int(stats["dominant_class"][sel[i]["region"]])

@@ -16,7 +16,7 @@ from deeplab.active import labels as L
 from deeplab.active import review
 from deeplab.experiment import ledger, region_maps
 from deeplab.experiment.job import Job
-from deeplab.experiment.answers import read_selection, round_answers
+from deeplab.experiment.answers import labelled_before, read_selection, round_answers
 from deeplab.viz.overlays import PROPAGATED_HATCH, SELF_TRAINED_HATCH
 from deeplab.viz.views import render_view
 
@@ -119,8 +119,9 @@ class RoundSession:
         self._views: collections.OrderedDict = collections.OrderedDict()
         self._image: tuple | None = None  # (name, image, region map, labelled, implied) of the last view
         # Earlier rounds' answers (finished, never changed): what is already labelled is shown
-        # hatched, since a click names the class of the part it will label (as the oracle does).
-        self._earlier = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
+        # hatched, since a click names the class of the part it will label (as the oracle does);
+        # what the last round labelled without a click is dotted.
+        self._before = labelled_before(exp, t)
         self._check_done()
 
     # ------------------------------------------------------------------ state
@@ -363,10 +364,7 @@ class RoundSession:
         if regions.shape != image.shape[:2]:
             raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
                                f"{image.shape[:2]}")
-        labelled = L.labelled_by(self._earlier.get(name), lambda r: self.exp.load_map(r, name),
-                                          self.ignore)
-        # the labels the last round's answers implied (propagated) or its model took (confident)
-        implied = self.exp.label_sources(self.t - 1, name)
+        labelled, implied = self._before(name)
         if implied is not None and implied.shape != regions.shape:
             raise Refused(500, f"label sources {self.exp.label_source_path(self.t - 1, name)} are "
                                f"{implied.shape} but the image is {regions.shape}")

@@ -10,6 +10,7 @@ import json
 import numpy as np
 
 from deeplab.active import acquisition
+from deeplab.active import labels as L
 from deeplab.active import regions as R
 from deeplab.errors import BadInput, CannotContinue
 from deeplab.experiment import ledger, region_maps
@@ -20,6 +21,19 @@ def read_selection(exp: Job, t: int) -> list[dict]:
     """Round t's chosen regions (selection.json), in the order they were chosen."""
     exp.require(t, "select")
     return json.loads((exp.round_dir(t) / "selection.json").read_text())["regions"]
+
+
+def labelled_before(exp: Job, t: int):
+    """What an annotator of round t is shown as labelled already, per image: `of(name)` gives
+    (bool [H, W] pixels earlier rounds' answers label, or None; uint8 [H, W] round t-1's label
+    sources (labels.SOURCE_*: what it propagated or took from the model), or None)."""
+    rows = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
+    ignore = exp.descriptor.ignore_label
+
+    def of(name: str):
+        labelled = L.labelled_by(rows.get(name), lambda r: exp.load_map(r, name), ignore)
+        return labelled, exp.label_sources(t - 1, name)
+    return of
 
 
 def round_answers(exp: Job, t: int, selection: list[dict]) -> dict[tuple[str, int], dict]:
