@@ -65,8 +65,20 @@ def test_camvid_refuses_missing_labels_and_values_past_void(tmp_path):
         d.list_split(root, "train")
     root = _tiny_camvid(tmp_path / "cv2")
     Image.fromarray(np.full((24, 32), 12, np.uint8)).save(root / "trainannot" / "b_003.png")
-    with pytest.raises(ValueError, match=r"b_003.png holds values \[12\] outside 0..10"):
+    with pytest.raises(ValueError, match=r"b_003.png holds values \[12\]; CamVid's labels hold class "
+                                         r"ids 0..10 and 11 \(void"):
         d.read_label(d.list_split(root, "train")[2])
+    # an image and its label of different sizes: named, both files
+    Image.fromarray(np.zeros((24, 30, 3), np.uint8)).save(root / "train" / "b_003.png")
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "trainannot" / "b_003.png")
+    with pytest.raises(ValueError, match=r"trainannot/b_003.png is 32x24 px but its image .*train/b_003.png "
+                                         r"is 30x24: an image and its label must be the same size"):
+        d.read_label(d.list_split(root, "train")[2])
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "train" / "b_003.png")
+    # 11 and 255 are both void
+    Image.fromarray(np.tile(np.array([0, 10, 11, 255], np.uint8), (24, 8))).save(root / "trainannot" / "b_003.png")
+    np.testing.assert_array_equal(d.read_label(d.list_split(root, "train")[2]),
+                                  np.tile(np.array([0, 10, 255, 255], np.uint8), (24, 8)))
 
 
 def test_resize_label_is_nearest_and_sizes_round():

@@ -189,8 +189,19 @@ class DatasetDescriptor:
         if sample.label_kind == "cityscapes_label_ids":
             label = cityscapes_labels.label_ids_to_train_ids(label)
         elif sample.label_kind == "camvid":
+            bad = np.setdiff1d(np.unique(label), [*range(CAMVID_VOID + 1), self.ignore_label])
+            if bad.size:
+                raise BadInput(f"label {sample.label_path} holds values {bad.tolist()[:10]}; CamVid's "
+                               f"labels hold class ids 0..{CAMVID_VOID - 1} and {CAMVID_VOID} (void; "
+                               f"{self.ignore_label} is read as void too): replace the file with the "
+                               "data set's own")
             label = np.where(label == CAMVID_VOID, np.uint8(self.ignore_label), label)
         check_label_values(label, self.num_classes, self.ignore_label, sample.label_path)
+        size = image_size(sample.image_path)
+        if size is not None and label.shape != size:
+            raise BadInput(f"label {sample.label_path} is {label.shape[1]}x{label.shape[0]} px but its image "
+                           f"{sample.image_path} is {size[1]}x{size[0]}: an image and its label must be the "
+                           "same size; replace the one that is wrong")
         return label
 
     def ground_truth(self, sample: Sample) -> np.ndarray | None:
@@ -199,15 +210,8 @@ class DatasetDescriptor:
         return None if sample.label_path is None else self.read_label(sample)
 
     def load(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        """Reads and checks one (image, label) pair."""
-        image = self.read_image(sample)
-        label = self.read_label(sample)
-        if image.shape[:2] != label.shape:
-            raise BadInput(
-                f"image {sample.image_path} is {image.shape[0]}x{image.shape[1]} but label "
-                f"{sample.label_path} is {label.shape[0]}x{label.shape[1]}: they must match"
-            )
-        return image, label
+        """Reads and checks one (image, label) pair (read_label checks their sizes agree)."""
+        return self.read_image(sample), self.read_label(sample)
 
 
 # 16-bit (and 32-bit integer) greyscale modes: scaled to 8 bits (v / 257, rounded), never
@@ -241,6 +245,16 @@ def read_rgb(path: Path | str) -> np.ndarray:
             return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
     except OSError as e:
         raise BadInput(f"image {path} cannot be decoded ({e}); replace the file") from e
+
+
+def image_size(path: Path | str) -> tuple[int, int] | None:
+    """(height, width) of an image file from its header; None if it cannot be read (reading the
+    image itself then says why)."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except OSError:
+        return None
 
 
 def read_label_png(path: Path | str) -> np.ndarray:
