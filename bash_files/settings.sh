@@ -22,6 +22,7 @@ JOB_NAME="${JOB_NAME:-demo}"  # the job's folder under WORK_DIR
 DATASET="${DATASET:-synthetic}"  # cityscapes | pascal_voc_seg | synthetic | camvid | folder: the data set's layout
 DATA_DIR="${DATA_DIR:-}"  # data root in that layout (empty: datasets/<name>; never written into)
 IMAGE_SCALE="${IMAGE_SCALE:-1.0}"  # the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into the cache; evaluation at that scale too
+EVAL_SPLIT="${EVAL_SPLIT:-val}"  # the split every round and the reference are evaluated on (CamVid's test, where present: figures on images no setting was chosen on; choose settings on val)
 ROUNDS="${ROUNDS:-3}"  # rounds, the warm-up included (more may be added to a job)
 CLICKS_PER_ROUND="${CLICKS_PER_ROUND:-1000}"  # clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)
 SUPERPIXEL_METHOD="${SUPERPIXEL_METHOD:-seeds}"  # slic | seeds: base superpixels
@@ -73,9 +74,9 @@ DROP_MISSING_ANSWERED="${DROP_MISSING_ANSWERED:-0}"  # 1: go on without answered
 STANDIN="${STANDIN:-1}"  # compare.sh: with INIT_CHECKPOINT empty, every round starts from the stand-in backbone (0: from scratch)
 PYTHON="${PYTHON:-python}"  # the interpreter the drivers run
 LOCK_WAIT_SECS="${LOCK_WAIT_SECS:-120}"  # a driver started while its job's last driver, killed, still has a stage ending waits this long for it
-SETTINGS="WORK_DIR JOB_NAME DATASET DATA_DIR IMAGE_SCALE ROUNDS CLICKS_PER_ROUND SUPERPIXEL_METHOD
-  NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE COST_MODEL
-  CLICK_COST_MODEL EPS MERGE_MODEL PROPAGATE PROPAGATE_EPS PROPAGATE_HOPS SELF_TRAIN
+SETTINGS="WORK_DIR JOB_NAME DATASET DATA_DIR IMAGE_SCALE EVAL_SPLIT ROUNDS CLICKS_PER_ROUND
+  SUPERPIXEL_METHOD NUM_SUPERPIXELS REGIONS ACQUISITION SIEVE REVIEW_SHARE ORACLE_NOISE
+  COST_MODEL CLICK_COST_MODEL EPS MERGE_MODEL PROPAGATE PROPAGATE_EPS PROPAGATE_HOPS SELF_TRAIN
   SELF_TRAIN_SHARE SEED MODEL_VARIANT TRAIN_STEPS TRAIN_CROP_SIZE TRAIN_BATCH_SIZE
   BASE_LEARNING_RATE BATCH_NORM_DECAY MIN_SCALE_FACTOR MAX_SCALE_FACTOR CLASS_WEIGHTS
   INIT_CHECKPOINT WARM_START FINE_TUNE_BATCH_NORM INFERENCE_SCALE NUM_WORKERS EXECUTOR CACHE_DIR
@@ -85,12 +86,12 @@ SETTINGS="WORK_DIR JOB_NAME DATASET DATA_DIR IMAGE_SCALE ROUNDS CLICKS_PER_ROUND
 TF_NOISE='All log messages before absl::InitializeLog|cudart_stub\.cc.*Could not find cuda drivers|cuda_platform\.cc.*failed call to cuInit|oneDNN custom operations are on'  # TensorFlow's start-up notices (deeplab/parallel.py)
 init_experiment() {
   py scripts/init_experiment.py --job_dir "$JOB_DIR" --work_dir "$WORK_DIR" --dataset="$DATASET" --dataset_dir="$DATA_DIR" \
-    --image_scale="$IMAGE_SCALE" --rounds="$ROUNDS" --clicks_per_round="$CLICKS_PER_ROUND" \
-    --superpixel_method="$SUPERPIXEL_METHOD" --num_superpixels="$NUM_SUPERPIXELS" \
-    --regions="$REGIONS" --acquisition="$ACQUISITION" --sieve="$SIEVE" \
-    --review_share="$REVIEW_SHARE" --oracle_noise="$ORACLE_NOISE" --cost_model="$COST_MODEL" \
-    --click_cost_model="$CLICK_COST_MODEL" --eps="$EPS" --merge_model="$MERGE_MODEL" \
-    --propagate="$PROPAGATE" --propagate_eps="$PROPAGATE_EPS" \
+    --image_scale="$IMAGE_SCALE" --eval_split="$EVAL_SPLIT" --rounds="$ROUNDS" \
+    --clicks_per_round="$CLICKS_PER_ROUND" --superpixel_method="$SUPERPIXEL_METHOD" \
+    --num_superpixels="$NUM_SUPERPIXELS" --regions="$REGIONS" --acquisition="$ACQUISITION" \
+    --sieve="$SIEVE" --review_share="$REVIEW_SHARE" --oracle_noise="$ORACLE_NOISE" \
+    --cost_model="$COST_MODEL" --click_cost_model="$CLICK_COST_MODEL" --eps="$EPS" \
+    --merge_model="$MERGE_MODEL" --propagate="$PROPAGATE" --propagate_eps="$PROPAGATE_EPS" \
     --propagate_hops="$PROPAGATE_HOPS" --self_train="$SELF_TRAIN" \
     --self_train_share="$SELF_TRAIN_SHARE" --seed="$SEED" --model_variant="$MODEL_VARIANT" \
     --train_steps="$TRAIN_STEPS" --train_crop_size="$TRAIN_CROP_SIZE" \
@@ -125,12 +126,12 @@ lock_job() {
     --wait_secs "$LOCK_WAIT_SECS"
 }
 # What both round drivers do before their rounds: the job checked (or made), its lock taken, the
-# val TFRecords (rebuilt if CACHE_DIR changed or a shard was damaged) and the base maps (they live
+# evaluation split's TFRecords (rebuilt if CACHE_DIR changed or a shard was damaged) and the base maps (they live
 # in the cache: made again, identically, if the job moved to another WORK_DIR).
 prepare_job() {
   init_experiment
   lock_job
-  py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits val --skip_existing
+  py scripts/build_tfrecords.py --job_dir "$JOB_DIR" --splits "$EVAL_SPLIT" --skip_existing
   py scripts/extract_superpixels.py --job_dir "$JOB_DIR"
 }
 # The round drivers (warm_up.sh: round 0; adaptive_superpixel.sh: rounds 1..ROUNDS-1): rounds

@@ -83,10 +83,11 @@ def main(argv=None) -> int:
         exp.require_labels("the simulated annotator (ANNOTATOR=oracle)")
     if config.regions == "oracle":
         exp.require_labels("REGIONS=oracle")
+    split = config.eval_split
     if exp.evaluable:
         exp.descriptor.require_labels(
-            exp.descriptor.list_split(exp.data_root, "val"), "val", "evaluation",
-            f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, 'val')} "
+            exp.eval_samples(), split, "evaluation",
+            f"Add them to labels/, or remove {exp.descriptor.list_file(exp.data_root, split)} "
             "to run without evaluation")
     exp.check_splits()
     _check_superpixels(exp)
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
           f"{config.rounds} rounds x {budget}, {config.regions} regions, "
           f"{config.acquisition}, sieve={int(config.sieve)}, {config.model_variant}, "
           f"answers by {WHO[config.annotator]}"
-          + ("" if exp.evaluable else "; no val split: rounds are not evaluated"))
+          + (f"; evaluated on {split}" if exp.evaluable and split != "val" else "")
+          + ("" if exp.evaluable else f"; no {split} split: rounds are not evaluated"))
     return 0
 
 

@@ -201,3 +201,40 @@ def test_a_missing_data_root_names_the_driver_setting(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"data root {missing} for 'camvid' does not exist: set DATA_DIR" in out.stderr
     assert "--dataset_dir" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_split_test_evaluates_on_the_held_out_split(tmp_path):
+    """EVAL_SPLIT=test: a round is evaluated on CamVid's test/ (every valid pixel of its labels,
+    none of val's), and train is no evaluation split."""
+    from deeplab import cli
+    from deeplab.errors import BadInput
+    from deeplab.experiment import tasks
+    from deeplab.experiment.job import Job
+    from deeplab.experiment.settings import ExperimentConfig
+
+    root = _tiny_camvid(tmp_path / "cv", names=("a_001", "a_002", "a_003", "a_004"), h=48, w=64)
+    _tiny_camvid(root, names=("v_001",), split="val", h=48, w=64)
+    _tiny_camvid(root, names=("t_001", "t_002"), split="test", h=48, w=64)
+    config = ExperimentConfig(job_dir=str(tmp_path / "job"), dataset="camvid", dataset_dir=str(root),
+                              eval_split="test", rounds=1, clicks_per_round=20, superpixel_method="slic",
+                              superpixel_size_px=64.0, train_steps=2, train_crop_size=33,
+                              train_batch_size=2, num_workers=1, seed=1).validate()
+    config.save_or_check()
+    exp = Job(config)
+    assert exp.evaluable and [s.name for s in exp.eval_samples()] == ["t_001", "t_002"]
+    exp.check_splits()
+    tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_tfrecords", ROOT / "scripts" / "build_tfrecords.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--job_dir", str(exp.job_dir), "--splits", "test"]) == 0
+    for s in ("select", "annotate", "data", "train", "eval"):
+        assert cli.run_stage(exp.job_dir, 0, s, cli.stage_function(s)) == 0
+    ev = __import__("json").loads((exp.round_dir(0) / "eval.json").read_text())
+    valid = sum(int((np.asarray(Image.open(root / "testannot" / f"{n}.png")) < 11).sum()) for n in ("t_001", "t_002"))
+    assert ev["images"] == 2 and int(np.array(ev["confusion_matrix"]).sum()) == valid
+    with pytest.raises(BadInput, match=r"EVAL_SPLIT 'train' is not a split to evaluate on"):
+        ExperimentConfig(job_dir=str(tmp_path / "j2"), dataset="camvid", dataset_dir=str(root),
+                         eval_split="train").validate()

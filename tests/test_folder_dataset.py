@@ -77,3 +77,30 @@ def test_init_refuses_the_oracle_without_labels(tmp_path, synth_root, capsys):
     assert "have no label" in err and "ANNOTATOR=human" in err
     assert init_experiment.main(args + ["--annotator", "human"]) == 0
     assert "rounds are not evaluated" in capsys.readouterr().out
+
+
+def test_an_evaluation_image_in_the_train_pool_is_refused(tmp_path, synth_root):
+    """An image listed in train and in the evaluation split (val, or EVAL_SPLIT's) would be
+    evaluated on its own labels: the job refuses it, naming the image and both lists."""
+    from deeplab.errors import BadInput
+    from deeplab.experiment.job import Job
+    from deeplab.experiment.settings import ExperimentConfig
+
+    root = make_folder_dataset(synth_root, tmp_path / "f", labels=True, splits=True, num_train=3, num_val=2,
+                               nested=False)
+    train = (root / "splits" / "train.txt").read_text().split()
+
+    def job(split):
+        return Job(ExperimentConfig(job_dir=str(tmp_path / f"job_{split}"), dataset="folder",
+                                    dataset_dir=str(root), eval_split=split).validate())
+
+    job("val").check_splits()  # apart: accepted
+    (root / "splits" / "val.txt").write_text(f"val_000\n{train[1]}\n")
+    with pytest.raises(BadInput, match=rf"1 images are in both the train and the val split \(first: '{train[1]}'\).*"
+                                       r"train.txt and .*val.txt"):
+        job("val").check_splits()
+    (root / "splits" / "test.txt").write_text("val_001\n")
+    job("test").check_splits()  # the test split is apart from train
+    (root / "splits" / "test.txt").write_text(f"{train[0]}\n")
+    with pytest.raises(BadInput, match=rf"in both the train and the test split \(first: '{train[0]}'\).*test.txt"):
+        job("test").check_splits()

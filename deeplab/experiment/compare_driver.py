@@ -184,7 +184,7 @@ class Comparison:
         env, job_dir = self.arm_env(compare.REFERENCE, seed)
         print(f"=== {self.name}: reference, seed {seed} ({job_dir})", flush=True)
         self.init_job(env)
-        self.script("scripts/build_tfrecords.py", "--job_dir", str(job_dir), "--splits", "val",
+        self.script("scripts/build_tfrecords.py", "--job_dir", str(job_dir), "--splits", env["EVAL_SPLIT"],
                     "--skip_existing", env=env)
         self.script("scripts/extract_superpixels.py", "--job_dir", str(job_dir), env=env)
         self.script("scripts/train_full.py", "--job_dir", str(job_dir), env=env)

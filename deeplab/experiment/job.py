@@ -105,20 +105,21 @@ class Job:
         return read_cost_model(self.config.click_cost_model)
 
     def check_splits(self) -> None:
-        """Refuses a val image that is also in the train pool (it would be evaluated on its
-        own labels)."""
+        """Refuses an image of the evaluation split (EVAL_SPLIT) that is also in the train pool
+        (it would be evaluated on its own labels)."""
         if not self.evaluable:
             return
         # the same file (names may repeat across splits whose files differ, as in the
         # synthetic set's train/ and val/ folders)
-        val = {s.image_path.resolve() for s in self.descriptor.list_split(self.data_root, "val")}
-        both = [s.name for s in self.samples if s.image_path.resolve() in val]
+        split = self.config.eval_split
+        held = {s.image_path.resolve() for s in self.descriptor.list_split(self.data_root, split)}
+        both = [s.name for s in self.samples if s.image_path.resolve() in held]
         if both:
             raise BadInput(
-                f"{len(both)} images are in both the train and the val split (first: '{both[0]}'): "
+                f"{len(both)} images are in both the train and the {split} split (first: '{both[0]}'): "
                 f"the model would be evaluated on images it is trained on; remove them from one "
                 f"of {self.descriptor.list_file(self.data_root, 'train')} and "
-                f"{self.descriptor.list_file(self.data_root, 'val')}")
+                f"{self.descriptor.list_file(self.data_root, split)}")
 
     def check_answered_images(self) -> None:
         """Stops the job when images that earlier answers label are gone from the train split
@@ -150,8 +151,12 @@ class Job:
 
     @property
     def evaluable(self) -> bool:
-        """Whether the data set has a val split to evaluate on (a folder may have none)."""
-        return self.descriptor.has_split(self.data_root, "val")
+        """Whether the data set has the split to evaluate on (EVAL_SPLIT; a folder may have none)."""
+        return self.descriptor.has_split(self.data_root, self.config.eval_split)
+
+    def eval_samples(self) -> list:
+        """The evaluation split's samples (EVAL_SPLIT)."""
+        return self.descriptor.list_split(self.data_root, self.config.eval_split)
 
     @property
     def val_tfrecord_dir(self) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -131,6 +132,9 @@ class ExperimentConfig:
     image_scale: float = _row("IMAGE_SCALE", 1.0,
       "the scale the job sees the data at: images (bilinear) and labels (nearest) resized once into "
       "the cache; evaluation at that scale too", low=0, high=4, low_open=True)
+    eval_split: str = _row("EVAL_SPLIT", "val",
+      "the split every round and the reference are evaluated on (CamVid's test, where present: "
+      "figures on images no setting was chosen on; choose settings on val)")
     rounds: int = _row("ROUNDS", 3, "rounds, the warm-up included (more may be added to a job)", low=1, binds=RUN)
     clicks_per_round: int = _row("CLICKS_PER_ROUND", 1000,
       "clicks (regions asked) per round, or P% of the train split's base superpixels (paper: 0.2%)", low=1)
@@ -247,6 +251,9 @@ class ExperimentConfig:
             raise BadInput(f"MIN_SCALE_FACTOR {self.min_scale_factor:g} is above MAX_SCALE_FACTOR "
                            f"{self.max_scale_factor:g}: give the smaller value first")
         get_dataset(self.dataset, self.dataset_dir or None)
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.eval_split) or self.eval_split == "train":
+            raise BadInput(f"EVAL_SPLIT '{self.eval_split}' is not a split to evaluate on: name one "
+                           "beside train (val, test)")
         if self.init_checkpoint:
             require_checkpoint(self.init_checkpoint, "INIT_CHECKPOINT")
         if self.merge_model:

@@ -480,21 +480,21 @@ def eval_stage(exp: Job, t: int, progress: bool = True) -> dict:
     from deeplab.training.evaluate import evaluate, format_table
     from deeplab.training.trainer import load_trained
 
+    split = exp.config.eval_split
     if not exp.evaluable:
         shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
-        why = f"{exp.descriptor.list_file(exp.data_root, 'val')} does not exist"
-        print(f"round {t}: not evaluated ({why}: the data set has no val split)")
+        why = f"{exp.descriptor.list_file(exp.data_root, split)} does not exist"
+        print(f"round {t}: not evaluated ({why}: the data set has no {split} split)")
         return {"miou": None, "evaluated": False, "reason": why}
-    val = exp.descriptor.list_split(exp.data_root, "val")
-    names = [s.name for s in val]
-    tfrecord.check_meta(exp.val_tfrecord_dir, "val", names,
+    names = [s.name for s in exp.eval_samples()]
+    tfrecord.check_meta(exp.val_tfrecord_dir, split, names,
                         fix="run the driver again (it rebuilds them), or python "
-                            f"scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits val --skip_existing")
+                            f"scripts/build_tfrecords.py --job_dir {exp.job_dir} --splits {split} --skip_existing")
     model, _ = load_trained(exp.round_dir(t) / "train")
-    res = evaluate(model, exp.val_tfrecord_dir, "val", exp.descriptor.num_classes,
+    res = evaluate(model, exp.val_tfrecord_dir, split, exp.descriptor.num_classes,
                    exp.descriptor.ignore_label, progress=progress)
     if res["images"] != len(names):
-        raise CannotContinue(f"evaluated {res['images']} val images but the list has {len(names)}: "
+        raise CannotContinue(f"evaluated {res['images']} {split} images but the list has {len(names)}: "
                              f"rebuild {exp.val_tfrecord_dir}")
     io_utils.write_json(exp.round_dir(t) / "eval.json", res)
     # The round's TFRecords are rebuilt from its label PNGs if a stage needs them again.

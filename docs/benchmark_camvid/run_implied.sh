@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${DATA_DIR:?set DATA_DIR to the CamVid folder (train/, trainannot/, val/, valannot/)}"
 export DATASET=camvid DATA_DIR SETTINGS_PROFILE=camvid_benchmark PARALLEL_ARMS="${PARALLEL_ARMS:-2}"
-MAP_NAME=budget_camvid OUT_DIR=docs/benchmark_camvid/implied BUDGETS="${BUDGETS:-3% 1%}" \
+export EVAL_SPLIT="${EVAL_SPLIT:-val}"  # test: beside run.sh's map on the test split
+held=""; [ "$EVAL_SPLIT" = val ] || held="_$EVAL_SPLIT"
+MAP_NAME="budget_camvid$held" OUT_DIR="docs/benchmark_camvid/implied$held" BUDGETS="${BUDGETS:-3% 1%}" \
   SEEDS="${SEEDS:-0 1 2}" ARMS="full random paper paper_propagate paper_self_train paper_both" \
-  TITLE="CamVid at 180x240, camvid_benchmark: propagation and confident pixels" \
+  TITLE="CamVid at 180x240, camvid_benchmark, evaluated on $EVAL_SPLIT: propagation and confident pixels" \
   bash docs/benchmark_budget/run.sh
