@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     exp = Job(config)
     _check_job_dir(Path(config.job_dir), work_dir, exp.data_root)
     from deeplab import cli
+    from deeplab.errors import BadInput
 
     # Generates the synthetic set on first use; checks that the data exist.
     cli.resolve_dataset(argparse.Namespace(dataset=config.dataset, dataset_dir=config.dataset_dir))
@@ -84,6 +85,10 @@ def main(argv=None) -> int:
     if config.regions == "oracle":
         exp.require_labels("REGIONS=oracle")
     split = config.eval_split
+    if split != "val" and not exp.evaluable:  # asked for by name: never left out in silence
+        raise BadInput(f"EVAL_SPLIT={split}, but {exp.data_root} has no {split} split (it is read from "
+                       f"{exp.descriptor.split_source(exp.data_root, split)}): add it, or leave "
+                       "EVAL_SPLIT unset to evaluate on val")
     if exp.evaluable:
         exp.descriptor.require_labels(
             exp.eval_samples(), split, "evaluation",

@@ -521,6 +521,8 @@ def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, 
     assert code == 2 and "inside DATA_DIR" in err
     code, err = init_with(work / "a", seed=-1)
     assert code == 2 and "SEED must be >= 0 and <= 4294967295" in err
+    code, err = init_with(work / "a", eval_split="test")  # asked for by name, and absent
+    assert code == 2 and "EVAL_SPLIT=test, but" in err and f"{root / 'splits' / 'test.txt'}): add it" in err
     assert not (work / "a").exists() and not (tmp_path / "x").exists() and not (root / "inside").exists()
     assert init_with(work / "a")[0] == 0
 

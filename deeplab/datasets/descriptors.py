@@ -100,6 +100,10 @@ class DatasetDescriptor:
         """Whether the data root lists `split` (a folder data set may have no val split)."""
         return self.list_file(root, split).is_file()
 
+    def split_source(self, root: Path | str, split: str) -> str:
+        """Where `split` is read from, in words (for a message saying it is missing)."""
+        return str(self.list_file(root, split))
+
     def hex_colours(self) -> list[str]:
         """The palette as `#rrggbb` strings (the web page, Label Studio's config)."""
         return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in self.palette()]
@@ -483,6 +487,10 @@ class CamVidDataset(DatasetDescriptor):
 
     def has_split(self, root: Path | str, split: str) -> bool:
         return self.list_file(root, split).is_file() or (Path(root) / split).is_dir()
+
+    def split_source(self, root: Path | str, split: str) -> str:
+        root = Path(root)
+        return f"{root / split}/ with {root / (split + 'annot')}/, or {self.list_file(root, split)}"
 
     def list_split(self, root: Path | str, split: str) -> list[Sample]:
         root = Path(root)
