@@ -235,6 +235,9 @@ def test_eval_split_test_evaluates_on_the_held_out_split(tmp_path):
     ev = __import__("json").loads((exp.round_dir(0) / "eval.json").read_text())
     valid = sum(int((np.asarray(Image.open(root / "testannot" / f"{n}.png")) < 11).sum()) for n in ("t_001", "t_002"))
     assert ev["images"] == 2 and int(np.array(ev["confusion_matrix"]).sum()) == valid
+    from deeplab.experiment import compare
+
+    assert compare.evaluation_text([tmp_path / "none", exp.job_dir]) == "Every mIoU is on the test split (2 images)."
     with pytest.raises(BadInput, match=r"EVAL_SPLIT 'train' is not a split to evaluate on"):
         ExperimentConfig(job_dir=str(tmp_path / "j2"), dataset="camvid", dataset_dir=str(root),
                          eval_split="train").validate()

@@ -103,6 +103,9 @@ def test_compare_writes_csv_png_md(compared):
             ev = json.loads((cmp_dir / f"{arm}_s3" / f"round_0{r['round']}" / "eval.json").read_text())
             assert float(r["miou"]) == pytest.approx(100 * ev["miou"], abs=0.006)
     md = (cmp_dir / "comparison.md").read_text()
+    # what every figure is measured on: the evaluation split and its images, from the jobs
+    val_images = json.loads((cmp_dir / "random_s3" / "round_00" / "eval.json").read_text())["images"]
+    assert f"\n\nEvery mIoU is on the val split ({val_images} images).\n" in md and val_images > 0
     for arm in AL_ARMS:
         assert f"| {arm} |" in md
     assert "Fully supervised reference" in md and "% of the reference" in md

@@ -259,7 +259,7 @@ def paired_differences(rows: list[dict], pairs=PAIRS) -> list[dict]:
 
 
 def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
-                    properties: list[dict] | None = None) -> str:
+                    properties: list[dict] | None = None, evaluation: str = "") -> str:
     """comparison.md: mIoU mean +/- standard error per arm and round (and % of the reference),
     the paired differences, the benchmark's properties P1-P9, labelled pixels per click, the
     reference's per-class IoU."""
@@ -267,6 +267,8 @@ def format_markdown(summary: dict, rows: list[dict], class_names: list[str],
     arms = [a for a in summary if a != REFERENCE]
     rounds = sorted({t for a in arms for t in summary[a]})
     lines = ["# Comparison", ""]
+    if evaluation:
+        lines += [evaluation, ""]
     if ref:
         lines.append(f"Fully supervised reference (`{REFERENCE}`: same model, schedule, init and seed, "
                      f"every ground-truth pixel): mIoU {ref[1]:.2f} +/- "
@@ -644,9 +646,24 @@ def write_report(compare_dir: Path | str, arms: list[str], seeds: list[int], tit
     props = properties(rows, summary, names, pool_base(compare_dir, arms, seeds),
                        numerics_rows(compare_dir), wall_minutes(compare_dir, running_since),
                        onednn_main, frequent)
-    md = format_markdown(summary, rows, names, props)
+    md = format_markdown(summary, rows, names, props,
+                         evaluation_text([ref_dir / job_name(REFERENCE, s) for s in seeds] +
+                                         [compare_dir / job_name(a, s) for a in arms for s in seeds]))
     io_utils.write_text(compare_dir / "comparison.md", md)
     return md
+
+
+def evaluation_text(jobs: list[Path]) -> str:
+    """What every mIoU of the report is measured on, from the first evaluated job: the split
+    (EVAL_SPLIT), its image count and the scale (IMAGE_SCALE); '' if no job was evaluated."""
+    for job in jobs:
+        ev = job / "round_00" / "eval.json"
+        if (job / "config.json").is_file() and ev.is_file():
+            c = Job.open(job).config
+            images = json.loads(ev.read_text()).get("images")
+            scale = f", at IMAGE_SCALE={c.image_scale:g} (images and labels resized)" if c.image_scale != 1 else ""
+            return f"Every mIoU is on the {c.eval_split} split ({images} images){scale}."
+    return ""
 
 
 def pool_base(compare_dir: Path | str, arms: list[str], seeds: list[int]) -> int | None:
