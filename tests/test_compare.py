@@ -567,6 +567,8 @@ def test_budget_map_runs_each_budget_and_shares_the_reference(budget_mapped):
     assert len(ref) == 1 and ref[0]["budget"] == "all"
     md = (cmp_dir / "budget_map.md").read_text()
     assert "## Crossover" in md and "### 5% per round" in md and "### 10% per round" in md
+    images = json.loads((cmp_dir / "budget_5pct" / "paper_s3" / "round_00" / "eval.json").read_text())["images"]
+    assert f"seed(s). Every mIoU is on the val split ({images} images).\n" in md
     assert md.index("### 5% per round") < md.index("### 10% per round")  # by clicks per image
     assert "Frequent classes: the 5 with the most ground-truth pixels" in md
 

@@ -282,7 +282,7 @@ def selection_table(point: dict, arms: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------- report
 def format_markdown(data: dict, arms: list[str], frequent: list[int],
-                    wall: tuple[float, int] | None = None) -> str:
+                    wall: tuple[float, int] | None = None, evaluation: str = "") -> str:
     points, names = data["budgets"], data["names"]
     al = [a for a in arms if a != compare.REFERENCE]
     ref = data["reference"]
@@ -292,7 +292,8 @@ def format_markdown(data: dict, arms: list[str], frequent: list[int],
         p0 = points[0]
         lines += [f"Pool: {p0['images']} images, {p0['pool_base']} base superpixels. "
                   f"Reference (`full`, every ground-truth pixel): "
-                  + (f"{ref_miou:.2f} mIoU over {len(ref)} seed(s)." if ref else "not run."), ""]
+                  + (f"{ref_miou:.2f} mIoU over {len(ref)} seed(s)." if ref else "not run.")
+                  + (f" {evaluation}" if evaluation else ""), ""]
     lines += map_table(points, arms, ref_miou)
     found = crossover(points)
     mapped = ", ".join(p["budget"] for p in points) or "none"
@@ -353,6 +354,8 @@ def write_budget_map(compare_dir: Path | str, budgets: list[str], arms: list[str
     write_csv(compare_dir / "budget_map.csv", data["rows"], data["names"])
     plot(data, arms, compare_dir / "budget_map.png", compare_dir.name)
     frequent = frequent_classes(compare_dir, data["budgets"], data["names"])
-    md = format_markdown(data, arms, frequent, compare.wall_minutes(compare_dir, running_since))
+    jobs = [p["folder"] / compare.job_name(a, s) for p in data["budgets"] for a in arms for s in p["seeds"]]
+    md = format_markdown(data, arms, frequent, compare.wall_minutes(compare_dir, running_since),
+                         compare.evaluation_text(jobs))
     io_utils.write_text(compare_dir / "budget_map.md", md)
     return md
