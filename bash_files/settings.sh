@@ -126,8 +126,9 @@ lock_job() {
     --wait_secs "$LOCK_WAIT_SECS"
 }
 # What both round drivers do before their rounds: the job checked (or made), its lock taken, the
-# evaluation split's TFRecords (rebuilt if CACHE_DIR changed or a shard was damaged) and the base maps (they live
-# in the cache: made again, identically, if the job moved to another WORK_DIR).
+# evaluation split's TFRecords (EVAL_SPLIT; rebuilt if CACHE_DIR changed or a shard was damaged)
+# and the base maps (they live in the cache: made again, identically, if the job moved to another
+# WORK_DIR).
 prepare_job() {
   init_experiment
   lock_job
