@@ -885,6 +885,18 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     config = (tmp_path / "ls" / "label_config.xml").read_text()
     assert all(f'<Label value="{m}"' in config for m in ("answered", "propagated", "confident"))
     print("Label Studio masks of round 2:", dict(masks))
+    # label sources of another size than the round's map: named once, for the page and Label Studio
+    from PIL import Image
+
+    from deeplab.errors import BadInput
+
+    first = session.queries[0]["image"]
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(exp.round_dir(1) / "label_source" / f"{first}.png")
+    wrong = rf"label sources .*label_source/{first}.png are \(3, 3\) but round 2's region map of '{first}' is"
+    with pytest.raises(BadInput, match=wrong):
+        RoundSession(Job.open(job), 2).view(0, "zoom")
+    with pytest.raises(BadInput, match=wrong):
+        ls.export_round(exp, 2, tmp_path / "ls" / "again.json", document_root=synth_root)
     (exp.round_dir(1) / "propagated.json").unlink()
     with pytest.raises(CannotContinue, match="propagated.json"):
         stages.earlier_propagation(exp, 2)

@@ -129,11 +129,11 @@ def label_config(exp: Job) -> str:
     choices = "\n".join(f"    <Choice value={quoteattr(n)} background={quoteattr(colour)}/>"
                         for n, colour in zip(d.class_names, d.hex_colours()))
     masks = [(ANSWERED_LABEL, ANSWERED_COLOUR)] + [(label, colour) for _, label, colour in IMPLIED_MASKS]
-    implied = "".join(f'    <Label value="{label}" background="{colour}"/>\n' for label, colour in masks)
+    read_only = "".join(f'    <Label value="{label}" background="{colour}"/>\n' for label, colour in masks)
     return (f'<View>\n  <Header value="{QUESTION}"/>\n'
             f'  <Image name="{TO_IMAGE}" value="$image" zoom="true" zoomControl="true"/>\n'
             f'  <BrushLabels name="{FROM_BRUSH}" toName="{TO_IMAGE}">\n'
-            f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n{implied}  </BrushLabels>\n'
+            f'    <Label value="{QUERY_LABEL}" background="#ffe600"/>\n{read_only}  </BrushLabels>\n'
             f'  <Choices name="{FROM_CLASS}" toName="{TO_IMAGE}" choice="single" required="true" '
             f'showInline="true">\n{choices}\n    <Choice value="{UNCLEAR}"/>\n  </Choices>\n</View>\n')
 
@@ -161,7 +161,8 @@ def export_round(exp: Job, t: int, out: Path | str, image_url_prefix: str = LOCA
         regions = region_maps.load(exp.map_path(t, name))
         h, w = regions.shape
         for i in queries:
-            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, *before(name))
+            tasks[i] = region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w,
+                                   *before(name, regions.shape))
     tasks = [tasks[i] for i in sorted(tasks)]
     io_utils.write_text(out, json.dumps(tasks) + "\n")
     io_utils.write_text(out.with_name("label_config.xml"), label_config(exp))
@@ -194,10 +195,8 @@ def region_task(exp: Job, t: int, i: int, q: dict, url: str, mask: np.ndarray, h
                 labelled: np.ndarray | None = None, implied: np.ndarray | None = None) -> dict:
     """One Label Studio task: query i's image and its region as a brush pre-annotation, with the
     region's pixels that earlier answers label (`labelled`) and those that the last round's label
-    sources `implied` (labels.SOURCE_*) label without a click as read-only masks."""
-    if implied is not None and implied.shape != mask.shape:
-        raise BadInput(f"round {t - 1}'s label sources of {q['image']} are {implied.shape} but its "
-                       f"region map is {mask.shape}; run round {t - 1}'s data stage again")
+    sources `implied` (labels.SOURCE_*) label without a click as read-only masks (both as
+    answers.labelled_before gives them, of the map's size)."""
     answered = mask & labelled if labelled is not None else np.zeros_like(mask)
     task = {
         "data": {"image": url, "al_job": exp.job_dir.name, "al_round": t, "al_query": i,

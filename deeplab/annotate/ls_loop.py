@@ -212,7 +212,8 @@ def _tasks_json(exp: Job, t: int, sel: list[dict], queries: list[int]) -> list[d
         url = ls.image_url(samples[name], root)
         h, w = regions.shape
         for i in ids:
-            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w, *before(name))
+            task = ls.region_task(exp, t, i, sel[i], url, regions == sel[i]["region"], h, w,
+                                  *before(name, regions.shape))
             task["predictions"][0]["model_version"] = MODEL_VERSION
             if preselect:
                 c = int(stats["dominant_class"][sel[i]["region"]])

@@ -364,10 +364,7 @@ class RoundSession:
         if regions.shape != image.shape[:2]:
             raise Refused(500, f"region map of '{name}' is {regions.shape} but the image is "
                                f"{image.shape[:2]}")
-        labelled, implied = self._before(name)
-        if implied is not None and implied.shape != regions.shape:
-            raise Refused(500, f"label sources {self.exp.label_source_path(self.t - 1, name)} are "
-                               f"{implied.shape} but the image is {regions.shape}")
+        labelled, implied = self._before(name, regions.shape)
         self._image = (name, image, regions, labelled, implied)
         return image, regions, labelled, implied
 

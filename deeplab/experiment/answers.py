@@ -24,15 +24,21 @@ def read_selection(exp: Job, t: int) -> list[dict]:
 
 
 def labelled_before(exp: Job, t: int):
-    """What an annotator of round t is shown as labelled already, per image: `of(name)` gives
-    (bool [H, W] pixels earlier rounds' answers label, or None; uint8 [H, W] round t-1's label
-    sources (labels.SOURCE_*: what it propagated or took from the model), or None)."""
+    """What an annotator of round t is shown as labelled already, per image: `of(name, shape)`
+    gives (bool [H, W] pixels earlier rounds' answers label, or None; uint8 [H, W] round t-1's
+    label sources (labels.SOURCE_*: what it propagated or took from the model), or None), and
+    refuses label sources of another size than `shape`, the image's round-t region map."""
     rows = exp.answers_by_image(upto_round=t - 1) if t > 0 else {}
     ignore = exp.descriptor.ignore_label
 
-    def of(name: str):
+    def of(name: str, shape: tuple[int, int]):
         labelled = L.labelled_by(rows.get(name), lambda r: exp.load_map(r, name), ignore)
-        return labelled, exp.label_sources(t - 1, name)
+        sources = exp.label_sources(t - 1, name)
+        if sources is not None and sources.shape != tuple(shape):
+            raise BadInput(f"label sources {exp.label_source_path(t - 1, name)} are {sources.shape} but "
+                           f"round {t}'s region map of '{name}' is {tuple(shape)}: run round {t - 1}'s "
+                           "data stage again")
+        return labelled, sources
     return of
 
 

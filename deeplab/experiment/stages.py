@@ -483,7 +483,7 @@ def eval_stage(exp: Job, t: int, progress: bool = True) -> dict:
     split = exp.config.eval_split
     if not exp.evaluable:
         shutil.rmtree(exp.round_dir(t) / "tfrecord", ignore_errors=True)
-        why = f"{exp.descriptor.list_file(exp.data_root, split)} does not exist"
+        why = f"{exp.descriptor.split_source(exp.data_root, split)} does not exist"
         print(f"round {t}: not evaluated ({why}: the data set has no {split} split)")
         return {"miou": None, "evaluated": False, "reason": why}
     names = [s.name for s in exp.eval_samples()]
