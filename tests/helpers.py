@@ -112,3 +112,14 @@ def ledger_row(i, t=0, image="a", answer=1):
     """One answer as the ledger stores it: region i of `image` in round t."""
     return {"round": t, "image": image, "region": i, "answer": answer, "size": 10, "score": 0.5,
             "cost": 1}
+
+
+def load_script(name: str):
+    """scripts/{name}.py as a module (its main() runs in this process)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

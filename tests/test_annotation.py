@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import human_job, make_folder_dataset
+from helpers import human_job, load_script, make_folder_dataset
 
 from deeplab.experiment import ledger
 from deeplab.experiment.settings import ExperimentConfig
@@ -232,7 +232,6 @@ def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_roo
 def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_path, synth_root, capsys):
     """Answers timed on the page -> scripts/fit_cost_model.py -> COST_MODEL=measured: the
     selection charges each region the fit's seconds in click-equivalents."""
-    import importlib.util
 
     from deeplab.active import acquisition
     from deeplab.annotate.session import RoundSession
@@ -244,9 +243,7 @@ def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_pa
         s.answer("me", q["index"], 0, elapsed_ms=800 + 6 * q["size"] + 37 * (q["index"] % 3))
     feats, seconds = timed_answer_features(exp)
     assert feats.shape == (14, 4) and np.allclose(sorted(np.exp(feats[:, 0])), sorted(q["size"] for q in s.queries))
-    spec = importlib.util.spec_from_file_location("fit", ROOT / "scripts" / "fit_cost_model.py")
-    fit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit)
+    fit = load_script("fit_cost_model")
     assert fit.main(["--job_dir", str(exp.job_dir)]) == 0
     out = capsys.readouterr().out
     assert "14 timed answers" in out and "fit error (RMS)" in out

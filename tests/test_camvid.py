@@ -224,12 +224,9 @@ def test_eval_split_test_evaluates_on_the_held_out_split(tmp_path):
     assert exp.evaluable and [s.name for s in exp.eval_samples()] == ["t_001", "t_002"]
     exp.check_splits()
     tasks.extract_base(exp.descriptor, exp.samples, exp.base_dir, "slic", 64.0, progress=False)
-    import importlib.util
+    from helpers import load_script
 
-    spec = importlib.util.spec_from_file_location("build_tfrecords", ROOT / "scripts" / "build_tfrecords.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main(["--job_dir", str(exp.job_dir), "--splits", "test"]) == 0
+    assert load_script("build_tfrecords").main(["--job_dir", str(exp.job_dir), "--splits", "test"]) == 0
     for s in ("select", "annotate", "data", "train", "eval"):
         assert cli.run_stage(exp.job_dir, 0, s, cli.stage_function(s)) == 0
     ev = __import__("json").loads((exp.round_dir(0) / "eval.json").read_text())

@@ -487,13 +487,9 @@ def test_answered_image_gone_from_the_data_stops_the_job(tmp_path, synth_root, c
 
 
 def test_init_refuses_splits_and_job_folders_that_lose_or_double_work(tmp_path, synth_root, capsys):
-    import importlib.util
+    from helpers import load_script, make_folder_dataset
 
-    from helpers import make_folder_dataset
-
-    spec = importlib.util.spec_from_file_location("init_experiment", ROOT / "scripts" / "init_experiment.py")
-    init = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(init)
+    init = load_script("init_experiment")
     root = make_folder_dataset(synth_root, tmp_path / "data", labels=True, splits=True,
                                num_train=4, num_val=2)
     train_list = (root / "splits" / "train.txt").read_text().split()
@@ -819,11 +815,9 @@ def test_propagation_and_self_training_through_the_data_stage(synth_root, tmp_pa
     assert (exp.round_dir(1) / "propagated.json").read_bytes() == saved
     assert Job.open(job).manifest(1)["data"] == info
     # scripts/implied_labels.py measures the same propagation at the job's settings
-    import importlib.util
+    from helpers import load_script
 
-    spec = importlib.util.spec_from_file_location("implied_labels", ROOT / "scripts" / "implied_labels.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("implied_labels")
     rows = script.measure(str(job), 1, [0.3], [2], [0.3], progress=False)
     by = {r["mechanism"]: r for r in rows}
     assert by["propagation"]["px"] == info["propagated_px"]
