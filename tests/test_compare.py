@@ -512,6 +512,14 @@ def test_crossover_is_the_smallest_budget_where_paper_pays():
     table = "\n".join(budget_map.map_table([small, pays], ["full", "random", "class_balanced", "paper"], 40.0))
     assert "+2.50 +/- 0.29 (3/0 of 3) **pays**" in table
     assert "+0.83 +/- 0.73 (2/1 of 3) |" in table
+    assert "adaptive" not in table  # a pair is a column only where the map ran both arms
+    for p in (small, pays):  # adaptive: 1 point above random in every seed
+        p["rows"] += [dict(r, arm="adaptive", miou=r["miou"] + (1.0 if r["round"] else 0.0))
+                      for r in p["rows"] if r["arm"] == "random"]
+    head, _, first = budget_map.map_table([small, pays], ["full", "random", "class_balanced", "adaptive",
+                                                          "paper"], 40.0)[:3]
+    assert head.endswith("| paper − class_balanced | adaptive − random |")
+    assert first.endswith("| +1.00 +/- 0.00 (3/0 of 3) **pays** |")
 
 
 def test_warm_up_frequent_share_and_class_change():

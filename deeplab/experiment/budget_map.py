@@ -31,8 +31,10 @@ from deeplab.experiment.job import Job
 from deeplab.experiment.results import iou_column
 from deeplab.viz import plots
 
-# Pairs the map tests for a crossover, and the one that defines it.
-MAP_PAIRS = (("paper", "random"), ("class_balanced", "random"), ("paper", "class_balanced"))
+# Pairs the map reports (those whose two arms it ran; adaptive - random: the adaptive regions
+# without sieving), and the one whose crossover it tests.
+MAP_PAIRS = (("paper", "random"), ("class_balanced", "random"), ("paper", "class_balanced"),
+             ("adaptive", "random"))
 CROSSOVER_PAIR = "paper - random"
 CROSSOVER_SE = 2.0  # the difference must exceed this many standard errors, every seed agreeing
 FREQUENT = 5  # classes with the most ground-truth pixels (val) count as the frequent ones
@@ -166,8 +168,9 @@ def _fmt_diff(d: dict | None) -> str:
 
 def map_table(points: list[dict], arms: list[str], ref_miou: float | None) -> list[str]:
     al = [a for a in arms if a != compare.REFERENCE]
+    pairs = [(a, b) for a, b in MAP_PAIRS if a in al and b in al]
     head = ["budget / round", "clicks per image (round)", "seeds", "warm-up"] + al + \
-        [p.replace(" - ", " − ") for p in (f"{a} - {b}" for a, b in MAP_PAIRS)]
+        [p.replace(" - ", " − ") for p in (f"{a} - {b}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in points:
         pts = arm_points(p, al)
@@ -183,7 +186,7 @@ def map_table(points: list[dict], arms: list[str], ref_miou: float | None) -> li
             v = pts.get(a)
             cells.append(f"{v[2]:.2f} +/- {v[3]:.2f} (r{v[0]}, n={v[4]})" if v else "")
         diffs = last_round_differences(p)
-        cells += [_fmt_diff(diffs.get(f"{a} - {b}")) for a, b in MAP_PAIRS]
+        cells += [_fmt_diff(diffs.get(f"{a} - {b}")) for a, b in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"Last round's val mIoU (%), mean +/- standard error over seeds; the reference: "
             f"{ref_miou:.2f}." if ref_miou is not None else "Last round's val mIoU (%).")

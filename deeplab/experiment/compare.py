@@ -231,7 +231,7 @@ def summarize(rows: list[dict]) -> dict:
 # Pairs whose paired difference comparison.md reports, when both arms ran: the paper's ordering
 # and its parts, then the ablations' bounds against the paper and against random.
 PAIRS = (("paper", "random"), ("paper", "class_balanced"), ("class_balanced", "random"),
-         ("paper", "adaptive"), ("oracle", "paper"), ("merge_bound", "paper"),
+         ("paper", "adaptive"), ("adaptive", "random"), ("oracle", "paper"), ("merge_bound", "paper"),
          ("oracle", "random"), ("merge_bound", "random"),
          ("paper_propagate", "paper"), ("paper_self_train", "paper"), ("paper_both", "paper"),
          ("paper_propagate", "random"), ("paper_self_train", "random"), ("paper_both", "random"))
