@@ -330,7 +330,8 @@ def plot(data: dict, arms: list[str], path: Path, title: str = "") -> None:
     """budget_map.png (`deeplab.viz.plots.budget_map_plot`)."""
     al = [a for a in arms if a != compare.REFERENCE]
     curves = {a: {"x": [], "mean": [], "se": [], "seeds": 0} for a in al}
-    diffs = {f"{a} - {b}": {"x": [], "mean": [], "se": []} for a, b in MAP_PAIRS[:2]}
+    diffs = {f"{a} - {b}": {"x": [], "mean": [], "se": []} for a, b in MAP_PAIRS
+             if b == "random" and a in al and b in al}
     for p in data["budgets"]:
         for a, v in arm_points(p, al).items():
             c = curves[a]
