@@ -618,6 +618,44 @@ def test_a_budget_added_later_leaves_the_mapped_ones_alone(budget_mapped):
     assert {r["budget"] for r in rows} == {"5%", "10%", "all"}
 
 
+def test_the_map_script_archives_the_finished_budgets_and_restores_them_elsewhere(budget_mapped, tmp_path):
+    """docs/benchmark_budget/run.sh with RUN=0 (how the CamVid map's pages are drawn from a map
+    still running) archives the reference's and every finished budget's small files, draws the
+    map from the archive alone and copies each budget's report; run where the map's folder is
+    missing, it restores the archive, and the jobs and the map drawn from it are the same."""
+    import tarfile
+
+    cmp_dir = budget_mapped[0]
+    out_dir = tmp_path / "pages"
+
+    def run(work_dir):
+        env = {**os.environ, "RUN": "0", "WORK_DIR": str(work_dir), "MAP_NAME": cmp_dir.name,
+               "OUT_DIR": str(out_dir), "BUDGETS": MAP_SETTINGS["BUDGETS"], "ARMS": MAP_SETTINGS["ARMS"]}
+        done = subprocess.run(["bash", "docs/benchmark_budget/run.sh"], cwd=Path(__file__).parents[1],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    run(cmp_dir.parent)
+    with tarfile.open(out_dir / "results.tar.gz") as tar:
+        names = tar.getnames()
+    for job in ("full_s3", "budget_5pct/paper_s3", "budget_10pct/random_s3"):
+        assert f"{job}/config.json" in names and f"{job}/round_00/eval.json" in names, job
+    assert "budget_5pct/comparison.md" in names and "budget_10pct/paper_s3/ledger.jsonl" in names
+    assert "budget_5pct/paper_s3/round_01/train/train_done.json" in names
+    heavy = r"/(probs|maps|labels|ckpt|tfrecord)/|\.(png|npy|npz|tfrecord|index)$|\.data-\d+-of-\d+$"
+    assert not [n for n in names if re.search(heavy, n)]  # no weights, maps or pictures
+    assert (out_dir / "budget_map.csv").read_text() == (cmp_dir / "budget_map.csv").read_text()
+    assert not re.search(r"tmp\.\w{6}", (out_dir / "budget_map.md").read_text())  # not the copy's folder
+    for b in ("budget_5pct", "budget_10pct"):
+        assert (out_dir / b / "comparison.csv").read_text() == (cmp_dir / b / "comparison.csv").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    run(elsewhere)
+    for job in ("budget_5pct/paper_s3", "budget_10pct/random_s3"):
+        assert (elsewhere / cmp_dir.name / job / "results.csv").read_bytes() == \
+            (cmp_dir / job / "results.csv").read_bytes()
+    assert (out_dir / "budget_map.csv").read_text() == (cmp_dir / "budget_map.csv").read_text()
+
+
 def test_parallel_arms_run_in_the_background_after_the_shared_warm_up(budget_mapped):
     """PARALLEL_ARMS=2 (the second map run): at 10 % the first arm's warm-up round is trained in
     the foreground before the other arm copies it; then both arms run at once, each into its own

@@ -17,7 +17,8 @@
 #   NUMERICS="3%" bash docs/benchmark_budget/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE="$PWD/${OUT_DIR:-docs/benchmark_budget}"  # OUT_DIR, MAP_NAME: another map (docs/benchmark_scale)
+HERE="${OUT_DIR:-docs/benchmark_budget}"  # OUT_DIR, MAP_NAME: another map (docs/benchmark_scale)
+case "$HERE" in /*) ;; *) HERE="$PWD/$HERE" ;; esac
 mkdir -p "$HERE"
 MAP_NAME="${MAP_NAME:-budget_map}"
 WORK_DIR="${WORK_DIR:-work_dirs}"
