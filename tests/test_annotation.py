@@ -232,7 +232,6 @@ def test_answers_keep_their_time_and_people_stay_on_an_image(tmp_path, synth_roo
 def test_measured_cost_model_from_timed_answers_prices_the_next_selection(tmp_path, synth_root, capsys):
     """Answers timed on the page -> scripts/fit_cost_model.py -> COST_MODEL=measured: the
     selection charges each region the fit's seconds in click-equivalents."""
-
     from deeplab.active import acquisition
     from deeplab.annotate.session import RoundSession
     from deeplab.experiment.answers import timed_answer_features

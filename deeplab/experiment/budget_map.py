@@ -41,6 +41,11 @@ FREQUENT = 5  # classes with the most ground-truth pixels (val) count as the fre
 FIELDS = ("budget", "clicks_per_image", "arm", "seed", "round", "clicks", "miou")
 
 
+def map_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """The MAP_PAIRS whose two arms are among `arms` (the ones the map ran)."""
+    return [(a, b) for a, b in MAP_PAIRS if a in arms and b in arms]
+
+
 def budget_seeds(folder: Path, arms: list[str]) -> list[int]:
     """The seeds of the `{arm}_s{seed}` jobs in one budget's folder."""
     seeds = set()
@@ -168,7 +173,7 @@ def _fmt_diff(d: dict | None) -> str:
 
 def map_table(points: list[dict], arms: list[str], ref_miou: float | None) -> list[str]:
     al = [a for a in arms if a != compare.REFERENCE]
-    pairs = [(a, b) for a, b in MAP_PAIRS if a in al and b in al]
+    pairs = map_pairs(al)
     head = ["budget / round", "clicks per image (round)", "seeds", "warm-up"] + al + \
         [p.replace(" - ", " − ") for p in (f"{a} - {b}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -330,8 +335,7 @@ def plot(data: dict, arms: list[str], path: Path, title: str = "") -> None:
     """budget_map.png (`deeplab.viz.plots.budget_map_plot`)."""
     al = [a for a in arms if a != compare.REFERENCE]
     curves = {a: {"x": [], "mean": [], "se": [], "seeds": 0} for a in al}
-    diffs = {f"{a} - {b}": {"x": [], "mean": [], "se": []} for a, b in MAP_PAIRS
-             if b == "random" and a in al and b in al}
+    diffs = {f"{a} - {b}": {"x": [], "mean": [], "se": []} for a, b in map_pairs(al) if b == "random"}
     for p in data["budgets"]:
         for a, v in arm_points(p, al).items():
             c = curves[a]
